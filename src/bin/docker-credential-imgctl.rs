@@ -1,0 +1,41 @@
+//! `docker-credential-imgctl`: the docker credential helper. Docker runs it with one action
+//! argument whenever config.json says `"credsStore": "imgctl"`; stdout is the protocol.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use imgctl::credential::age_file::AgeFileStore;
+use imgctl::credential::helper::{self, Action};
+
+const NAME: &str = "docker-credential-imgctl";
+const USAGE: &str = "Usage: docker-credential-imgctl <store|get|erase|list|version>";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [arg] = args.as_slice() else {
+        return answer(USAGE, ExitCode::FAILURE);
+    };
+    if arg == "--help" || arg == "-h" {
+        return answer(USAGE, ExitCode::SUCCESS);
+    }
+    let Some(action) = Action::parse(arg) else {
+        return answer(&format!("{NAME}: unknown action: {arg}"), ExitCode::FAILURE);
+    };
+    let store = match AgeFileStore::from_env() {
+        Ok(store) => store,
+        Err(e) => return answer(&e.to_string(), ExitCode::FAILURE),
+    };
+    let version = format!("{NAME} (imgctl) {}", env!("CARGO_PKG_VERSION"));
+    match helper::serve(action, io::stdin().lock(), io::stdout().lock(), &store, &version) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => answer(&e.to_string(), ExitCode::FAILURE),
+    }
+}
+
+/// The protocol's answer: one line on stdout (docker shows it to the user on failure).
+fn answer(line: &str, code: ExitCode) -> ExitCode {
+    let mut stdout = io::stdout().lock();
+    // Nothing more can be said when stdout is gone.
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    code
+}

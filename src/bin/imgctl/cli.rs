@@ -1,0 +1,123 @@
+//! The command line of `imgctl`, as clap derive structs (no I/O here).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// imgctl keeps registry credentials safe, promotes images by digest and deploys them.
+///
+/// Credentials: `docker-credential-imgctl` is the docker credential helper docker runs for
+/// `"credsStore": "imgctl"`; `imgctl creds` manages the same store for people.
+#[derive(Debug, Parser)]
+#[command(name = "imgctl", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Output format: text for people, json for CI.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Lines for people.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage registry credentials (the store docker-credential-imgctl serves).
+    #[command(subcommand)]
+    Creds(Creds),
+}
+
+/// `imgctl creds ...`
+#[derive(Debug, Subcommand)]
+pub enum Creds {
+    /// List stored registries and usernames (never secrets).
+    #[command(visible_alias = "list")]
+    Ls,
+
+    /// Remove the credentials of one or more registries (any spelling: host:5000,
+    /// https://host:5000/ ...). Removing what is not there is not an error.
+    #[command(visible_alias = "erase")]
+    Rm {
+        /// Registries to forget.
+        #[arg(required = true, value_name = "SERVER")]
+        servers: Vec<String>,
+    },
+
+    /// Store a credential, reading the password or token from stdin.
+    ///
+    /// Like `docker login --password-stdin`: one trailing newline is dropped. The password is
+    /// never taken from the command line, where other users could read it.
+    ///
+    ///   printf %s "$TOKEN" | imgctl creds login ghcr.io -u alice
+    Login(Login),
+
+    /// Create the store's identity (the first login does this too).
+    Init {
+        /// Protect the identity with a passphrase read from stdin. Every helper call then
+        /// needs IMGCTL_PASSPHRASE in its environment and costs an scrypt run (~0.1 s).
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+
+    /// Check the store, docker's config.json and the helper, with a real
+    /// store/get/erase round trip through docker-credential-imgctl. Exits 1 on any failure.
+    Doctor,
+
+    /// Move credentials kept elsewhere into the store.
+    Migrate {
+        /// Where the credentials are now: `config` is the plaintext `auths` of docker's
+        /// config.json (they are stripped from it once stored).
+        #[arg(long, value_enum)]
+        from: MigrateSource,
+        /// Show what would move; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+
+    /// Point docker at imgctl: move plaintext auths into the store, back config.json up,
+    /// and set "credsStore": "imgctl" (keeping every other key).
+    ConfigureDocker {
+        /// Undo: put the previous credsStore back from the backup.
+        #[arg(long)]
+        restore: bool,
+    },
+}
+
+/// `imgctl creds login`
+#[derive(Debug, Args)]
+pub struct Login {
+    /// The registry (default: Docker Hub).
+    #[arg(value_name = "SERVER", default_value = "docker.io")]
+    pub server: String,
+    /// The username (`<token>` for an identity token).
+    #[arg(long, short = 'u')]
+    pub username: String,
+    /// Accepted for compatibility with `docker login`: the password always comes from stdin.
+    #[arg(long, hide = true)]
+    pub password_stdin: bool,
+}
+
+/// Sources `imgctl creds migrate` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MigrateSource {
+    /// Plaintext `auths` in $DOCKER_CONFIG/config.json.
+    Config,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,178 @@
+//! `imgctl creds ...`: each arm calls the library once and prints what it returned.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::error::Error;
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use imgctl::credential::age_file::{AgeFileStore, InitOutcome};
+use imgctl::credential::migrate::{self, MigrationReport};
+use imgctl::credential::{Credential, RegistryKey, Secret, Store};
+use imgctl::docker_config::DockerConfig;
+use imgctl::{docker_setup, doctor};
+
+use crate::cli::{Creds, Login, MigrateSource, Output};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
+    let store = AgeFileStore::from_env()?;
+    match command {
+        Creds::Ls => {
+            let entries = store.list()?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                Output::Text if entries.is_empty() => eprintln!("no credentials stored ({})", store.describe()),
+                Output::Text => {
+                    let width = entries.iter().map(|e| e.server_url.len()).max().unwrap_or(0).max(6);
+                    println!("{:width$}  USERNAME", "SERVER");
+                    for entry in entries {
+                        println!("{:width$}  {}", entry.server_url, entry.username);
+                    }
+                }
+            }
+        }
+        Creds::Rm { servers } => {
+            let mut removed = Vec::new();
+            for server in &servers {
+                if store.erase(server)? {
+                    removed.push(server.as_str());
+                } else if output == Output::Text {
+                    eprintln!("{server}: nothing stored");
+                }
+            }
+            match output {
+                Output::Json => println!("{}", serde_json::json!({ "removed": removed })),
+                Output::Text => removed.iter().for_each(|server| println!("removed {server}")),
+            }
+        }
+        Creds::Login(login) => {
+            let credential = read_login(login)?;
+            store.store(&credential)?;
+            match output {
+                Output::Json => println!("{}", serde_json::json!({ "stored": credential.server_url })),
+                Output::Text => println!("stored {} for {}", credential.username, credential.server_url),
+            }
+        }
+        Creds::Init { passphrase_stdin } => {
+            let passphrase = passphrase_stdin.then(|| read_stdin_secret("the passphrase")).transpose()?;
+            let outcome = store.init(passphrase.as_ref())?;
+            let path = store.identity_path().display().to_string();
+            match (output, outcome) {
+                (Output::Json, _) => println!("{}", serde_json::json!({ "identity": path, "created": outcome == InitOutcome::Created })),
+                (Output::Text, InitOutcome::Created) => println!("created identity {path}"),
+                (Output::Text, InitOutcome::Existed) => println!("identity {path} already exists; left as it is"),
+            }
+        }
+        Creds::Doctor => {
+            let report = doctor::run(&store, &docker_dir()?, std::env::var_os("PATH").as_deref());
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => {
+                    for check in &report.checks {
+                        let mark = match check.status {
+                            doctor::Status::Ok => "ok  ",
+                            doctor::Status::Warn => "warn",
+                            doctor::Status::Fail => "FAIL",
+                        };
+                        println!("{mark}  {:<13} {}", check.name, check.detail);
+                    }
+                }
+            }
+            return Ok(if report.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Creds::Migrate { from: MigrateSource::Config, dry_run } => {
+            let mut config = DockerConfig::load(&docker_dir()?)?;
+            let report = migrate::from_docker_config(&mut config, &store, dry_run)?;
+            print_migration(&report, output)?;
+            if !report.skipped.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Creds::ConfigureDocker { restore: false } => {
+            let report = docker_setup::configure(&docker_dir()?, &store)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => {
+                    print_migration(&report.migration, output)?;
+                    if let Some(backup) = &report.backup {
+                        println!("backed up {} to {}", report.config_path.display(), backup.display());
+                    }
+                    if report.changed {
+                        println!(
+                            "{}: credsStore {} -> imgctl",
+                            report.config_path.display(),
+                            report.previous_creds_store.as_deref().unwrap_or("(unset)")
+                        );
+                    } else {
+                        println!("{}: credsStore is already imgctl", report.config_path.display());
+                    }
+                }
+            }
+        }
+        Creds::ConfigureDocker { restore: true } => {
+            let report = docker_setup::restore(&docker_dir()?)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => println!(
+                    "{}: credsStore restored to {}",
+                    report.config_path.display(),
+                    report.restored_creds_store.as_deref().unwrap_or("(unset)")
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_migration(report: &MigrationReport, output: Output) -> Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    let verb = if report.dry_run { "would move" } else { "moved" };
+    for server in &report.migrated {
+        println!("{verb} {server} from {} into the store", report.source);
+    }
+    for skipped in &report.skipped {
+        eprintln!("skipped {}: {}", skipped.server_url, skipped.reason);
+    }
+    println!(
+        "{}: {} migrated, {} already in the store, {} skipped",
+        report.source,
+        report.migrated.len(),
+        report.unchanged.len(),
+        report.skipped.len()
+    );
+    Ok(())
+}
+
+fn read_login(login: Login) -> Result<Credential> {
+    let key = RegistryKey::parse(&login.server)?;
+    let secret = read_stdin_secret("the password")?;
+    // Stored under the spelling docker login uses: the host, or Docker Hub's v1 URL.
+    Ok(Credential { server_url: key.to_string(), username: login.username, secret })
+}
+
+/// Reads a secret from stdin, dropping one trailing newline as `docker login --password-stdin`.
+fn read_stdin_secret(what: &str) -> Result<Secret> {
+    let mut stdin = std::io::stdin().lock();
+    if stdin.is_terminal() {
+        return Err(format!("pipe {what} on stdin, e.g. printf %s \"$TOKEN\" | imgctl creds ...").into());
+    }
+    let mut text = String::new();
+    stdin.read_to_string(&mut text).map_err(|e| format!("reading {what} from stdin: {e}"))?;
+    let mut secret = Secret::new(text);
+    let trimmed = secret.expose().strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s));
+    if let Some(trimmed) = trimmed {
+        secret = Secret::new(trimmed.to_owned());
+    }
+    if secret.is_empty() {
+        return Err(format!("{what} read from stdin is empty").into());
+    }
+    Ok(secret)
+}
+
+fn docker_dir() -> Result<std::path::PathBuf> {
+    DockerConfig::default_dir().ok_or_else(|| "cannot find docker's config directory: set DOCKER_CONFIG or HOME".into())
+}

@@ -1,0 +1,317 @@
+//! The docker credential helper protocol, over any reader and writer.
+//!
+//! docker/cli runs `docker-credential-<name> <action>` with the request on stdin and reads the
+//! answer on stdout (docker/docker-credential-helpers `credentials.Serve`):
+//!
+//! | action  | stdin                                        | stdout                             |
+//! |---------|----------------------------------------------|------------------------------------|
+//! | store   | `{"ServerURL":…,"Username":…,"Secret":…}`    | nothing                            |
+//! | get     | the server URL                               | `{"ServerURL":…,"Username":…,"Secret":…}` |
+//! | erase   | the server URL                               | nothing                            |
+//! | list    | anything (docker sends `unused`)             | `{"<server URL>":"<username>",…}`  |
+//! | version | nothing                                      | one line                           |
+//!
+//! A failure is one line on stdout and exit status 1. docker/cli recognizes a miss only by the
+//! exact text `credentials not found in native keychain`.
+
+use std::io::{Read, Write};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{Credential, Secret, Store, StoreError};
+
+/// The largest request read from stdin. Real secrets are a few KiB (Docker Hub access tokens,
+/// cloud registry tokens); anything near this is not a credential.
+pub const MAX_INPUT: usize = 1024 * 1024;
+
+/// One helper action, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Store the credential read from stdin.
+    Store,
+    /// Print the credential of the server URL read from stdin.
+    Get,
+    /// Remove the credential of the server URL read from stdin.
+    Erase,
+    /// Print every server URL with its username.
+    List,
+    /// Print the helper's version.
+    Version,
+}
+
+impl Action {
+    /// The action named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "store" => Self::Store,
+            "get" => Self::Get,
+            "erase" => Self::Erase,
+            "list" => Self::List,
+            "version" | "--version" | "-v" => Self::Version,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a request failed. `Display` is the one line written to stdout.
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    /// stdin was longer than [`MAX_INPUT`].
+    #[error("input larger than {} KiB: not a credential request", MAX_INPUT / 1024)]
+    InputTooLarge,
+    /// stdin was not UTF-8.
+    #[error("input is not UTF-8 text")]
+    NotUtf8,
+    /// stdin could not be read or stdout written.
+    #[error("i/o error on the helper's standard streams: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store request is not a JSON object.
+    #[error("invalid credential JSON: expected an object with ServerURL, Username and Secret ({0})")]
+    InvalidJson(String),
+    /// A field of the store request has the wrong type.
+    #[error("invalid credential JSON: {field} must be a string")]
+    FieldNotString {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// The store failed or has no such credential.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl HelperError {
+    /// Whether this is the "not found" answer, which docker/cli takes as "no credentials".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Store(StoreError::NotFound))
+    }
+}
+
+#[derive(Serialize)]
+struct CredentialJson<'a> {
+    #[serde(rename = "ServerURL")]
+    server_url: &'a str,
+    #[serde(rename = "Username")]
+    username: &'a str,
+    #[serde(rename = "Secret")]
+    secret: &'a str,
+}
+
+/// Serves one request: reads what `action` needs from `input`, acts on `store`, writes the
+/// answer to `output`. `version` is the line printed for [`Action::Version`].
+pub fn serve(
+    action: Action,
+    input: impl Read,
+    mut output: impl Write,
+    store: &dyn Store,
+    version: &str,
+) -> Result<(), HelperError> {
+    match action {
+        Action::Version => writeln!(output, "{version}")?,
+        Action::Store => {
+            let request = read_input(input)?;
+            store.store(&parse_credential(&request)?)?;
+        }
+        Action::Get => {
+            let server_url = read_input(input)?;
+            let credential = store.get(server_url.expose())?;
+            let json = serde_json::to_vec(&CredentialJson {
+                server_url: &credential.server_url,
+                username: &credential.username,
+                secret: credential.secret.expose(),
+            })
+            .map(|bytes| Secret::new(String::from_utf8(bytes).expect("serde_json writes UTF-8")))
+            .map_err(|e| HelperError::InvalidJson(e.to_string()))?;
+            output.write_all(json.expose().as_bytes())?;
+            output.write_all(b"\n")?;
+        }
+        Action::Erase => {
+            let server_url = read_input(input)?;
+            // A missing entry is success: docker logout erases four spellings of one address.
+            store.erase(server_url.expose())?;
+        }
+        Action::List => {
+            // docker/cli writes "unused"; read it so the writer never sees a broken pipe.
+            let _ = read_input(input);
+            let listing: Map<String, Value> = store
+                .list()?
+                .into_iter()
+                .map(|entry| (entry.server_url, Value::String(entry.username)))
+                .collect();
+            serde_json::to_writer(&mut output, &listing).map_err(std::io::Error::from)?;
+            output.write_all(b"\n")?;
+        }
+    }
+    output.flush()?;
+    Ok(())
+}
+
+/// Reads at most [`MAX_INPUT`] bytes; the request may hold a secret, so it is a [`Secret`].
+fn read_input(input: impl Read) -> Result<Secret, HelperError> {
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    input.take(MAX_INPUT as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_INPUT {
+        return Err(HelperError::InputTooLarge);
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| HelperError::NotUtf8)?;
+    Ok(Secret::new(text.trim().to_owned()))
+}
+
+/// Parses a store request. Keys match case-insensitively, as Go's encoding/json does for the
+/// helpers we replace; messages never quote the input, which holds the secret.
+fn parse_credential(request: &Secret) -> Result<Credential, HelperError> {
+    let value: Value = serde_json::from_str(request.expose()).map_err(|e| {
+        HelperError::InvalidJson(format!("syntax error at line {} column {}", e.line(), e.column()))
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(HelperError::InvalidJson("not an object".into()));
+    };
+    let field = |name: &'static str| -> Result<String, HelperError> {
+        match fields.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)) {
+            None | Some((_, Value::Null)) => Ok(String::new()),
+            Some((_, Value::String(text))) => Ok(text.clone()),
+            Some(_) => Err(HelperError::FieldNotString { field: name }),
+        }
+    };
+    let server_url = field("ServerURL")?;
+    if server_url.trim().is_empty() {
+        return Err(StoreError::InvalidServerUrl(super::InvalidServerUrl::Empty).into());
+    }
+    let username = field("Username")?;
+    if username.is_empty() {
+        return Err(StoreError::MissingUsername.into());
+    }
+    Ok(Credential { server_url, username, secret: Secret::new(field("Secret")?) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::credential::{Listing, RegistryKey};
+
+    /// An in-memory store with the same matching rules as the real ones.
+    #[derive(Default)]
+    struct MemoryStore(RefCell<BTreeMap<RegistryKey, Credential>>);
+
+    impl Store for MemoryStore {
+        fn get(&self, server_url: &str) -> Result<Credential, StoreError> {
+            let key = RegistryKey::parse(server_url)?;
+            self.0.borrow().get(&key).cloned().ok_or(StoreError::NotFound)
+        }
+        fn store(&self, credential: &Credential) -> Result<(), StoreError> {
+            let key = RegistryKey::parse(&credential.server_url)?;
+            self.0.borrow_mut().insert(key, credential.clone());
+            Ok(())
+        }
+        fn erase(&self, server_url: &str) -> Result<bool, StoreError> {
+            Ok(self.0.borrow_mut().remove(&RegistryKey::parse(server_url)?).is_some())
+        }
+        fn list(&self) -> Result<Vec<Listing>, StoreError> {
+            Ok(self
+                .0
+                .borrow()
+                .values()
+                .map(|c| Listing { server_url: c.server_url.clone(), username: c.username.clone() })
+                .collect())
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    fn run(store: &MemoryStore, action: Action, input: &[u8]) -> Result<String, HelperError> {
+        let mut out = Vec::new();
+        serve(action, input, &mut out, store, "docker-credential-imgctl (imgctl) test")?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn store_then_get_prints_the_exact_json() {
+        let store = MemoryStore::default();
+        let request = br#"{"ServerURL":"https://registry.example.com","Username":"alice","Secret":"p<a>ss"}
+"#;
+        assert_eq!(run(&store, Action::Store, request).unwrap(), "");
+        assert_eq!(
+            run(&store, Action::Get, b"registry.example.com").unwrap(),
+            "{\"ServerURL\":\"https://registry.example.com\",\"Username\":\"alice\",\"Secret\":\"p<a>ss\"}\n"
+        );
+    }
+
+    #[test]
+    fn list_keys_are_server_urls() {
+        let store = MemoryStore::default();
+        run(&store, Action::Store, br#"{"ServerURL":"ghcr.io","Username":"<token>","Secret":"t"}"#).unwrap();
+        run(&store, Action::Store, br#"{"ServerURL":"https://index.docker.io/v1/","Username":"bob","Secret":"s"}"#)
+            .unwrap();
+        assert_eq!(
+            run(&store, Action::List, b"unused").unwrap(),
+            "{\"ghcr.io\":\"<token>\",\"https://index.docker.io/v1/\":\"bob\"}\n"
+        );
+        assert_eq!(run(&MemoryStore::default(), Action::List, b"unused").unwrap(), "{}\n");
+    }
+
+    #[test]
+    fn keys_match_case_insensitively_like_go() {
+        let store = MemoryStore::default();
+        run(&store, Action::Store, br#"{"serverurl":"h.io","USERNAME":"u","secret":"s"}"#).unwrap();
+        assert_eq!(store.get("h.io").unwrap().secret.expose(), "s");
+    }
+
+    #[test]
+    fn a_miss_is_the_exact_message_docker_recognizes() {
+        let err = run(&MemoryStore::default(), Action::Get, b"nowhere.example.com").unwrap_err();
+        assert!(err.is_not_found());
+        assert_eq!(err.to_string(), "credentials not found in native keychain");
+    }
+
+    #[test]
+    fn erase_of_a_missing_entry_succeeds() {
+        assert_eq!(run(&MemoryStore::default(), Action::Erase, b"https://h.io").unwrap(), "");
+    }
+
+    #[test]
+    fn bad_requests_are_refused_without_quoting_them() {
+        let store = MemoryStore::default();
+        let cases: [(&[u8], &str); 8] = [
+            (b"", "invalid credential JSON"),
+            (b"not json SECRETVALUE", "invalid credential JSON: expected an object"),
+            (b"[\"SECRETVALUE\"]", "not an object"),
+            (br#"{"Username":"u","Secret":"SECRETVALUE"}"#, "no credentials server URL"),
+            (br#"{"ServerURL":"h.io","Secret":"SECRETVALUE"}"#, "no credentials username"),
+            (br#"{"ServerURL":"h.io","Username":"u","Secret":5}"#, "Secret must be a string"),
+            (b"\xff\xfe\x00junk", "not UTF-8"),
+            (br#"{"ServerURL":"a b","Username":"u","Secret":"SECRETVALUE"}"#, "invalid server URL"),
+        ];
+        for (input, expected) in cases {
+            let message = run(&store, Action::Store, input).unwrap_err().to_string();
+            assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+            assert!(!message.contains("SECRETVALUE"), "{message:?} quotes the input");
+        }
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn oversized_input_is_refused() {
+        let huge = vec![b'a'; MAX_INPUT + 1];
+        assert!(matches!(run(&MemoryStore::default(), Action::Store, &huge), Err(HelperError::InputTooLarge)));
+    }
+
+    #[test]
+    fn large_secrets_and_any_utf8_round_trip() {
+        let store = MemoryStore::default();
+        let secret: String = "🔑é\"\\\n\u{0}x".repeat(64 * 1024 / 8);
+        let request = serde_json::json!({"ServerURL": "h.io", "Username": "<token>", "Secret": secret});
+        run(&store, Action::Store, request.to_string().as_bytes()).unwrap();
+        let answer: Value = serde_json::from_str(&run(&store, Action::Get, b"h.io").unwrap()).unwrap();
+        assert_eq!(answer["Secret"], Value::String(secret));
+        assert_eq!(answer["Username"], "<token>");
+    }
+
+    #[test]
+    fn version_line() {
+        assert_eq!(run(&MemoryStore::default(), Action::Version, b"").unwrap(), "docker-credential-imgctl (imgctl) test\n");
+    }
+}

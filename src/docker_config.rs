@@ -1,0 +1,276 @@
+//! Docker's `config.json`: which helper docker runs, and the plaintext `auths` to move out.
+//!
+//! The file belongs to the user and to docker: every key imgctl does not know is kept, in its
+//! order, and writes replace the file atomically with its permissions kept (0600 when new).
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value};
+
+use crate::atomic_file;
+use crate::credential::{Credential, IDENTITY_TOKEN_USERNAME, Secret};
+
+/// The `credsStore` / `credHelpers` name under which docker runs `docker-credential-imgctl`.
+pub const HELPER_NAME: &str = "imgctl";
+
+/// Fields of an `auths` entry that hold a credential in plain text.
+const PLAINTEXT_FIELDS: &[&str] = &["auth", "username", "password", "identitytoken", "registrytoken"];
+
+/// A docker `config.json`, loaded whole.
+#[derive(Clone, Debug)]
+pub struct DockerConfig {
+    path: PathBuf,
+    doc: Map<String, Value>,
+}
+
+/// Reading or writing config.json failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerConfigError {
+    /// The file could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a JSON object (docker itself would refuse it too).
+    #[error("{path} is not valid JSON ({reason}); fix or move it, docker cannot read it either")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Where the syntax error is.
+        reason: String,
+    },
+}
+
+/// A credential found in plain text under `auths`, or why an entry could not be read.
+#[derive(Debug)]
+pub enum PlaintextAuth {
+    /// A readable credential.
+    Credential(Credential),
+    /// An entry with plaintext fields that do not decode to a credential.
+    Unreadable {
+        /// The `auths` key.
+        server_url: String,
+        /// What is wrong with it (never the value).
+        reason: &'static str,
+    },
+}
+
+impl DockerConfig {
+    /// The directory docker reads: `$DOCKER_CONFIG`, else `~/.docker`.
+    pub fn default_dir() -> Option<PathBuf> {
+        std::env::var_os("DOCKER_CONFIG")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
+    }
+
+    /// Loads `dir/config.json`; a missing file is an empty configuration.
+    pub fn load(dir: &Path) -> Result<Self, DockerConfigError> {
+        Self::load_file(&dir.join("config.json"))
+    }
+
+    /// Loads a config.json at `path` (a backup, say); a missing file is an empty configuration.
+    pub fn load_file(path: &Path) -> Result<Self, DockerConfigError> {
+        let path = path.to_owned();
+        let doc = match fs::read(&path) {
+            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(Value::Object(doc)) => doc,
+                Ok(_) => return Err(DockerConfigError::Invalid { path, reason: "not an object".into() }),
+                Err(e) => {
+                    let reason = format!("line {} column {}", e.line(), e.column());
+                    return Err(DockerConfigError::Invalid { path, reason });
+                }
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => Map::new(),
+            Err(source) => return Err(DockerConfigError::Io { action: "reading", path, source }),
+        };
+        Ok(Self { path, doc })
+    }
+
+    /// The file this configuration is read from and written to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file exists on disk.
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// The `credsStore` value.
+    pub fn creds_store(&self) -> Option<&str> {
+        self.doc.get("credsStore").and_then(Value::as_str)
+    }
+
+    /// Sets or removes `credsStore`.
+    pub fn set_creds_store(&mut self, store: Option<&str>) {
+        match store {
+            Some(store) => self.doc.insert("credsStore".into(), Value::String(store.into())),
+            None => self.doc.shift_remove("credsStore"),
+        };
+    }
+
+    /// The registries `credHelpers` sends to `helper`.
+    pub fn registries_using_helper(&self, helper: &str) -> Vec<String> {
+        self.doc
+            .get("credHelpers")
+            .and_then(Value::as_object)
+            .map(|helpers| {
+                helpers
+                    .iter()
+                    .filter(|(_, name)| name.as_str() == Some(helper))
+                    .map(|(registry, _)| registry.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every `auths` entry that holds a credential in plain text.
+    pub fn plaintext_auths(&self) -> Vec<PlaintextAuth> {
+        let Some(auths) = self.doc.get("auths").and_then(Value::as_object) else {
+            return Vec::new();
+        };
+        auths
+            .iter()
+            .filter_map(|(server_url, entry)| {
+                let entry = entry.as_object()?;
+                PLAINTEXT_FIELDS.iter().any(|f| entry.contains_key(*f)).then(|| decode_auth(server_url, entry))
+            })
+            .collect()
+    }
+
+    /// Removes the plaintext fields of `auths[server_url]`, leaving the empty entry docker
+    /// itself writes when a helper holds the credential.
+    pub fn strip_plaintext(&mut self, server_url: &str) {
+        if let Some(entry) = self
+            .doc
+            .get_mut("auths")
+            .and_then(Value::as_object_mut)
+            .and_then(|auths| auths.get_mut(server_url))
+            .and_then(Value::as_object_mut)
+        {
+            for field in PLAINTEXT_FIELDS {
+                entry.shift_remove(*field);
+            }
+        }
+    }
+
+    /// The document as docker would read it, pretty-printed with tabs as docker writes it.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::new();
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+        serde::Serialize::serialize(&self.doc, &mut serializer).expect("a JSON map serializes");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
+    /// Writes the configuration back atomically, keeping the file's permissions.
+    pub fn save(&self) -> Result<(), DockerConfigError> {
+        self.save_to(&self.path)
+    }
+
+    /// Writes the configuration to `path` atomically (0600 unless `path` exists with a mode).
+    pub fn save_to(&self, path: &Path) -> Result<(), DockerConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |action| move |source| DockerConfigError::Io { action, path: path.to_owned(), source };
+        // A dotfiles-managed config.json is often a symlink: replace its target, not the link.
+        let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let mode = fs::metadata(&target).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o600);
+        if let Some(dir) = target.parent() {
+            atomic_file::create_dir(dir, 0o700).map_err(io("creating the directory of"))?;
+        }
+        atomic_file::write(&target, self.to_json().as_bytes(), mode).map_err(io("writing"))
+    }
+}
+
+fn decode_auth(server_url: &str, entry: &Map<String, Value>) -> PlaintextAuth {
+    let text = |field: &str| entry.get(field).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let credential = |username: &str, secret: &str| {
+        PlaintextAuth::Credential(Credential {
+            server_url: server_url.to_owned(),
+            username: username.to_owned(),
+            secret: Secret::new(secret.to_owned()),
+        })
+    };
+    let unreadable = |reason| PlaintextAuth::Unreadable { server_url: server_url.to_owned(), reason };
+    if let Some(token) = text("identitytoken") {
+        return credential(IDENTITY_TOKEN_USERNAME, token);
+    }
+    if let Some(auth) = text("auth") {
+        let Ok(decoded) = STANDARD.decode(auth.trim()) else {
+            return unreadable("the auth field is not base64");
+        };
+        let decoded = zeroize::Zeroizing::new(decoded);
+        let Ok(decoded) = std::str::from_utf8(&decoded) else {
+            return unreadable("the auth field is not UTF-8");
+        };
+        return match decoded.split_once(':') {
+            Some((user, secret)) if !user.is_empty() => credential(user, secret),
+            _ => unreadable("the auth field is not base64 of username:password"),
+        };
+    }
+    match (text("username"), text("password")) {
+        (Some(user), Some(password)) => credential(user, password),
+        _ => unreadable("no auth, identitytoken or username and password"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> DockerConfig {
+        DockerConfig { path: PathBuf::from("/nonexistent/config.json"), doc: serde_json::from_str(json).unwrap() }
+    }
+
+    #[test]
+    fn finds_and_strips_plaintext_auths_keeping_everything_else() {
+        let mut cfg = config(
+            r#"{"auths":{"reg.io":{"auth":"YWxpY2U6cDpzcw==","email":"a@b"},"ghcr.io":{"identitytoken":"tok"},"empty.io":{}},
+                "psFormat":"table {{.ID}}","credHelpers":{"gcr.io":"gcloud","x.io":"imgctl"}}"#,
+        );
+        let found = cfg.plaintext_auths();
+        assert_eq!(found.len(), 2);
+        let PlaintextAuth::Credential(alice) = &found[0] else { panic!("unreadable") };
+        assert_eq!((alice.server_url.as_str(), alice.username.as_str(), alice.secret.expose()), ("reg.io", "alice", "p:ss"));
+        let PlaintextAuth::Credential(token) = &found[1] else { panic!("unreadable") };
+        assert_eq!((token.username.as_str(), token.secret.expose()), ("<token>", "tok"));
+
+        cfg.strip_plaintext("reg.io");
+        cfg.strip_plaintext("ghcr.io");
+        assert!(cfg.plaintext_auths().is_empty());
+        let json = cfg.to_json();
+        assert!(json.contains("\"email\": \"a@b\""), "{json}");
+        assert!(json.contains("psFormat"));
+        assert_eq!(cfg.registries_using_helper("imgctl"), vec!["x.io".to_string()]);
+    }
+
+    #[test]
+    fn unreadable_entries_are_reported_without_their_value() {
+        let cfg = config(r#"{"auths":{"bad.io":{"auth":"%%%SECRET"}}}"#);
+        let found = cfg.plaintext_auths();
+        let PlaintextAuth::Unreadable { reason, .. } = &found[0] else { panic!("decoded junk") };
+        assert!(!reason.contains("SECRET"));
+    }
+
+    #[test]
+    fn creds_store_is_set_and_removed_in_place() {
+        let mut cfg = config(r#"{"a":1,"credsStore":"pass","z":2}"#);
+        cfg.set_creds_store(Some("imgctl"));
+        assert_eq!(cfg.creds_store(), Some("imgctl"));
+        assert!(cfg.to_json().find("credsStore").unwrap() < cfg.to_json().find("\"z\"").unwrap());
+        cfg.set_creds_store(None);
+        assert_eq!(cfg.creds_store(), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! Pointing docker at imgctl (`credsStore: imgctl`) and undoing it.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::credential::Store;
+use crate::credential::migrate::{self, MigrateError, MigrationReport};
+use crate::docker_config::{DockerConfig, DockerConfigError, HELPER_NAME};
+
+/// The backup written next to config.json before imgctl first changes `credsStore`.
+pub const BACKUP_SUFFIX: &str = ".imgctl-backup";
+
+/// What [`configure`] did.
+#[derive(Debug, Serialize)]
+pub struct SetupReport {
+    /// The config.json edited.
+    pub config_path: PathBuf,
+    /// `credsStore` before (None: unset).
+    pub previous_creds_store: Option<String>,
+    /// Whether `credsStore` was changed (false: it already named imgctl).
+    pub changed: bool,
+    /// The backup of config.json, when one was written by this run.
+    pub backup: Option<PathBuf>,
+    /// The plaintext credentials moved into the store.
+    pub migration: MigrationReport,
+}
+
+/// What [`restore`] did.
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    /// The config.json edited.
+    pub config_path: PathBuf,
+    /// The `credsStore` value put back (None: removed).
+    pub restored_creds_store: Option<String>,
+}
+
+/// Setting docker up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Reading or writing config.json (or its backup) failed.
+    #[error(transparent)]
+    DockerConfig(#[from] DockerConfigError),
+    /// Moving plaintext credentials into the store failed; config.json was not changed.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    /// Removing the backup failed.
+    #[error("removing {path}: {source}")]
+    RemoveBackup {
+        /// The backup file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The backup file of `config`.
+pub fn backup_path(config: &Path) -> PathBuf {
+    let mut name = config.as_os_str().to_owned();
+    name.push(BACKUP_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Moves plaintext credentials from `docker_dir/config.json` into `store`, then sets
+/// `credsStore` to imgctl, keeping every other key. Before the first change the configuration
+/// (already free of plaintext credentials) is backed up, so [`restore`] can put the previous
+/// `credsStore` back. Running it again changes nothing.
+pub fn configure(docker_dir: &Path, store: &dyn Store) -> Result<SetupReport, SetupError> {
+    let mut config = DockerConfig::load(docker_dir)?;
+    let migration = migrate::from_docker_config(&mut config, store, false)?;
+    let previous = config.creds_store().map(str::to_owned);
+    let mut report = SetupReport {
+        config_path: config.path().to_owned(),
+        previous_creds_store: previous.clone(),
+        changed: false,
+        backup: None,
+        migration,
+    };
+    if previous.as_deref() == Some(HELPER_NAME) {
+        return Ok(report);
+    }
+    let backup = backup_path(config.path());
+    if !backup.exists() {
+        config.save_to(&backup)?;
+        report.backup = Some(backup);
+    }
+    config.set_creds_store(Some(HELPER_NAME));
+    config.save()?;
+    report.changed = true;
+    Ok(report)
+}
+
+/// Puts back the `credsStore` the backup recorded (or removes ours when there is no backup),
+/// keeping every other key as it is now, and removes the backup.
+pub fn restore(docker_dir: &Path) -> Result<RestoreReport, SetupError> {
+    let mut config = DockerConfig::load(docker_dir)?;
+    let backup = backup_path(config.path());
+    let restored = if backup.exists() {
+        let saved = DockerConfig::load_file(&backup)?;
+        saved.creds_store().map(str::to_owned)
+    } else if config.creds_store() == Some(HELPER_NAME) {
+        None
+    } else {
+        config.creds_store().map(str::to_owned)
+    };
+    config.set_creds_store(restored.as_deref());
+    config.save()?;
+    match fs::remove_file(&backup) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(source) => return Err(SetupError::RemoveBackup { path: backup, source }),
+    }
+    Ok(RestoreReport { config_path: config.path().to_owned(), restored_creds_store: restored })
+}

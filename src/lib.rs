@@ -1,0 +1,22 @@
+//! imgctl: registry credentials kept safe, images promoted by digest, deploys with zero
+//! dropped requests.
+//!
+//! The library holds every decision and effect; the binaries `imgctl` and
+//! `docker-credential-imgctl` parse arguments, call one function here and print. Nothing in
+//! the library prints.
+//!
+//! - [`credential`]: credentials, the [`credential::Store`] trait, the age file store and the
+//!   docker credential helper protocol.
+//! - [`docker_config`] and [`docker_setup`]: docker's config.json and wiring docker to imgctl.
+//! - [`doctor`]: the health report of `imgctl creds doctor`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod atomic_file;
+pub mod credential;
+pub mod dirs;
+pub mod docker_config;
+pub mod docker_setup;
+pub mod doctor;
