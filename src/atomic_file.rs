@@ -40,6 +40,21 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Removes temporary files [`write`] left for `path` when its process was killed mid-write.
+/// Only call it while holding the lock that serializes writers of `path`.
+pub fn remove_stale_temporaries(path: &Path) -> io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
+    let mut prefix = name.to_os_string();
+    prefix.push(".tmp-");
+    let prefix = prefix.as_encoded_bytes();
+    for entry in fs::read_dir(dir)?.flatten() {
+        if entry.file_name().as_encoded_bytes().starts_with(prefix) {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates `dir` and its parents; a directory this creates gets `mode` (0700 for ours).
 pub fn create_dir(dir: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;

@@ -236,6 +236,8 @@ impl AgeFileStore {
     /// when `change` says it changed something.
     fn update<T>(&self, change: impl FnOnce(&mut Contents) -> (bool, T)) -> Result<T, StoreError> {
         let _lock = self.lock()?;
+        atomic_file::remove_stale_temporaries(&self.store_path)
+            .map_err(StoreError::io("cleaning temporary files next to", &self.store_path))?;
         let identity = match self.load_identity()? {
             Some(identity) => identity,
             None => self.create_identity(None)?,
