@@ -1,0 +1,118 @@
+//! `imgctl creds` for people and CI: login from stdin, ls, rm, JSON output, migrate, doctor,
+//! and a passphrase-protected identity served to docker through the helper.
+
+mod common;
+
+use std::fs;
+
+use common::{TestHome, assert_success, stderr, stdout};
+
+#[test]
+fn login_ls_rm_with_text_and_json_output() {
+    let mut home = TestHome::new("creds-cli");
+    let password = home.secret("cli-pw");
+    let out = home.imgctl(&["creds", "login", "https://Registry.Example.com:5000/", "-u", "alice"], format!("{password}\n").as_bytes());
+    assert_success(&out, "creds login");
+    // Stored under the spelling docker login uses, without the trailing newline.
+    let got = home.get("registry.example.com:5000").unwrap();
+    assert_eq!((got["ServerURL"].as_str(), got["Secret"].as_str()), (Some("registry.example.com:5000"), Some(password.as_str())));
+
+    let hub = home.secret("hub");
+    assert_success(&home.imgctl(&["creds", "login", "-u", "bob"], hub.as_bytes()), "creds login to Docker Hub");
+    assert_eq!(home.get("docker.io").unwrap()["ServerURL"], "https://index.docker.io/v1/");
+
+    let ls = home.imgctl(&["creds", "ls"], b"");
+    assert_success(&ls, "creds ls");
+    let rows: Vec<Vec<String>> =
+        stdout(&ls).lines().map(|line| line.split_whitespace().map(str::to_owned).collect()).collect();
+    assert!(rows.contains(&vec!["registry.example.com:5000".to_owned(), "alice".to_owned()]), "{rows:?}");
+    assert!(rows.contains(&vec!["https://index.docker.io/v1/".to_owned(), "bob".to_owned()]), "{rows:?}");
+    assert!(!stdout(&ls).contains(&password));
+    let json: serde_json::Value = serde_json::from_slice(&home.imgctl(&["creds", "ls", "-o", "json"], b"").stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert!(json.as_array().unwrap().iter().any(|e| e["server_url"] == "registry.example.com:5000" && e["username"] == "alice"));
+
+    let rm = home.imgctl(&["creds", "rm", "http://registry.example.com:5000", "nothing.example.com"], b"");
+    assert_success(&rm, "creds rm");
+    assert!(stderr(&rm).contains("nothing.example.com: nothing stored"));
+    assert!(home.get("registry.example.com:5000").is_none());
+}
+
+#[test]
+fn login_refuses_an_empty_password_and_bad_servers() {
+    let home = TestHome::new("creds-bad");
+    let empty = home.imgctl(&["creds", "login", "ghcr.io", "-u", "alice"], b"\n");
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(stderr(&empty).contains("empty"), "{}", stderr(&empty));
+    let bad = home.imgctl(&["creds", "login", "bad host", "-u", "alice"], b"pw");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("invalid server URL"), "{}", stderr(&bad));
+    assert!(!home.store_file().exists());
+}
+
+#[test]
+fn migrate_dry_run_then_real_run() {
+    let mut home = TestHome::new("migrate");
+    let password = home.secret("migrate-pw");
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("carol:{password}"))
+    };
+    let config = home.docker_config_dir().join("config.json");
+    fs::write(&config, format!(r#"{{"auths":{{"reg.example.com":{{"auth":"{auth}"}},"junk.example.com":{{"auth":"%%"}}}}}}"#)).unwrap();
+    let original = fs::read(&config).unwrap();
+
+    let dry = home.imgctl(&["creds", "migrate", "--from", "config", "--dry-run", "-o", "json"], b"");
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(report["migrated"], serde_json::json!(["reg.example.com"]));
+    assert_eq!(report["skipped"][0]["server_url"], "junk.example.com");
+    assert_eq!(fs::read(&config).unwrap(), original, "a dry run writes nothing");
+    assert!(home.get("reg.example.com").is_none());
+
+    let real = home.imgctl(&["creds", "migrate", "--from", "config"], b"");
+    assert_eq!(real.status.code(), Some(1), "an unreadable entry is reported with exit 1");
+    assert!(stdout(&real).contains("1 migrated"), "{}", stdout(&real));
+    assert_eq!(home.get("reg.example.com").unwrap()["Secret"], password.as_str());
+    let after: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    assert_eq!(after["auths"]["reg.example.com"], serde_json::json!({}));
+    assert_eq!(after["auths"]["junk.example.com"]["auth"], "%%", "what could not be moved stays");
+}
+
+#[test]
+fn doctor_reports_what_is_wrong_and_exits_1() {
+    let home = TestHome::new("doctor");
+    fs::write(home.docker_config_dir().join("config.json"), r#"{"auths":{"x.io":{"auth":"dTpw"}}}"#).unwrap();
+    // The helper is not on PATH.
+    let out = home.command(common::IMGCTL).env("PATH", "/usr/bin:/bin").args(["creds", "doctor", "-o", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |name: &str| {
+        report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).map(|c| c["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status("helper").as_deref(), Some("fail"));
+    assert_eq!(status("plaintext").as_deref(), Some("fail"));
+    assert_eq!(status("docker config").as_deref(), Some("warn"));
+    assert_eq!(status("round trip"), None);
+}
+
+#[test]
+fn passphrase_protected_identity_serves_docker_with_the_passphrase_in_its_environment() {
+    let mut home = TestHome::new("passphrase");
+    let passphrase = home.secret("passphrase");
+    let secret = home.secret("pw");
+    assert_success(&home.imgctl(&["creds", "init", "--passphrase-stdin"], passphrase.as_bytes()), "init");
+    assert!(home.dir.join(".config/imgctl/identity.age").exists());
+    let request = serde_json::json!({"ServerURL": "p.io", "Username": "u", "Secret": secret}).to_string();
+    let refused = home.helper("store", request.as_bytes());
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stdout(&refused).contains("IMGCTL_PASSPHRASE"), "{}", stdout(&refused));
+
+    let with = |action: &str, input: &[u8]| {
+        common::run_with_stdin(home.command(common::HELPER).arg(action).env("IMGCTL_PASSPHRASE", &passphrase), input)
+    };
+    assert_success(&with("store", request.as_bytes()), "store with the passphrase");
+    let got: serde_json::Value = serde_json::from_slice(&with("get", b"p.io").stdout).unwrap();
+    assert_eq!(got["Secret"], secret.as_str());
+    let wrong = common::run_with_stdin(home.command(common::HELPER).arg("get").env("IMGCTL_PASSPHRASE", "wrong"), b"p.io");
+    assert_eq!(stdout(&wrong).trim(), format!("wrong passphrase for the identity {}", home.dir.join(".config/imgctl/identity.age").display()));
+}

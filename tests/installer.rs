@@ -1,0 +1,84 @@
+//! install/install.sh on a machine with plaintext credentials in config.json: binaries on PATH,
+//! docker pointed at imgctl with every other key kept and a backup, credentials moved into the
+//! store, doctor green; idempotent; --uninstall restores.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{HELPER, TestHome, assert_success, stdout};
+
+fn install(home: &TestHome, args: &[&str]) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("install/install.sh");
+    let bin_dir = Path::new(HELPER).parent().unwrap();
+    home.command("bash")
+        .arg(script)
+        .arg("--from")
+        .arg(bin_dir)
+        .args(["--prefix", &home.dir.join("prefix").display().to_string()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn install_migrates_configures_checks_and_uninstall_restores() {
+    let mut home = TestHome::new("installer");
+    let password = home.secret("plain-pw");
+    let token = home.secret("plain-token");
+    let auth = base64_encode(format!("alice:{password}").as_bytes());
+    let config_path = home.docker_config_dir().join("config.json");
+    fs::write(
+        &config_path,
+        format!(
+            r#"{{"auths":{{"registry.example.com":{{"auth":"{auth}"}},"ghcr.io":{{"identitytoken":"{token}"}}}},
+               "credsStore":"desktop","credHelpers":{{"gcr.io":"gcloud"}},"detachKeys":"ctrl-e,e"}}"#
+        ),
+    )
+    .unwrap();
+
+    let out = install(&home, &[]);
+    assert_success(&out, "install.sh");
+    let text = stdout(&out);
+    assert!(text.contains("ok    round trip"), "doctor ran a round trip: {text}");
+    assert!(!text.contains("FAIL"), "{text}");
+    for binary in ["imgctl", "docker-credential-imgctl"] {
+        assert!(home.dir.join("prefix/bin").join(binary).is_file(), "{binary} installed");
+    }
+
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    assert_eq!(config["credsStore"], "imgctl");
+    assert_eq!(config["credHelpers"]["gcr.io"], "gcloud");
+    assert_eq!(config["detachKeys"], "ctrl-e,e");
+    assert_eq!(config["auths"]["registry.example.com"], serde_json::json!({}));
+    assert_eq!(config["auths"]["ghcr.io"], serde_json::json!({}));
+    let backup: serde_json::Value =
+        serde_json::from_slice(&fs::read(home.docker_config_dir().join("config.json.imgctl-backup")).unwrap()).unwrap();
+    assert_eq!(backup["credsStore"], "desktop");
+
+    let alice = home.get("registry.example.com").expect("migrated");
+    assert_eq!((alice["Username"].as_str(), alice["Secret"].as_str()), (Some("alice"), Some(password.as_str())));
+    let ghcr = home.get("ghcr.io").expect("migrated");
+    assert_eq!((ghcr["Username"].as_str(), ghcr["Secret"].as_str()), (Some("<token>"), Some(token.as_str())));
+
+    let before = fs::read(&config_path).unwrap();
+    let again = install(&home, &[]);
+    assert_success(&again, "install.sh, second run");
+    assert!(stdout(&again).contains("already imgctl"), "{}", stdout(&again));
+    assert_eq!(fs::read(&config_path).unwrap(), before, "a second run changes nothing");
+
+    let uninstall = install(&home, &["--uninstall"]);
+    assert_success(&uninstall, "install.sh --uninstall");
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    assert_eq!(config["credsStore"], "desktop");
+    assert_eq!(config["detachKeys"], "ctrl-e,e");
+    assert!(!home.docker_config_dir().join("config.json.imgctl-backup").exists());
+    assert!(!home.dir.join("prefix/bin/imgctl").exists());
+    assert!(home.store_file().exists(), "the store is kept");
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
