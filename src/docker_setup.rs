@@ -70,7 +70,8 @@ pub fn backup_path(config: &Path) -> PathBuf {
 /// `credsStore` back. Running it again changes nothing.
 pub fn configure(docker_dir: &Path, store: &dyn Store) -> Result<SetupReport, SetupError> {
     let mut config = DockerConfig::load(docker_dir)?;
-    let migration = migrate::from_docker_config(&mut config, store, false)?;
+    let options = migrate::Options { dry_run: false, remove_source: true };
+    let migration = migrate::from_docker_config(&mut config, store, options)?;
     let previous = config.creds_store().map(str::to_owned);
     let mut report = SetupReport {
         config_path: config.path().to_owned(),

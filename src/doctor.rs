@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use serde::Serialize;
 
 use crate::credential::age_file::{AgeFileStore, IdentityKind, mode_of};
+use crate::credential::backend::{AnyStore, Selection};
 use crate::credential::{Store, StoreError};
 use crate::docker_config::{DockerConfig, HELPER_NAME, PlaintextAuth};
 
@@ -55,8 +56,13 @@ impl Report {
 
 /// Runs every check: the store's files, docker's config.json, the helper on `path_var`, and a
 /// store/get/erase round trip through that helper exactly as docker runs it.
-pub fn run(store: &AgeFileStore, docker_dir: &Path, path_var: Option<&OsStr>) -> Report {
-    let mut checks = vec![check_store(store)];
+pub fn run(selection: &Selection, docker_dir: &Path, path_var: Option<&OsStr>) -> Report {
+    let mut checks = vec![check_backend(selection)];
+    checks.push(match &selection.store {
+        AnyStore::AgeFile(store) => check_age_store(store),
+        #[cfg(target_os = "linux")]
+        AnyStore::SecretService(store) => check_listable(store),
+    });
     checks.extend(check_docker_config(docker_dir));
     let helper = find_on_path(HELPER_BINARY, path_var);
     checks.push(match &helper {
@@ -73,7 +79,31 @@ pub fn run(store: &AgeFileStore, docker_dir: &Path, path_var: Option<&OsStr>) ->
     Report { checks }
 }
 
-fn check_store(store: &AgeFileStore) -> Check {
+fn check_backend(selection: &Selection) -> Check {
+    let source = match selection.source {
+        crate::credential::backend::ChoiceSource::Environment => "IMGCTL_BACKEND",
+        crate::credential::backend::ChoiceSource::ConfigFile => "imgctl's config.json",
+        crate::credential::backend::ChoiceSource::Default => "the default",
+    };
+    let serving = selection.store.backend();
+    match &selection.fallback {
+        None => Check { name: "backend", status: Status::Ok, detail: format!("{serving} (chosen by {source}: {})", selection.choice) },
+        Some(why) => Check {
+            name: "backend",
+            status: Status::Warn,
+            detail: format!("{serving}: {} (chosen by {source}) fell back because {why}", selection.choice),
+        },
+    }
+}
+
+fn check_listable(store: &dyn Store) -> Check {
+    match store.list() {
+        Ok(entries) => Check { name: "store", status: Status::Ok, detail: format!("{}; {} credential(s)", store.describe(), entries.len()) },
+        Err(e) => Check { name: "store", status: Status::Fail, detail: format!("{}: {e}", store.describe()) },
+    }
+}
+
+fn check_age_store(store: &AgeFileStore) -> Check {
     let identity = store.identity_path();
     let kind = store.identity_kind();
     let base = format!("{}; identity {}", store.describe(), identity.display());
@@ -134,7 +164,7 @@ fn check_docker_config(docker_dir: &Path) -> Vec<Check> {
         Check {
             name: "plaintext",
             status: Status::Fail,
-            detail: format!("{path} holds plaintext credentials for {}; run: imgctl creds migrate --from config", plaintext.join(", ")),
+            detail: format!("{path} holds plaintext credentials for {}; run: imgctl creds migrate --from config --remove-source", plaintext.join(", ")),
         }
     };
     vec![wiring, leftovers]

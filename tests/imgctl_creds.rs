@@ -73,6 +73,10 @@ fn migrate_dry_run_then_real_run() {
     assert_eq!(real.status.code(), Some(1), "an unreadable entry is reported with exit 1");
     assert!(stdout(&real).contains("1 migrated"), "{}", stdout(&real));
     assert_eq!(home.get("reg.example.com").unwrap()["Secret"], password.as_str());
+    assert_eq!(fs::read(&config).unwrap(), original, "the source is left intact unless asked");
+
+    let strip = home.imgctl(&["creds", "migrate", "--from", "config", "--remove-source"], b"");
+    assert!(stdout(&strip).contains("0 migrated, 1 already in the store, 1 skipped, 1 removed from the source"), "{}", stdout(&strip));
     let after: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
     assert_eq!(after["auths"]["reg.example.com"], serde_json::json!({}));
     assert_eq!(after["auths"]["junk.example.com"]["auth"], "%%", "what could not be moved stays");

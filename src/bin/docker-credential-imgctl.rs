@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use imgctl::credential::age_file::AgeFileStore;
+use imgctl::credential::backend;
 use imgctl::credential::helper::{self, Action};
 
 const NAME: &str = "docker-credential-imgctl";
@@ -21,12 +21,19 @@ fn main() -> ExitCode {
     let Some(action) = Action::parse(arg) else {
         return answer(&format!("{NAME}: unknown action: {arg}"), ExitCode::FAILURE);
     };
-    let store = match AgeFileStore::from_env() {
-        Ok(store) => store,
+    let selection = match backend::open_from_env() {
+        Ok(selection) => selection,
         Err(e) => return answer(&e.to_string(), ExitCode::FAILURE),
     };
+    if let Some(why) = &selection.fallback {
+        // stderr reaches the user's terminal through docker; stdout is the protocol.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{NAME}: backend auto: using the age-encrypted file because {why}");
+        }
+    }
     let version = format!("{NAME} (imgctl) {}", env!("CARGO_PKG_VERSION"));
-    match helper::serve(action, io::stdin().lock(), io::stdout().lock(), &store, &version) {
+    match helper::serve(action, io::stdin().lock(), io::stdout().lock(), &selection.store, &version) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => answer(&e.to_string(), ExitCode::FAILURE),
     }

@@ -91,13 +91,6 @@ impl AgeFileStore {
         }
     }
 
-    /// The store of this process's environment: directories from [`Dirs::from_env`], the
-    /// passphrase (for a protected identity) from `IMGCTL_PASSPHRASE`.
-    pub fn from_env() -> Result<Self, crate::dirs::NoHome> {
-        let passphrase = std::env::var("IMGCTL_PASSPHRASE").ok().filter(|p| !p.is_empty()).map(Secret::new);
-        Ok(Self::new(&Dirs::from_env()?, passphrase))
-    }
-
     /// The encrypted store file.
     pub fn store_path(&self) -> &Path {
         &self.store_path

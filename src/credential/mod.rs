@@ -4,8 +4,11 @@
 //! helper protocol ([`helper`]) and `imgctl creds` both work over any store.
 
 pub mod age_file;
+pub mod backend;
 pub mod helper;
 pub mod migrate;
+#[cfg(target_os = "linux")]
+pub mod secret_service;
 mod secret;
 mod server;
 
@@ -95,6 +98,22 @@ pub enum StoreError {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// The OS keyring cannot be reached.
+    #[error(
+        "the Secret Service is unavailable: {reason}. On a desktop, log in to a session with a keyring; headless, run gnome-keyring-daemon --unlock --components=secrets under dbus-run-session; or use the age-file backend: imgctl creds backend age-file"
+    )]
+    Unavailable {
+        /// What failed.
+        reason: String,
+    },
+    /// The keyring collection is locked; imgctl never prompts.
+    #[error(
+        "the keyring collection {collection} is locked and imgctl does not prompt: unlock it (log in to the desktop, or printf %s \"$PASSWORD\" | gnome-keyring-daemon --unlock --replace), or use the age-file backend"
+    )]
+    Locked {
+        /// The collection's label.
+        collection: String,
     },
     /// Encryption failed (an age error, not an I/O one).
     #[error("encrypting the store failed: {0}")]

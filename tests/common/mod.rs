@@ -3,6 +3,8 @@
 //! text anywhere under that HOME.
 #![allow(dead_code)]
 
+pub mod conformance;
+pub mod keyring;
 pub mod registry;
 
 use std::fs;
@@ -20,6 +22,8 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 pub struct TestHome {
     pub dir: PathBuf,
     secrets: Vec<String>,
+    /// When set, the helper uses the Secret Service of this private keyring.
+    pub keyring: Option<keyring::Keyring>,
 }
 
 impl TestHome {
@@ -28,7 +32,26 @@ impl TestHome {
         let dir = std::env::temp_dir().join(format!("imgctl-test-{name}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join(".docker")).unwrap();
-        Self { dir, secrets: Vec::new() }
+        Self { dir, secrets: Vec::new(), keyring: None }
+    }
+
+    /// A home whose helper is on the secret-service backend, served by a private
+    /// gnome-keyring-daemon on a private session bus, unlocked.
+    pub fn with_keyring(name: &str) -> Self {
+        let mut home = Self::new(name);
+        let password = home.secret("keyring-login");
+        home.keyring = Some(keyring::Keyring::start(&home.dir, &password));
+        home
+    }
+
+    /// What the store holds, as clients see it (and, for the age file, its bytes): equal
+    /// snapshots mean nothing changed.
+    pub fn snapshot(&self) -> (String, Vec<String>, Option<Vec<u8>>) {
+        let list = stdout(&self.helper("list", b"unused"));
+        let servers: std::collections::BTreeMap<String, String> = serde_json::from_str(&list).unwrap_or_default();
+        let gets = servers.keys().map(|server| stdout(&self.helper("get", server.as_bytes()))).collect();
+        let file = if self.keyring.is_none() { fs::read(self.store_file()).ok() } else { None };
+        (list, gets, file)
     }
 
     /// A secret this test uses: after the test it must not appear in plain text under HOME.
@@ -63,6 +86,10 @@ impl TestHome {
             .env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", bin_dir.display()))
             .env("LANG", "C.UTF-8")
             .current_dir(&self.dir);
+        if let Some(keyring) = &self.keyring {
+            command.env("IMGCTL_BACKEND", "secret-service");
+            command.envs(keyring.env());
+        }
         command
     }
 

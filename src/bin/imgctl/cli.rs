@@ -70,15 +70,30 @@ pub enum Creds {
     /// store/get/erase round trip through docker-credential-imgctl. Exits 1 on any failure.
     Doctor,
 
-    /// Move credentials kept elsewhere into the store.
+    /// Move credentials kept elsewhere into the store. Sources are left intact unless
+    /// --remove-source; running it again moves nothing twice.
+    ///
+    ///   imgctl creds migrate --from pass --dry-run
+    ///   imgctl creds migrate --from secretservice --remove-source
     Migrate {
-        /// Where the credentials are now: `config` is the plaintext `auths` of docker's
-        /// config.json (they are stripped from it once stored).
+        /// Where the credentials are now.
         #[arg(long, value_enum)]
         from: MigrateSource,
         /// Show what would move; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Once everything is stored, remove the moved credentials from the source.
+        #[arg(long)]
+        remove_source: bool,
+    },
+
+    /// Show or set the backend: age-file (default; an encrypted file, no daemon),
+    /// secret-service (the OS keyring) or auto (the keyring when reachable and unlocked, else
+    /// the file). IMGCTL_BACKEND overrides the setting.
+    Backend {
+        /// The backend to use from now on; without it, show the current one.
+        #[arg(value_parser = ["age-file", "secret-service", "auto"])]
+        choice: Option<String>,
     },
 
     /// Point docker at imgctl: move plaintext auths into the store, back config.json up,
@@ -109,6 +124,11 @@ pub struct Login {
 pub enum MigrateSource {
     /// Plaintext `auths` in $DOCKER_CONFIG/config.json.
     Config,
+    /// docker-credential-pass entries in $PASSWORD_STORE_DIR (default ~/.password-store),
+    /// decrypted with gpg in batch mode.
+    Pass,
+    /// docker-credential-secretservice items in the OS keyring.
+    Secretservice,
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@ use std::error::Error;
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
-use imgctl::credential::age_file::{AgeFileStore, InitOutcome};
+use imgctl::credential::age_file::InitOutcome;
+use imgctl::credential::backend::{self, AnyStore, BackendChoice};
 use imgctl::credential::migrate::{self, MigrationReport};
 use imgctl::credential::{Credential, RegistryKey, Secret, Store};
+use imgctl::dirs::Dirs;
 use imgctl::docker_config::DockerConfig;
 use imgctl::{docker_setup, doctor};
 
@@ -16,7 +18,11 @@ use crate::cli::{Creds, Login, MigrateSource, Output};
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
-    let store = AgeFileStore::from_env()?;
+    let selection = backend::open_from_env()?;
+    if let Some(why) = &selection.fallback {
+        eprintln!("backend auto: using the age-encrypted file because {why}");
+    }
+    let store = &selection.store;
     match command {
         Creds::Ls => {
             let entries = store.list()?;
@@ -55,6 +61,9 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
             }
         }
         Creds::Init { passphrase_stdin } => {
+            let AnyStore::AgeFile(store) = store else {
+                return Err(format!("the {} backend needs no init", store.backend()).into());
+            };
             let passphrase = passphrase_stdin.then(|| read_stdin_secret("the passphrase")).transpose()?;
             let outcome = store.init(passphrase.as_ref())?;
             let path = store.identity_path().display().to_string();
@@ -65,7 +74,7 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
             }
         }
         Creds::Doctor => {
-            let report = doctor::run(&store, &docker_dir()?, std::env::var_os("PATH").as_deref());
+            let report = doctor::run(&selection, &docker_dir()?, std::env::var_os("PATH").as_deref());
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Text => {
@@ -81,16 +90,32 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
             }
             return Ok(if report.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        Creds::Migrate { from: MigrateSource::Config, dry_run } => {
-            let mut config = DockerConfig::load(&docker_dir()?)?;
-            let report = migrate::from_docker_config(&mut config, &store, dry_run)?;
+        Creds::Migrate { from, dry_run, remove_source } => {
+            let options = migrate::Options { dry_run, remove_source };
+            let report = match from {
+                MigrateSource::Config => {
+                    let mut config = DockerConfig::load(&docker_dir()?)?;
+                    migrate::from_docker_config(&mut config, store, options)?
+                }
+                MigrateSource::Pass => {
+                    let dir = migrate::default_pass_dir().ok_or("cannot find the pass store: set PASSWORD_STORE_DIR or HOME")?;
+                    migrate::from_pass(&dir, store, options)?
+                }
+                #[cfg(target_os = "linux")]
+                MigrateSource::Secretservice => {
+                    let source = imgctl::credential::secret_service::SecretServiceStore::new();
+                    migrate::from_secret_service(&source, store, options)?
+                }
+                #[cfg(not(target_os = "linux"))]
+                MigrateSource::Secretservice => return Err("the Secret Service exists on Linux only".into()),
+            };
             print_migration(&report, output)?;
             if !report.skipped.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }
         }
         Creds::ConfigureDocker { restore: false } => {
-            let report = docker_setup::configure(&docker_dir()?, &store)?;
+            let report = docker_setup::configure(&docker_dir()?, store)?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Text => {
@@ -110,6 +135,26 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
                 }
             }
         }
+        Creds::Backend { choice: Some(choice) } => {
+            let choice: BackendChoice = choice.parse()?;
+            let path = backend::save_choice(&Dirs::from_env()?, choice)?;
+            match output {
+                Output::Json => println!("{}", serde_json::json!({ "backend": choice.to_string(), "settings": path })),
+                Output::Text => println!("backend set to {choice} in {}", path.display()),
+            }
+        }
+        Creds::Backend { choice: None } => match output {
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "choice": selection.choice.to_string(),
+                    "source": selection.source,
+                    "serving": store.backend().to_string(),
+                    "fallback": selection.fallback.as_ref().map(ToString::to_string),
+                })
+            ),
+            Output::Text => println!("{} (chosen: {}; {})", store.backend(), selection.choice, store.describe()),
+        },
         Creds::ConfigureDocker { restore: true } => {
             let report = docker_setup::restore(&docker_dir()?)?;
             match output {
@@ -138,11 +183,12 @@ fn print_migration(report: &MigrationReport, output: Output) -> Result<()> {
         eprintln!("skipped {}: {}", skipped.server_url, skipped.reason);
     }
     println!(
-        "{}: {} migrated, {} already in the store, {} skipped",
+        "{}: {} migrated, {} already in the store, {} skipped, {} removed from the source",
         report.source,
         report.migrated.len(),
         report.unchanged.len(),
-        report.skipped.len()
+        report.skipped.len(),
+        report.removed_from_source
     );
     Ok(())
 }
