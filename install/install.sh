@@ -3,16 +3,19 @@
 # the helper, moves plaintext credentials out of config.json into the encrypted store, and ends
 # with `imgctl creds doctor` (a real store/get/erase round trip). Safe to run again.
 #
-#   install/install.sh [--prefix DIR] [--from DIR]
+#   install/install.sh [--prefix DIR] [--from DIR] [--migrate]
 #   install/install.sh --uninstall [--prefix DIR]
 set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: install/install.sh [--prefix DIR] [--from DIR] [--uninstall]
+Usage: install/install.sh [--prefix DIR] [--from DIR] [--migrate] [--uninstall]
 
   --prefix DIR   install into DIR/bin (default: $PREFIX, else ~/.local)
   --from DIR     install the binaries found in DIR instead of building them
+  --migrate      when docker used pass or secretservice, move those credentials into
+                 imgctl without asking (on a terminal the installer asks; otherwise it
+                 only prints the command)
   --uninstall    put docker's previous credsStore back and remove the binaries
                  (the encrypted store is kept; the command says where)
 
@@ -23,11 +26,13 @@ USAGE
 prefix="${PREFIX:-$HOME/.local}"
 from=""
 uninstall=0
+migrate=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
     --from) from="${2:?--from needs a directory}"; shift 2 ;;
     --uninstall) uninstall=1; shift ;;
+    --migrate) migrate=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -70,8 +75,33 @@ say "installed ${binaries[*]} into $bin"
 user_path="$PATH"
 export PATH="$bin:$PATH"
 
-say "creating the credential store (age-encrypted file, no daemon)"
-imgctl creds init
+say "creating the credential store"
+imgctl creds init || imgctl creds backend
+
+# Credentials of the helper imgctl replaces are moved before docker is pointed at imgctl, so
+# docker never looks for a credential that is not there yet.
+config_file="${DOCKER_CONFIG:-$HOME/.docker}/config.json"
+previous=""
+if [ -f "$config_file" ]; then
+  previous=$(sed -n 's/.*"credsStore"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$config_file" | head -n 1)
+fi
+case "$previous" in
+  pass|secretservice)
+    answer=n
+    if [ "$migrate" = 1 ]; then
+      answer=y
+    elif [ -t 0 ]; then
+      read -r -p "docker used $previous: move its credentials into imgctl now (they stay in $previous too)? [Y/n] " answer
+      case "$answer" in [Nn]*) answer=n ;; *) answer=y ;; esac
+    fi
+    if [ "$answer" = y ]; then
+      say "moving credentials from $previous"
+      imgctl creds migrate --from "$previous"
+    else
+      say "docker used $previous; to move its credentials into imgctl run: imgctl creds migrate --from $previous"
+    fi
+    ;;
+esac
 say "pointing docker at imgctl"
 imgctl creds configure-docker
 say "checking"

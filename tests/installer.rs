@@ -82,3 +82,21 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[test]
+fn install_offers_to_move_credentials_of_the_helper_it_replaces() {
+    let home = TestHome::new("installer-pass");
+    let config_path = home.docker_config_dir().join("config.json");
+    fs::write(&config_path, r#"{"auths":{"ghcr.io":{}},"credsStore":"pass"}"#).unwrap();
+    // No terminal and no --migrate: the command is printed, nothing is run.
+    let out = install(&home, &[]);
+    assert_success(&out, "install.sh");
+    assert!(stdout(&out).contains("imgctl creds migrate --from pass"), "{}", stdout(&out));
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    assert_eq!(config["credsStore"], "imgctl");
+    // --migrate runs it; with no pass store there, the installer stops with the reason.
+    fs::write(&config_path, r#"{"auths":{"ghcr.io":{}},"credsStore":"pass"}"#).unwrap();
+    let out = install(&home, &["--migrate"]);
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("no pass store"), "{}", common::stderr(&out));
+}

@@ -10,7 +10,7 @@ packages=(
   python3 python3-dockerpycreds     # docker-py's credential client
   golang-docker-credential-helpers  # docker-credential-pass / -secretservice, compared against
   pass gnupg                        # the pass store those helpers use
-  gnome-keyring dbus-daemon libsecret-tools  # a real Secret Service
+  gnome-keyring dbus-daemon dbus-bin libsecret-tools  # a real Secret Service
   hyperfine                         # benchmarks
   tar ca-certificates
 )
