@@ -46,6 +46,8 @@ if [ "$uninstall" = 1 ]; then
   if [ -x "$bin/imgctl" ]; then
     say "restoring docker's previous credsStore"
     "$bin/imgctl" creds configure-docker --restore
+  elif grep -q '"credsStore"[[:space:]]*:[[:space:]]*"imgctl"' "${DOCKER_CONFIG:-$HOME/.docker}/config.json" 2>/dev/null; then
+    echo "install.sh: $bin/imgctl is gone, so docker's config.json still names imgctl; remove its \"credsStore\" line by hand" >&2
   fi
   for b in "${binaries[@]}"; do rm -f "$bin/$b"; done
   say "removed ${binaries[*]} from $bin"
@@ -75,8 +77,14 @@ say "installed ${binaries[*]} into $bin"
 user_path="$PATH"
 export PATH="$bin:$PATH"
 
+case ":$user_path:" in
+  *":$bin:"*) ;;
+  *) say "WARNING: $bin is not on your PATH: docker cannot run docker-credential-imgctl until it is."
+     say "         add it, e.g. in ~/.profile: export PATH=\"$bin:\$PATH\"" ;;
+esac
+
 say "creating the credential store"
-imgctl creds init || imgctl creds backend
+imgctl creds init
 
 # Credentials of the helper imgctl replaces are moved before docker is pointed at imgctl, so
 # docker never looks for a credential that is not there yet.
@@ -91,7 +99,7 @@ case "$previous" in
     if [ "$migrate" = 1 ]; then
       answer=y
     elif [ -t 0 ]; then
-      read -r -p "docker used $previous: move its credentials into imgctl now (they stay in $previous too)? [Y/n] " answer
+      read -r -p "docker used $previous: move its credentials into imgctl now (they stay in $previous too)? [Y/n] " answer || answer=n
       case "$answer" in [Nn]*) answer=n ;; *) answer=y ;; esac
     fi
     if [ "$answer" = y ]; then
@@ -106,8 +114,3 @@ say "pointing docker at imgctl"
 imgctl creds configure-docker
 say "checking"
 imgctl creds doctor
-
-case ":$user_path:" in
-  *":$bin:"*) ;;
-  *) say "add $bin to PATH so docker finds docker-credential-imgctl: export PATH=\"$bin:\$PATH\"" ;;
-esac

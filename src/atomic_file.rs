@@ -21,12 +21,7 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         // A leftover temporary file of a killed process with the same pid keeps its old mode.
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         file.write_all(contents)?;
@@ -47,7 +42,12 @@ pub fn remove_stale_temporaries(path: &Path) -> io::Result<()> {
     let mut prefix = name.to_os_string();
     prefix.push(".tmp-");
     let prefix = prefix.as_encoded_bytes();
-    for entry in fs::read_dir(dir)?.flatten() {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
         if entry.file_name().as_encoded_bytes().starts_with(prefix) {
             fs::remove_file(entry.path())?;
         }

@@ -21,10 +21,17 @@ pub const HELPER_NAME: &str = "imgctl";
 const PLAINTEXT_FIELDS: &[&str] = &["auth", "username", "password", "identitytoken", "registrytoken"];
 
 /// A docker `config.json`, loaded whole.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DockerConfig {
     path: PathBuf,
     doc: Map<String, Value>,
+}
+
+/// The document may hold plaintext credentials: only the path is shown.
+impl std::fmt::Debug for DockerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerConfig").field("path", &self.path).finish_non_exhaustive()
+    }
 }
 
 /// Reading or writing config.json failed.
@@ -166,6 +173,30 @@ impl DockerConfig {
         }
     }
 
+    /// Removes every plaintext credential field of every `auths` entry.
+    pub fn strip_all_plaintext(&mut self) {
+        let servers: Vec<String> = self
+            .doc
+            .get("auths")
+            .and_then(Value::as_object)
+            .map(|auths| auths.keys().cloned().collect())
+            .unwrap_or_default();
+        for server in servers {
+            self.strip_plaintext(&server);
+        }
+    }
+
+    /// The `auths` keys that hold no plaintext credential (docker keeps such an entry for each
+    /// registry whose credential a helper holds).
+    pub fn auths_without_plaintext(&self) -> Vec<String> {
+        let Some(auths) = self.doc.get("auths").and_then(Value::as_object) else { return Vec::new() };
+        auths
+            .iter()
+            .filter(|(_, entry)| entry.as_object().is_none_or(|e| !PLAINTEXT_FIELDS.iter().any(|f| e.contains_key(*f))))
+            .map(|(server, _)| server.clone())
+            .collect()
+    }
+
     /// The document as docker would read it, pretty-printed with tabs as docker writes it.
     pub fn to_json(&self) -> String {
         let mut out = Vec::new();
@@ -243,7 +274,10 @@ mod tests {
         let found = cfg.plaintext_auths();
         assert_eq!(found.len(), 2);
         let PlaintextAuth::Credential(alice) = &found[0] else { panic!("unreadable") };
-        assert_eq!((alice.server_url.as_str(), alice.username.as_str(), alice.secret.expose()), ("reg.io", "alice", "p:ss"));
+        assert_eq!(
+            (alice.server_url.as_str(), alice.username.as_str(), alice.secret.expose()),
+            ("reg.io", "alice", "p:ss")
+        );
         let PlaintextAuth::Credential(token) = &found[1] else { panic!("unreadable") };
         assert_eq!((token.username.as_str(), token.secret.expose()), ("<token>", "tok"));
 

@@ -35,6 +35,9 @@ pub struct RestoreReport {
     pub config_path: PathBuf,
     /// The `credsStore` value put back (None: removed).
     pub restored_creds_store: Option<String>,
+    /// Registries docker knows whose credentials stay in imgctl's store: docker asks for a
+    /// login again (imgctl never writes them back in plain text).
+    pub login_again: Vec<String>,
 }
 
 /// Setting docker up failed.
@@ -70,28 +73,33 @@ pub fn backup_path(config: &Path) -> PathBuf {
 /// `credsStore` back. Running it again changes nothing.
 pub fn configure(docker_dir: &Path, store: &dyn Store) -> Result<SetupReport, SetupError> {
     let mut config = DockerConfig::load(docker_dir)?;
-    let options = migrate::Options { dry_run: false, remove_source: true };
-    let migration = migrate::from_docker_config(&mut config, store, options)?;
     let previous = config.creds_store().map(str::to_owned);
-    let mut report = SetupReport {
+    let changed = previous.as_deref() != Some(HELPER_NAME);
+    let mut backup = None;
+    let backup_file = backup_path(config.path());
+    if changed && !backup_file.exists() {
+        // The backup exists for the previous credsStore; it never holds a plaintext credential.
+        let mut copy = config.clone();
+        copy.strip_all_plaintext();
+        copy.save_to(&backup_file)?;
+        backup = Some(backup_file);
+    }
+    let options = migrate::Options { dry_run: false, remove_source: true, overwrite: false };
+    let migration = migrate::from_docker_config(&mut config, store, options)?;
+    if changed {
+        config.set_creds_store(Some(HELPER_NAME));
+    }
+    // One write: the credentials are stored, then leave config.json together with the switch.
+    if changed || migration.removed_from_source > 0 {
+        config.save()?;
+    }
+    Ok(SetupReport {
         config_path: config.path().to_owned(),
-        previous_creds_store: previous.clone(),
-        changed: false,
-        backup: None,
+        previous_creds_store: previous,
+        changed,
+        backup,
         migration,
-    };
-    if previous.as_deref() == Some(HELPER_NAME) {
-        return Ok(report);
-    }
-    let backup = backup_path(config.path());
-    if !backup.exists() {
-        config.save_to(&backup)?;
-        report.backup = Some(backup);
-    }
-    config.set_creds_store(Some(HELPER_NAME));
-    config.save()?;
-    report.changed = true;
-    Ok(report)
+    })
 }
 
 /// Puts back the `credsStore` the backup recorded (or removes ours when there is no backup),
@@ -114,5 +122,6 @@ pub fn restore(docker_dir: &Path) -> Result<RestoreReport, SetupError> {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(source) => return Err(SetupError::RemoveBackup { path: backup, source }),
     }
-    Ok(RestoreReport { config_path: config.path().to_owned(), restored_creds_store: restored })
+    let login_again = config.auths_without_plaintext();
+    Ok(RestoreReport { config_path: config.path().to_owned(), restored_creds_store: restored, login_again })
 }

@@ -84,10 +84,15 @@ fn check_backend(selection: &Selection) -> Check {
         crate::credential::backend::ChoiceSource::Environment => "IMGCTL_BACKEND",
         crate::credential::backend::ChoiceSource::ConfigFile => "imgctl's config.json",
         crate::credential::backend::ChoiceSource::Default => "the default",
+        crate::credential::backend::ChoiceSource::Auto => "auto when it was set",
     };
     let serving = selection.store.backend();
     match &selection.fallback {
-        None => Check { name: "backend", status: Status::Ok, detail: format!("{serving} (chosen by {source}: {})", selection.choice) },
+        None => Check {
+            name: "backend",
+            status: Status::Ok,
+            detail: format!("{serving} (chosen by {source}: {})", selection.choice),
+        },
         Some(why) => Check {
             name: "backend",
             status: Status::Warn,
@@ -98,7 +103,11 @@ fn check_backend(selection: &Selection) -> Check {
 
 fn check_listable(store: &dyn Store) -> Check {
     match store.list() {
-        Ok(entries) => Check { name: "store", status: Status::Ok, detail: format!("{}; {} credential(s)", store.describe(), entries.len()) },
+        Ok(entries) => Check {
+            name: "store",
+            status: Status::Ok,
+            detail: format!("{}; {} credential(s)", store.describe(), entries.len()),
+        },
         Err(e) => Check { name: "store", status: Status::Fail, detail: format!("{}: {e}", store.describe()) },
     }
 }
@@ -112,11 +121,17 @@ fn check_age_store(store: &AgeFileStore) -> Check {
         return Check {
             name: "store",
             status: Status::Fail,
-            detail: format!("{base}: readable by others; run: chmod 600 {} {}", identity.display(), store.store_path().display()),
+            detail: format!(
+                "{base}: readable by others; run: chmod 600 {} {}",
+                identity.display(),
+                store.store_path().display()
+            ),
         };
     }
     let (status, note) = match kind {
-        IdentityKind::Missing => (Status::Warn, " (not created yet: the first login creates it, or run imgctl creds init)"),
+        IdentityKind::Missing => {
+            (Status::Warn, " (not created yet: the first login creates it, or run imgctl creds init)")
+        }
         IdentityKind::Plain => (Status::Ok, ""),
         IdentityKind::Passphrase => (Status::Ok, " (passphrase-protected)"),
     };
@@ -135,7 +150,9 @@ fn check_docker_config(docker_dir: &Path) -> Vec<Check> {
     let path = config.path().display();
     let scoped = config.registries_using_helper(HELPER_NAME);
     let wiring = match config.creds_store() {
-        Some(HELPER_NAME) => Check { name: "docker config", status: Status::Ok, detail: format!("{path}: credsStore is {HELPER_NAME}") },
+        Some(HELPER_NAME) => {
+            Check { name: "docker config", status: Status::Ok, detail: format!("{path}: credsStore is {HELPER_NAME}") }
+        }
         _ if !scoped.is_empty() => Check {
             name: "docker config",
             status: Status::Ok,
@@ -164,7 +181,10 @@ fn check_docker_config(docker_dir: &Path) -> Vec<Check> {
         Check {
             name: "plaintext",
             status: Status::Fail,
-            detail: format!("{path} holds plaintext credentials for {}; run: imgctl creds migrate --from config --remove-source", plaintext.join(", ")),
+            detail: format!(
+                "{path} holds plaintext credentials for {}; run: imgctl creds migrate --from config --remove-source",
+                plaintext.join(", ")
+            ),
         }
     };
     vec![wiring, leftovers]
@@ -178,7 +198,8 @@ fn round_trip(helper: &Path) -> Check {
     let steps = (|| -> Result<(), String> {
         call(helper, "store", request.to_string().as_bytes())?;
         let got = call(helper, "get", PROBE_SERVER.as_bytes())?;
-        let got: serde_json::Value = serde_json::from_slice(&got).map_err(|_| "get printed something that is not JSON".to_string())?;
+        let got: serde_json::Value =
+            serde_json::from_slice(&got).map_err(|_| "get printed something that is not JSON".to_string())?;
         if got["Secret"] != secret.as_str() || got["Username"] != "imgctl-doctor" {
             return Err("get returned another credential than the one stored".into());
         }
@@ -190,8 +211,14 @@ fn round_trip(helper: &Path) -> Check {
         }
     })();
     match steps {
-        Ok(()) => Check { name, status: Status::Ok, detail: format!("store, get, erase through {} work", helper.display()) },
-        Err(message) => Check { name, status: Status::Fail, detail: message },
+        Ok(()) => {
+            Check { name, status: Status::Ok, detail: format!("store, get, erase through {} work", helper.display()) }
+        }
+        Err(message) => {
+            // Leave no probe behind when a step after the store failed.
+            let _ = call(helper, "erase", PROBE_SERVER.as_bytes());
+            Check { name, status: Status::Fail, detail: message }
+        }
     }
 }
 
@@ -211,11 +238,7 @@ fn call(helper: &Path, action: &str, input: &[u8]) -> Result<Vec<u8>, String> {
     let mut stdout = Vec::new();
     child.stdout.take().expect("piped").read_to_end(&mut stdout).map_err(|e| e.to_string())?;
     let status = child.wait().map_err(|e| e.to_string())?;
-    if status.success() {
-        Ok(stdout)
-    } else {
-        Err(String::from_utf8_lossy(&stdout).trim().to_owned())
-    }
+    if status.success() { Ok(stdout) } else { Err(String::from_utf8_lossy(&stdout).trim().to_owned()) }
 }
 
 /// The first executable `name` in the directories of `path_var`.

@@ -1,5 +1,7 @@
 //! Parallel writers lose nothing; a writer killed at any instant leaves the old or the new store.
 
+#![allow(clippy::print_stderr)] // the test reports how the kills landed
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -95,7 +97,10 @@ fn kill_9_at_any_instant_leaves_old_or_new() {
         assert_eq!(home.get(server).unwrap()["Secret"], secret.as_str(), "{server}");
     }
     eprintln!("write time {write_time:?}: {kept_old} kills kept the old value, {got_new} let the new one land");
-    assert!(kept_old > 0 && got_new > 0, "the kills did not land both before and after the rename ({kept_old} old, {got_new} new)");
+    assert!(
+        kept_old > 0 && got_new > 0,
+        "the kills did not land both before and after the rename ({kept_old} old, {got_new} new)"
+    );
     // Killed writers' temporary files are cleaned up by the next writer.
     home.store("final.example.com", "u", "f");
     let leftovers: Vec<_> = std::fs::read_dir(home.store_file().parent().unwrap())

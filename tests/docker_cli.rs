@@ -51,9 +51,11 @@ fn docker_login_push_pull_logout_through_the_helper() {
     let mut home = TestHome::new("docker-cli");
     let password = home.secret("registry-pw");
     let registry = Registry::start_htpasswd("ci-robot", &password);
-    fs::write(home.docker_config_dir().join("config.json"), r#"{"credsStore":"imgctl","psFormat":"table {{.ID}}"}"#).unwrap();
+    fs::write(home.docker_config_dir().join("config.json"), r#"{"credsStore":"imgctl","psFormat":"table {{.ID}}"}"#)
+        .unwrap();
 
-    let login = docker(&home, &["login", &registry.addr, "--username", "ci-robot", "--password-stdin"], password.as_bytes());
+    let login =
+        docker(&home, &["login", &registry.addr, "--username", "ci-robot", "--password-stdin"], password.as_bytes());
     assert_success(&login, "docker login");
     let stored = home.get(&registry.addr).expect("docker login stored through the helper");
     assert_eq!((stored["Username"].as_str(), stored["Secret"].as_str()), (Some("ci-robot"), Some(password.as_str())));
@@ -89,7 +91,10 @@ fn assert_no_auth_field(home: &TestHome) {
     assert_eq!(config["credsStore"], "imgctl");
     if let Some(auths) = config["auths"].as_object() {
         for (server, entry) in auths {
-            assert!(entry.get("auth").is_none() && entry.get("password").is_none(), "{server} has a plaintext field: {text}");
+            assert!(
+                entry.get("auth").is_none() && entry.get("password").is_none(),
+                "{server} has a plaintext field: {text}"
+            );
         }
     }
 }

@@ -11,15 +11,24 @@ use common::{TestHome, assert_success, stderr, stdout};
 fn login_ls_rm_with_text_and_json_output() {
     let mut home = TestHome::new("creds-cli");
     let password = home.secret("cli-pw");
-    let out = home.imgctl(&["creds", "login", "https://Registry.Example.com:5000/", "-u", "alice"], format!("{password}\n").as_bytes());
+    let out = home.imgctl(
+        &["creds", "login", "https://Registry.Example.com:5000/", "-u", "alice"],
+        format!("{password}\n").as_bytes(),
+    );
     assert_success(&out, "creds login");
     // Stored under the spelling docker login uses, without the trailing newline.
     let got = home.get("registry.example.com:5000").unwrap();
-    assert_eq!((got["ServerURL"].as_str(), got["Secret"].as_str()), (Some("registry.example.com:5000"), Some(password.as_str())));
+    assert_eq!(
+        (got["ServerURL"].as_str(), got["Secret"].as_str()),
+        (Some("registry.example.com:5000"), Some(password.as_str()))
+    );
 
+    assert!(stdout(&home.helper("list", b"unused")).contains("\"registry.example.com:5000\":\"alice\""));
     let hub = home.secret("hub");
     assert_success(&home.imgctl(&["creds", "login", "-u", "bob"], hub.as_bytes()), "creds login to Docker Hub");
-    assert_eq!(home.get("docker.io").unwrap()["ServerURL"], "https://index.docker.io/v1/");
+    assert_eq!(home.get("docker.io").unwrap()["Secret"], hub.as_str());
+    let listed = stdout(&home.helper("list", b"unused"));
+    assert!(listed.contains("\"https://index.docker.io/v1/\":\"bob\""), "stored under Docker Hub's key: {listed}");
 
     let ls = home.imgctl(&["creds", "ls"], b"");
     assert_success(&ls, "creds ls");
@@ -28,9 +37,15 @@ fn login_ls_rm_with_text_and_json_output() {
     assert!(rows.contains(&vec!["registry.example.com:5000".to_owned(), "alice".to_owned()]), "{rows:?}");
     assert!(rows.contains(&vec!["https://index.docker.io/v1/".to_owned(), "bob".to_owned()]), "{rows:?}");
     assert!(!stdout(&ls).contains(&password));
-    let json: serde_json::Value = serde_json::from_slice(&home.imgctl(&["creds", "ls", "-o", "json"], b"").stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&home.imgctl(&["creds", "ls", "-o", "json"], b"").stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
-    assert!(json.as_array().unwrap().iter().any(|e| e["server_url"] == "registry.example.com:5000" && e["username"] == "alice"));
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["server_url"] == "registry.example.com:5000" && e["username"] == "alice")
+    );
 
     let rm = home.imgctl(&["creds", "rm", "http://registry.example.com:5000", "nothing.example.com"], b"");
     assert_success(&rm, "creds rm");
@@ -59,7 +74,11 @@ fn migrate_dry_run_then_real_run() {
         base64::engine::general_purpose::STANDARD.encode(format!("carol:{password}"))
     };
     let config = home.docker_config_dir().join("config.json");
-    fs::write(&config, format!(r#"{{"auths":{{"reg.example.com":{{"auth":"{auth}"}},"junk.example.com":{{"auth":"%%"}}}}}}"#)).unwrap();
+    fs::write(
+        &config,
+        format!(r#"{{"auths":{{"reg.example.com":{{"auth":"{auth}"}},"junk.example.com":{{"auth":"%%"}}}}}}"#),
+    )
+    .unwrap();
     let original = fs::read(&config).unwrap();
 
     let dry = home.imgctl(&["creds", "migrate", "--from", "config", "--dry-run", "-o", "json"], b"");
@@ -76,7 +95,11 @@ fn migrate_dry_run_then_real_run() {
     assert_eq!(fs::read(&config).unwrap(), original, "the source is left intact unless asked");
 
     let strip = home.imgctl(&["creds", "migrate", "--from", "config", "--remove-source"], b"");
-    assert!(stdout(&strip).contains("0 migrated, 1 already in the store, 1 skipped, 1 removed from the source"), "{}", stdout(&strip));
+    assert!(
+        stdout(&strip).contains("0 migrated, 1 already in the store, 1 skipped, 1 removed from the source"),
+        "{}",
+        stdout(&strip)
+    );
     let after: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
     assert_eq!(after["auths"]["reg.example.com"], serde_json::json!({}));
     assert_eq!(after["auths"]["junk.example.com"]["auth"], "%%", "what could not be moved stays");
@@ -87,11 +110,21 @@ fn doctor_reports_what_is_wrong_and_exits_1() {
     let home = TestHome::new("doctor");
     fs::write(home.docker_config_dir().join("config.json"), r#"{"auths":{"x.io":{"auth":"dTpw"}}}"#).unwrap();
     // The helper is not on PATH.
-    let out = home.command(common::IMGCTL).env("PATH", "/usr/bin:/bin").args(["creds", "doctor", "-o", "json"]).output().unwrap();
+    let out = home
+        .command(common::IMGCTL)
+        .env("PATH", "/usr/bin:/bin")
+        .args(["creds", "doctor", "-o", "json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let status = |name: &str| {
-        report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).map(|c| c["status"].as_str().unwrap().to_owned())
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_owned())
     };
     assert_eq!(status("helper").as_deref(), Some("fail"));
     assert_eq!(status("plaintext").as_deref(), Some("fail"));
@@ -117,6 +150,80 @@ fn passphrase_protected_identity_serves_docker_with_the_passphrase_in_its_enviro
     assert_success(&with("store", request.as_bytes()), "store with the passphrase");
     let got: serde_json::Value = serde_json::from_slice(&with("get", b"p.io").stdout).unwrap();
     assert_eq!(got["Secret"], secret.as_str());
-    let wrong = common::run_with_stdin(home.command(common::HELPER).arg("get").env("IMGCTL_PASSPHRASE", "wrong"), b"p.io");
-    assert_eq!(stdout(&wrong).trim(), format!("wrong passphrase for the identity {}", home.dir.join(".config/imgctl/identity.age").display()));
+    let wrong =
+        common::run_with_stdin(home.command(common::HELPER).arg("get").env("IMGCTL_PASSPHRASE", "wrong"), b"p.io");
+    assert_eq!(
+        stdout(&wrong).trim(),
+        format!("wrong passphrase for the identity {}", home.dir.join(".config/imgctl/identity.age").display())
+    );
+}
+
+#[test]
+fn migration_never_overwrites_a_different_credential_unless_asked() {
+    let mut home = TestHome::new("migrate-conflict");
+    let (old, newer) = (home.secret("old-plain"), home.secret("newer-login"));
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    home.store("ghcr.io", "alice", &newer);
+    let config = home.docker_config_dir().join("config.json");
+    // Two spellings of one registry in one source, and a conflict with the store.
+    fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"ghcr.io":{{"auth":"{}"}},"reg.example.com":{{"auth":"{}"}},"https://reg.example.com":{{"auth":"{}"}}}}}}"#,
+            b64(&format!("alice:{old}")),
+            b64("bob:first"),
+            b64("bob:second")
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = home
+            .imgctl(&[&["creds", "migrate", "--from", "config", "--remove-source", "-o", "json"], extra].concat(), b"");
+        assert_success(&out, "migrate");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let report = run(&[]);
+    let kinds: Vec<(String, String)> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["server_url"].as_str().unwrap().to_owned(), s["kind"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(kinds.contains(&("ghcr.io".into(), "conflict".into())), "{report}");
+    assert!(kinds.contains(&("https://reg.example.com".into(), "duplicate".into())), "{report}");
+    assert_eq!(home.get("ghcr.io").unwrap()["Secret"], newer.as_str(), "the newer login was kept");
+    assert_eq!(home.get("reg.example.com").unwrap()["Secret"], "first");
+    let after: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    assert!(after["auths"]["ghcr.io"]["auth"].is_string(), "a skipped entry stays in its source");
+    assert!(after["auths"]["https://reg.example.com"]["auth"].is_string(), "a duplicate stays in its source");
+    assert_eq!(after["auths"]["reg.example.com"], serde_json::json!({}));
+
+    // With --overwrite what is left in the source wins: the conflict and the other spelling.
+    let forced = run(&["--overwrite"]);
+    assert_eq!(forced["migrated"], serde_json::json!(["ghcr.io", "https://reg.example.com"]), "{forced}");
+    assert_eq!(home.get("ghcr.io").unwrap()["Secret"], old.as_str());
+    assert_eq!(home.get("reg.example.com").unwrap()["Secret"], "second");
+}
+
+#[test]
+fn backend_auto_is_decided_once_and_recorded() {
+    let home = TestHome::new("backend-auto");
+    // No session bus here: auto decides on the age file, and says why.
+    let set = home.imgctl(&["creds", "backend", "auto", "-o", "json"], b"");
+    assert_success(&set, "creds backend auto");
+    let saved: serde_json::Value = serde_json::from_slice(&set.stdout).unwrap();
+    assert_eq!((saved["backend"].as_str(), saved["chosen"].as_str()), (Some("age-file"), Some("auto")));
+    assert!(saved["fallback"].as_str().unwrap().contains("no D-Bus session bus"));
+    let settings: serde_json::Value =
+        serde_json::from_slice(&fs::read(home.dir.join(".config/imgctl/config.json")).unwrap()).unwrap();
+    assert_eq!(settings, serde_json::json!({"backend": "age-file", "chosen_by_auto": true}));
+    // Later calls use the recorded decision, silently: no probe, no note on docker's terminal.
+    let out = home.helper("store", br#"{"ServerURL":"a.io","Username":"u","Secret":"s"}"#);
+    assert_success(&out, "store");
+    assert_eq!(stderr(&out), "");
+    let doctor = home.imgctl(&["creds", "doctor"], b"");
+    assert!(stdout(&doctor).contains("age-file (chosen by auto when it was set: age-file)"), "{}", stdout(&doctor));
 }

@@ -27,22 +27,35 @@ fn install_migrates_configures_checks_and_uninstall_restores() {
     let mut home = TestHome::new("installer");
     let password = home.secret("plain-pw");
     let token = home.secret("plain-token");
+    let odd = home.secret("unmovable-token");
     let auth = base64_encode(format!("alice:{password}").as_bytes());
     let config_path = home.docker_config_dir().join("config.json");
     fs::write(
         &config_path,
         format!(
-            r#"{{"auths":{{"registry.example.com":{{"auth":"{auth}"}},"ghcr.io":{{"identitytoken":"{token}"}}}},
+            r#"{{"auths":{{"registry.example.com":{{"auth":"{auth}"}},"ghcr.io":{{"identitytoken":"{token}"}},"odd.example.com":{{"registrytoken":"{odd}"}}}},
                "credsStore":"desktop","credHelpers":{{"gcr.io":"gcloud"}},"detachKeys":"ctrl-e,e"}}"#
         ),
     )
     .unwrap();
 
     let out = install(&home, &[]);
-    assert_success(&out, "install.sh");
+    // The registrytoken entry cannot be moved: it stays in config.json, doctor flags it.
+    assert_eq!(out.status.code(), Some(1), "doctor fails on the plaintext left behind");
     let text = stdout(&out);
     assert!(text.contains("ok    round trip"), "doctor ran a round trip: {text}");
-    assert!(!text.contains("FAIL"), "{text}");
+    assert!(text.contains("FAIL  plaintext") && text.contains("odd.example.com"), "{text}");
+    // The backup never holds a plaintext credential, not even the one that could not move.
+    let backup_text = fs::read_to_string(home.docker_config_dir().join("config.json.imgctl-backup")).unwrap();
+    assert!(
+        !backup_text.contains(&odd) && !backup_text.contains(&auth) && !backup_text.contains(&token),
+        "{backup_text}"
+    );
+    home.assert_no_plaintext_secrets_except(&odd);
+    // Once the user removes it (docker login stores it through imgctl), doctor is green.
+    let mut config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    config["auths"]["odd.example.com"] = serde_json::json!({});
+    fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
     for binary in ["imgctl", "docker-credential-imgctl"] {
         assert!(home.dir.join("prefix/bin").join(binary).is_file(), "{binary} installed");
     }
@@ -64,12 +77,18 @@ fn install_migrates_configures_checks_and_uninstall_restores() {
 
     let before = fs::read(&config_path).unwrap();
     let again = install(&home, &[]);
+    assert!(!stdout(&again).contains("FAIL"), "{}", stdout(&again));
     assert_success(&again, "install.sh, second run");
     assert!(stdout(&again).contains("already imgctl"), "{}", stdout(&again));
     assert_eq!(fs::read(&config_path).unwrap(), before, "a second run changes nothing");
 
     let uninstall = install(&home, &["--uninstall"]);
     assert_success(&uninstall, "install.sh --uninstall");
+    assert!(
+        stdout(&uninstall).contains("docker will ask for a login again for: registry.example.com, ghcr.io"),
+        "{}",
+        stdout(&uninstall)
+    );
     let config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
     assert_eq!(config["credsStore"], "desktop");
     assert_eq!(config["detachKeys"], "ctrl-e,e");

@@ -34,7 +34,16 @@ fn migrate_pass_store_then_serve_and_remove_source() {
     let mut keygen = home.command("gpg");
     with_pass_env(&home, &mut keygen);
     let out = keygen
-        .args(["--batch", "--passphrase", "", "--quick-gen-key", "imgctl test <test@localhost>", "default", "default", "never"])
+        .args([
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "imgctl test <test@localhost>",
+            "default",
+            "default",
+            "never",
+        ])
         .output()
         .unwrap();
     assert_success(&out, "gpg --quick-gen-key");
@@ -48,7 +57,10 @@ fn migrate_pass_store_then_serve_and_remove_source() {
         let mut store = home.command(&pass_helper);
         with_pass_env(&home, &mut store);
         let request = serde_json::json!({"ServerURL": server, "Username": "alice", "Secret": secret});
-        assert_success(&run_with_stdin(store.arg("store"), request.to_string().as_bytes()), "docker-credential-pass store");
+        assert_success(
+            &run_with_stdin(store.arg("store"), request.to_string().as_bytes()),
+            "docker-credential-pass store",
+        );
     }
     // What helpers up to 0.6 left behind: a plain file among the registry folders.
     fs::write(home.dir.join(".password-store/docker-credential-helpers/docker-pass-initialized-check"), "x").unwrap();

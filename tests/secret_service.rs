@@ -16,14 +16,15 @@ mod conformance {
 /// Runs docker-credential-secretservice (the helper being replaced) against the same keyring.
 fn old_helper(home: &TestHome, action: &str, input: &[u8]) -> std::process::Output {
     let program = require("docker-credential-secretservice", "golang-docker-credential-helpers");
-    run_with_stdin(&mut home.command(program).arg(action), input)
+    run_with_stdin(home.command(program).arg(action), input)
 }
 
 #[test]
 fn credentials_saved_by_either_helper_are_served_by_the_other() {
     let mut home = TestHome::with_keyring("ss-interop");
     let theirs = home.secret("saved-by-secretservice");
-    let request = serde_json::json!({"ServerURL": "https://old.example.com:5000", "Username": "alice", "Secret": theirs});
+    let request =
+        serde_json::json!({"ServerURL": "https://old.example.com:5000", "Username": "alice", "Secret": theirs});
     assert_success(&old_helper(&home, "store", request.to_string().as_bytes()), "old helper store");
     // imgctl finds it under any spelling.
     for spelling in ["old.example.com:5000", "https://old.example.com:5000/"] {
@@ -53,7 +54,9 @@ fn a_locked_collection_is_a_clear_error_without_a_prompt() {
     let secret = home.secret("locked-pw");
     home.store("locked.example.com", "alice", &secret);
     home.keyring.as_ref().unwrap().lock();
-    for (action, input) in [("get", b"locked.example.com".as_slice()), ("store", br#"{"ServerURL":"x.io","Username":"u","Secret":"s"}"#)] {
+    for (action, input) in
+        [("get", b"locked.example.com".as_slice()), ("store", br#"{"ServerURL":"x.io","Username":"u","Secret":"s"}"#)]
+    {
         let started = Instant::now();
         let out = home.helper(action, input);
         assert!(started.elapsed() < Duration::from_secs(3), "{action} hung for {:?}", started.elapsed());
@@ -90,7 +93,10 @@ fn no_bus_or_no_daemon_is_a_clear_error_and_auto_falls_back() {
         assert!(line.starts_with("the Secret Service is unavailable:"), "{line}");
         assert!(line.contains("imgctl creds backend age-file"), "says how to fix it: {line}");
     }
-    let auto = run_with_stdin(home.command(common::IMGCTL).args(["creds", "backend", "-o", "json"]).env("IMGCTL_BACKEND", "auto"), b"");
+    let auto = run_with_stdin(
+        home.command(common::IMGCTL).args(["creds", "backend", "-o", "json"]).env("IMGCTL_BACKEND", "auto"),
+        b"",
+    );
     let shown: serde_json::Value = serde_json::from_slice(&auto.stdout).unwrap();
     assert_eq!((shown["choice"].as_str(), shown["serving"].as_str()), (Some("auto"), Some("age-file")));
     assert!(shown["fallback"].as_str().unwrap().contains("no D-Bus session bus"));
@@ -105,7 +111,13 @@ fn migrate_secretservice_items_into_the_age_file_store() {
         assert_success(&old_helper(&home, "store", request.to_string().as_bytes()), "old helper store");
     }
     let migrate = |args: &[&str]| {
-        let out = run_with_stdin(home.command(common::IMGCTL).args(["creds", "migrate", "--from", "secretservice", "-o", "json"]).args(args).env("IMGCTL_BACKEND", "age-file"), b"");
+        let out = run_with_stdin(
+            home.command(common::IMGCTL)
+                .args(["creds", "migrate", "--from", "secretservice", "-o", "json"])
+                .args(args)
+                .env("IMGCTL_BACKEND", "age-file"),
+            b"",
+        );
         assert_success(&out, "migrate");
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
@@ -122,8 +134,14 @@ fn migrate_secretservice_items_into_the_age_file_store() {
     assert_eq!(stdout(&old_helper(&home, "list", b"unused")).trim(), "{}", "the source was cleaned");
 
     for (i, secret) in secrets.iter().enumerate() {
-        let out = run_with_stdin(home.command(common::HELPER).arg("get").env("IMGCTL_BACKEND", "age-file"), format!("r{i}.example.com").as_bytes());
+        let out = run_with_stdin(
+            home.command(common::HELPER).arg("get").env("IMGCTL_BACKEND", "age-file"),
+            format!("r{i}.example.com").as_bytes(),
+        );
         let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!((got["Username"].as_str(), got["Secret"].as_str()), (Some(format!("user{i}").as_str()), Some(secret.as_str())));
+        assert_eq!(
+            (got["Username"].as_str(), got["Secret"].as_str()),
+            (Some(format!("user{i}").as_str()), Some(secret.as_str()))
+        );
     }
 }

@@ -72,6 +72,11 @@ struct Contents {
     entries: BTreeMap<String, Entry>,
 }
 
+#[derive(Deserialize)]
+struct Versioned {
+    version: u32,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Entry {
     server_url: String,
@@ -156,8 +161,8 @@ impl AgeFileStore {
             Some(passphrase) => {
                 let mut recipient = age::scrypt::Recipient::new(secret_string(passphrase));
                 recipient.set_work_factor(IDENTITY_SCRYPT_LOG_N);
-                let wrapped = age::encrypt(&recipient, text.as_bytes())
-                    .map_err(|e| StoreError::Encrypt(e.to_string()))?;
+                let wrapped =
+                    age::encrypt(&recipient, text.as_bytes()).map_err(|e| StoreError::Encrypt(e.to_string()))?;
                 atomic_file::write(&self.protected_identity_path, &wrapped, 0o600)
                     .map_err(StoreError::io("writing", &self.protected_identity_path))?;
             }
@@ -169,22 +174,15 @@ impl AgeFileStore {
         let text = match read_optional(&self.protected_identity_path)? {
             Some(wrapped) => {
                 let path = &self.protected_identity_path;
-                let passphrase = self
-                    .passphrase
-                    .as_ref()
-                    .ok_or_else(|| StoreError::PassphraseRequired { path: path.clone() })?;
+                let passphrase =
+                    self.passphrase.as_ref().ok_or_else(|| StoreError::PassphraseRequired { path: path.clone() })?;
                 let mut unwrap = age::scrypt::Identity::new(secret_string(passphrase));
                 unwrap.set_max_work_factor(IDENTITY_SCRYPT_MAX_LOG_N);
                 Zeroizing::new(age::decrypt(&unwrap, &wrapped).map_err(|e| match e {
                     age::DecryptError::DecryptionFailed
                     | age::DecryptError::KeyDecryptionFailed
-                    | age::DecryptError::NoMatchingKeys => {
-                        StoreError::WrongPassphrase { path: path.clone() }
-                    }
-                    other => StoreError::InvalidIdentity {
-                        path: path.clone(),
-                        reason: other.to_string(),
-                    },
+                    | age::DecryptError::NoMatchingKeys => StoreError::WrongPassphrase { path: path.clone() },
+                    other => StoreError::InvalidIdentity { path: path.clone(), reason: other.to_string() },
                 })?)
             }
             None => match read_optional(&self.identity_path)? {
@@ -200,40 +198,40 @@ impl AgeFileStore {
             return Ok(Contents { version: FORMAT_VERSION, ..Contents::default() });
         };
         let corrupt = |reason: String| StoreError::Corrupt { path: self.store_path.clone(), reason };
-        let plaintext = Zeroizing::new(
-            age::decrypt(identity, &ciphertext).map_err(|e| corrupt(e.to_string()))?,
-        );
-        // serde_json's own messages name a position, never the text at it.
-        let contents: Contents =
-            serde_json::from_slice(&plaintext).map_err(|e| corrupt(format!("not a store: {e}")))?;
-        if contents.version != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "format version {} is not {FORMAT_VERSION}; a newer imgctl wrote it",
-                contents.version
-            )));
+        let plaintext = Zeroizing::new(age::decrypt(identity, &ciphertext).map_err(|e| corrupt(e.to_string()))?);
+        // The version first, so a newer format is named as such; serde_json's messages may quote
+        // a value (a secret), so only the position of an error is reported.
+        let at = |e: serde_json::Error| {
+            corrupt(format!("not a store: {:?} error at line {} column {}", e.classify(), e.line(), e.column()))
+        };
+        let Versioned { version } = serde_json::from_slice(&plaintext).map_err(at)?;
+        if version != FORMAT_VERSION {
+            return Err(corrupt(format!("format version {version} is not {FORMAT_VERSION}; a newer imgctl wrote it")));
         }
-        Ok(contents)
+        serde_json::from_slice(&plaintext).map_err(at)
     }
 
     fn write_contents(&self, identity: &x25519::Identity, contents: &Contents) -> Result<(), StoreError> {
-        let plaintext = Zeroizing::new(
-            serde_json::to_vec(contents).map_err(|e| StoreError::Encrypt(e.to_string()))?,
-        );
-        let ciphertext = age::encrypt(&identity.to_public(), &plaintext)
-            .map_err(|e| StoreError::Encrypt(e.to_string()))?;
-        atomic_file::write(&self.store_path, &ciphertext, 0o600)
-            .map_err(StoreError::io("writing", &self.store_path))
+        let plaintext = Zeroizing::new(serde_json::to_vec(contents).map_err(|e| StoreError::Encrypt(e.to_string()))?);
+        let ciphertext =
+            age::encrypt(&identity.to_public(), &plaintext).map_err(|e| StoreError::Encrypt(e.to_string()))?;
+        atomic_file::write(&self.store_path, &ciphertext, 0o600).map_err(StoreError::io("writing", &self.store_path))
     }
 
     /// Runs `change` on the current contents under the write lock, and writes the result back
     /// when `change` says it changed something.
     fn update<T>(&self, change: impl FnOnce(&mut Contents) -> (bool, T)) -> Result<T, StoreError> {
         let _lock = self.lock()?;
-        atomic_file::remove_stale_temporaries(&self.store_path)
-            .map_err(StoreError::io("cleaning temporary files next to", &self.store_path))?;
+        for path in [&self.store_path, &self.identity_path, &self.protected_identity_path] {
+            atomic_file::remove_stale_temporaries(path)
+                .map_err(StoreError::io("cleaning temporary files next to", path))?;
+        }
         let identity = match self.load_identity()? {
             Some(identity) => identity,
-            None => self.create_identity(None)?,
+            None => {
+                self.no_store_without_identity()?;
+                self.create_identity(None)?
+            }
         };
         let mut contents = self.read_contents(&identity)?;
         let (changed, result) = change(&mut contents);
@@ -246,8 +244,20 @@ impl AgeFileStore {
     fn read_only(&self) -> Result<Option<Contents>, StoreError> {
         match self.load_identity()? {
             Some(identity) => self.read_contents(&identity).map(Some),
-            None => Ok(None),
+            None => self.no_store_without_identity().map(|()| None),
         }
+    }
+
+    /// A store whose identity is gone must not look empty, nor get a new identity that would
+    /// make the old one useless if it is restored.
+    fn no_store_without_identity(&self) -> Result<(), StoreError> {
+        if self.store_path.exists() {
+            return Err(StoreError::IdentityMissing {
+                store: self.store_path.clone(),
+                identity: self.identity_path.clone(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -402,6 +412,18 @@ mod tests {
         let wrong = AgeFileStore::new(&dirs.0, Some(Secret::new("wrong".into())));
         assert!(matches!(wrong.get("ghcr.io"), Err(StoreError::WrongPassphrase { .. })));
         assert!(!fs::read(dirs.0.config.join("identity.age")).unwrap().windows(15).any(|w| w == b"AGE-SECRET-KEY-"));
+    }
+
+    #[test]
+    fn a_store_without_its_identity_is_an_error_and_no_identity_is_made() {
+        let dirs = TempDirs::new("no-identity");
+        let store = AgeFileStore::new(&dirs.0, None);
+        store.store(&credential("ghcr.io", "alice", "tok")).unwrap();
+        fs::remove_file(dirs.0.config.join("identity.txt")).unwrap();
+        assert!(matches!(store.get("ghcr.io"), Err(StoreError::IdentityMissing { .. })));
+        assert!(matches!(store.list(), Err(StoreError::IdentityMissing { .. })));
+        assert!(matches!(store.store(&credential("x.io", "a", "b")), Err(StoreError::IdentityMissing { .. })));
+        assert_eq!(store.identity_kind(), IdentityKind::Missing, "no new identity was made");
     }
 
     #[test]

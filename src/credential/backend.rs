@@ -3,6 +3,12 @@
 //! The choice comes from `IMGCTL_BACKEND`, else from `config.json` in imgctl's config
 //! directory (written by `imgctl creds backend NAME`), else the age file: the embedded default
 //! needs no daemon, and a default that changed with the desktop session would hide credentials.
+//!
+//! `auto` saved in the config file is decided once, when it is saved, and the decision is
+//! recorded: a store that switched with every call (keyring unlocked on the desktop, locked over
+//! SSH) would split credentials between the two, and a logout would erase only one. `auto` in
+//! `IMGCTL_BACKEND` is decided per process, for one-off runs, and says so on stderr when it falls
+//! back.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -37,6 +43,8 @@ pub enum ChoiceSource {
     Environment,
     /// imgctl's config.json.
     ConfigFile,
+    /// imgctl's config.json, where `auto` recorded what it decided.
+    Auto,
     /// Nothing was set.
     Default,
 }
@@ -93,6 +101,23 @@ pub enum BackendError {
 struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     backend: Option<BackendChoice>,
+    /// `backend` was decided by `auto` when it was saved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    chosen_by_auto: bool,
+    /// Keys of later versions, kept as they are.
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What [`save_choice`] recorded.
+#[derive(Debug)]
+pub struct SavedChoice {
+    /// The settings file.
+    pub path: PathBuf,
+    /// The backend recorded (`auto` is decided before it is saved).
+    pub backend: BackendChoice,
+    /// Under `auto`, why the Secret Service was not chosen.
+    pub fallback: Option<StoreError>,
 }
 
 impl FromStr for BackendChoice {
@@ -173,22 +198,40 @@ pub fn configured(dirs: &Dirs, env_value: Option<&str>) -> Result<(BackendChoice
     if let Some(value) = env_value.filter(|v| !v.trim().is_empty()) {
         return Ok((value.parse()?, ChoiceSource::Environment));
     }
-    Ok(match load_settings(dirs)?.backend {
+    let settings = load_settings(dirs)?;
+    Ok(match settings.backend {
+        Some(choice) if settings.chosen_by_auto => (choice, ChoiceSource::Auto),
         Some(choice) => (choice, ChoiceSource::ConfigFile),
         None => (BackendChoice::AgeFile, ChoiceSource::Default),
     })
 }
 
-/// Records `choice` in imgctl's config.json.
-pub fn save_choice(dirs: &Dirs, choice: BackendChoice) -> Result<PathBuf, BackendError> {
+/// Records `choice` in imgctl's config.json, keeping its other keys; `auto` is decided now and
+/// the decision recorded.
+pub fn save_choice(dirs: &Dirs, choice: BackendChoice) -> Result<SavedChoice, BackendError> {
     let mut settings = load_settings(dirs)?;
-    settings.backend = Some(choice);
+    let (backend, fallback) = match choice {
+        BackendChoice::Auto => match probe_secret_service() {
+            Ok(()) => (BackendChoice::SecretService, None),
+            Err(why) => (BackendChoice::AgeFile, Some(why)),
+        },
+        concrete => (concrete, None),
+    };
+    settings.backend = Some(backend);
+    settings.chosen_by_auto = choice == BackendChoice::Auto;
     let path = settings_path(dirs);
     let io = |e: std::io::Error| BackendError::ConfigFile { path: path.clone(), reason: e.to_string() };
     atomic_file::create_dir(&dirs.config, 0o700).map_err(io)?;
     let json = serde_json::to_vec_pretty(&settings).expect("settings serialize");
     atomic_file::write(&path, &json, 0o600).map_err(io)?;
-    Ok(path)
+    Ok(SavedChoice { path, backend, fallback })
+}
+
+fn probe_secret_service() -> Result<(), StoreError> {
+    #[cfg(target_os = "linux")]
+    return SecretServiceStore::new().probe();
+    #[cfg(not(target_os = "linux"))]
+    return Err(StoreError::Unavailable { reason: "there is no Secret Service on this platform".into() });
 }
 
 /// Opens the store the environment and config file choose.
@@ -202,20 +245,22 @@ pub fn open_from_env() -> Result<Selection, BackendError> {
 
 /// Opens the store for `choice`. Under `auto` the Secret Service is probed (two seconds at
 /// most) and the age file serves when it is unreachable or locked, with the reason kept.
-pub fn open(dirs: &Dirs, passphrase: Option<Secret>, choice: BackendChoice, source: ChoiceSource) -> Result<Selection, BackendError> {
+pub fn open(
+    dirs: &Dirs,
+    passphrase: Option<Secret>,
+    choice: BackendChoice,
+    source: ChoiceSource,
+) -> Result<Selection, BackendError> {
     let age = || AnyStore::AgeFile(AgeFileStore::new(dirs, passphrase.clone()));
     let (store, fallback) = match choice {
         BackendChoice::AgeFile => (age(), None),
         #[cfg(target_os = "linux")]
         BackendChoice::SecretService => (AnyStore::SecretService(SecretServiceStore::new()), None),
         #[cfg(target_os = "linux")]
-        BackendChoice::Auto => {
-            let keyring = SecretServiceStore::new();
-            match keyring.probe() {
-                Ok(()) => (AnyStore::SecretService(keyring), None),
-                Err(why) => (age(), Some(why)),
-            }
-        }
+        BackendChoice::Auto => match probe_secret_service() {
+            Ok(()) => (AnyStore::SecretService(SecretServiceStore::new()), None),
+            Err(why) => (age(), Some(why)),
+        },
         #[cfg(not(target_os = "linux"))]
         BackendChoice::SecretService => return Err(BackendError::Unsupported(choice)),
         #[cfg(not(target_os = "linux"))]
@@ -233,8 +278,13 @@ mod tests {
         let base = std::env::temp_dir().join(format!("imgctl-backend-{}", std::process::id()));
         let dirs = Dirs { config: base.join("c"), data: base.join("d") };
         assert_eq!(configured(&dirs, None).unwrap(), (BackendChoice::AgeFile, ChoiceSource::Default));
-        save_choice(&dirs, BackendChoice::SecretService).unwrap();
+        std::fs::create_dir_all(&dirs.config).unwrap();
+        std::fs::write(dirs.config.join("config.json"), r#"{"future":{"x":1}}"#).unwrap();
+        let saved = save_choice(&dirs, BackendChoice::SecretService).unwrap();
+        assert_eq!(saved.backend, BackendChoice::SecretService);
         assert_eq!(configured(&dirs, None).unwrap(), (BackendChoice::SecretService, ChoiceSource::ConfigFile));
+        let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&saved.path).unwrap()).unwrap();
+        assert_eq!(kept["future"]["x"], 1, "other keys are kept");
         assert_eq!(configured(&dirs, Some("auto")).unwrap(), (BackendChoice::Auto, ChoiceSource::Environment));
         assert!(matches!(configured(&dirs, Some("pass")), Err(BackendError::Unknown(_))));
         std::fs::remove_dir_all(base).unwrap();

@@ -115,8 +115,10 @@ pub fn serve(
         Action::Get => {
             let server_url = read_input(input)?;
             let credential = store.get(server_url.expose())?;
+            // Answered with the URL asked for, as docker-credential-helpers' Get does: a
+            // client may compare it with its own spelling.
             let json = serde_json::to_vec(&CredentialJson {
-                server_url: &credential.server_url,
+                server_url: server_url.expose(),
                 username: &credential.username,
                 secret: credential.secret.expose(),
             })
@@ -133,11 +135,8 @@ pub fn serve(
         Action::List => {
             // docker/cli writes "unused"; read it so the writer never sees a broken pipe.
             let _ = read_input(input);
-            let listing: Map<String, Value> = store
-                .list()?
-                .into_iter()
-                .map(|entry| (entry.server_url, Value::String(entry.username)))
-                .collect();
+            let listing: Map<String, Value> =
+                store.list()?.into_iter().map(|entry| (entry.server_url, Value::String(entry.username))).collect();
             serde_json::to_writer(&mut output, &listing).map_err(std::io::Error::from)?;
             output.write_all(b"\n")?;
         }
@@ -160,9 +159,8 @@ fn read_input(input: impl Read) -> Result<Secret, HelperError> {
 /// Parses a store request. Keys match case-insensitively, as Go's encoding/json does for the
 /// helpers we replace; messages never quote the input, which holds the secret.
 fn parse_credential(request: &Secret) -> Result<Credential, HelperError> {
-    let value: Value = serde_json::from_str(request.expose()).map_err(|e| {
-        HelperError::InvalidJson(format!("syntax error at line {} column {}", e.line(), e.column()))
-    })?;
+    let value: Value = serde_json::from_str(request.expose())
+        .map_err(|e| HelperError::InvalidJson(format!("syntax error at line {} column {}", e.line(), e.column())))?;
     let Value::Object(fields) = value else {
         return Err(HelperError::InvalidJson("not an object".into()));
     };
@@ -236,7 +234,7 @@ mod tests {
         assert_eq!(run(&store, Action::Store, request).unwrap(), "");
         assert_eq!(
             run(&store, Action::Get, b"registry.example.com").unwrap(),
-            "{\"ServerURL\":\"https://registry.example.com\",\"Username\":\"alice\",\"Secret\":\"p<a>ss\"}\n"
+            "{\"ServerURL\":\"registry.example.com\",\"Username\":\"alice\",\"Secret\":\"p<a>ss\"}\n"
         );
     }
 
@@ -312,6 +310,9 @@ mod tests {
 
     #[test]
     fn version_line() {
-        assert_eq!(run(&MemoryStore::default(), Action::Version, b"").unwrap(), "docker-credential-imgctl (imgctl) test\n");
+        assert_eq!(
+            run(&MemoryStore::default(), Action::Version, b"").unwrap(),
+            "docker-credential-imgctl (imgctl) test\n"
+        );
     }
 }

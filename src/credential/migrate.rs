@@ -5,6 +5,7 @@
 //! same username and secret counts as unchanged, so a second run moves nothing), and only when
 //! all are stored, and only when asked, is the source cleaned. A failure part-way loses nothing.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use serde::Serialize;
 
-use super::{Credential, Secret, Store, StoreError};
+use super::{Credential, RegistryKey, Secret, Store, StoreError};
 use crate::docker_config::{DockerConfig, DockerConfigError, PlaintextAuth};
 
 /// The directory docker-credential-pass keeps its entries in, inside the pass store.
@@ -26,6 +27,9 @@ pub struct Options {
     pub dry_run: bool,
     /// Remove each moved credential from its source once all are stored.
     pub remove_source: bool,
+    /// Replace a different credential the store already holds for the same registry (without
+    /// it, such an entry is skipped: which of the two is newer cannot be told).
+    pub overwrite: bool,
 }
 
 /// What a migration did (or, with `dry_run`, would do).
@@ -43,15 +47,32 @@ pub struct MigrationReport {
     pub removed_from_source: usize,
     /// Nothing was written.
     pub dry_run: bool,
+    /// Registries seen so far in this source.
+    #[serde(skip)]
+    seen: BTreeSet<RegistryKey>,
 }
 
-/// An entry a migration could not move.
+/// An entry a migration did not move.
 #[derive(Debug, Serialize)]
 pub struct Skipped {
     /// Its server URL (or its path, when that is all there is).
     pub server_url: String,
-    /// Why (never the value).
+    /// Why it was left.
+    pub kind: SkipKind,
+    /// The details (never the value).
     pub reason: String,
+}
+
+/// Why an entry was left where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipKind {
+    /// The store holds a different credential for the registry (see [`Options::overwrite`]).
+    Conflict,
+    /// The source holds another entry for the same registry, which was taken.
+    Duplicate,
+    /// The entry could not be read (not decodable, not decryptable).
+    Unreadable,
 }
 
 /// A migration failed; what was stored before the failure stays stored, the source is unchanged.
@@ -88,7 +109,9 @@ pub enum MigrateError {
         source: std::io::Error,
     },
     /// Source and destination are the same items.
-    #[error("the store already is the Secret Service: its docker credential items are served as they are")]
+    #[error(
+        "nothing to move: the store in use is the Secret Service, which serves docker-credential-secretservice's items as they are"
+    )]
     SameStore,
     /// config.json could not be rewritten.
     #[error(transparent)]
@@ -100,51 +123,77 @@ impl MigrationReport {
         Self { source, dry_run: options.dry_run, ..Self::default() }
     }
 
+    /// Whether an entry could not be read: the migration is incomplete.
+    pub fn has_unreadable(&self) -> bool {
+        self.skipped.iter().any(|s| s.kind == SkipKind::Unreadable)
+    }
+
     /// Stores `credential` unless the same one is there; records what happened. Returns whether
     /// the credential is now in the store (so the source may be cleaned).
-    fn import(&mut self, target: &dyn Store, credential: &Credential, dry_run: bool) -> Result<bool, MigrateError> {
+    fn import(&mut self, target: &dyn Store, credential: &Credential, options: Options) -> Result<bool, MigrateError> {
         let server_url = credential.server_url.clone();
-        let same = match target.get(&server_url) {
-            Ok(existing) => existing.username == credential.username && existing.secret == credential.secret,
-            Err(StoreError::NotFound) => false,
+        let key = RegistryKey::parse(&server_url)
+            .map_err(|e| MigrateError::Store { server_url: server_url.clone(), source: e.into() })?;
+        if !self.seen.insert(key) {
+            self.skip(server_url, SkipKind::Duplicate, "another entry of this source for the same registry was taken");
+            return Ok(false);
+        }
+        let existing = match target.get(&server_url) {
+            Ok(existing) => Some(existing),
+            Err(StoreError::NotFound) => None,
             Err(source) => return Err(MigrateError::Store { server_url, source }),
         };
-        if same {
-            self.unchanged.push(server_url);
-            return Ok(true);
+        if let Some(existing) = existing {
+            if existing.username == credential.username && existing.secret == credential.secret {
+                self.unchanged.push(server_url);
+                return Ok(true);
+            }
+            if !options.overwrite {
+                let reason = format!(
+                    "the store already holds another credential for it (user {}); --overwrite replaces it",
+                    existing.username
+                );
+                self.skip(server_url, SkipKind::Conflict, reason);
+                return Ok(false);
+            }
         }
-        if !dry_run {
-            target.store(credential).map_err(|source| MigrateError::Store { server_url: server_url.clone(), source })?;
+        if !options.dry_run {
+            target
+                .store(credential)
+                .map_err(|source| MigrateError::Store { server_url: server_url.clone(), source })?;
         }
         self.migrated.push(server_url);
         Ok(true)
     }
 
-    fn skip(&mut self, server_url: impl Into<String>, reason: impl Into<String>) {
-        self.skipped.push(Skipped { server_url: server_url.into(), reason: reason.into() });
+    fn skip(&mut self, server_url: impl Into<String>, kind: SkipKind, reason: impl Into<String>) {
+        self.skipped.push(Skipped { server_url: server_url.into(), kind, reason: reason.into() });
     }
 }
 
 /// Moves the plaintext `auths` of `config` into `target`; with `remove_source`, strips them from
-/// config.json (rewritten once, after every credential is stored).
-pub fn from_docker_config(config: &mut DockerConfig, target: &dyn Store, options: Options) -> Result<MigrationReport, MigrateError> {
+/// `config` in memory once every credential is stored. The caller saves `config`.
+pub fn from_docker_config(
+    config: &mut DockerConfig,
+    target: &dyn Store,
+    options: Options,
+) -> Result<MigrationReport, MigrateError> {
     let mut report = MigrationReport::new("config", options);
     let mut moved = Vec::new();
     for found in config.plaintext_auths() {
         match found {
             PlaintextAuth::Credential(credential) => {
-                if report.import(target, &credential, options.dry_run)? {
+                if report.import(target, &credential, options)? {
                     moved.push(credential.server_url);
                 }
             }
-            PlaintextAuth::Unreadable { server_url, reason } => report.skip(server_url, reason),
+            PlaintextAuth::Unreadable { server_url, reason } => report.skip(server_url, SkipKind::Unreadable, reason),
         }
     }
     if options.remove_source && !options.dry_run && !moved.is_empty() {
         for server_url in &moved {
             config.strip_plaintext(server_url);
         }
-        config.save()?;
         report.removed_from_source = moved.len();
     }
     Ok(report)
@@ -175,7 +224,11 @@ pub fn from_pass(pass_dir: &Path, target: &dyn Store, options: Options) -> Resul
         }
         let name = registry_dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let Some(server_url) = URL_SAFE.decode(&name).ok().and_then(|bytes| String::from_utf8(bytes).ok()) else {
-            report.skip(registry_dir.display().to_string(), "the folder name is not base64url of a server URL");
+            report.skip(
+                registry_dir.display().to_string(),
+                SkipKind::Unreadable,
+                "the folder name is not base64url of a server URL",
+            );
             continue;
         };
         let entries: Vec<PathBuf> = sorted_entries(&registry_dir)
@@ -185,18 +238,22 @@ pub fn from_pass(pass_dir: &Path, target: &dyn Store, options: Options) -> Resul
         // docker-credential-pass serves the first entry by name; so does the migration.
         let Some(entry) = entries.first() else { continue };
         for extra in &entries[1..] {
-            report.skip(&server_url, format!("{} is a second username for this registry; only the first is served", extra.display()));
+            report.skip(
+                &server_url,
+                SkipKind::Duplicate,
+                format!("{} is a second username for this registry; only the first is served", extra.display()),
+            );
         }
         let username = entry.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         let secret = match gpg_decrypt(entry) {
             Ok(secret) => secret,
             Err(reason) => {
-                report.skip(&server_url, reason);
+                report.skip(&server_url, SkipKind::Unreadable, reason);
                 continue;
             }
         };
         let credential = Credential { server_url: server_url.clone(), username, secret };
-        if report.import(target, &credential, options.dry_run)? {
+        if report.import(target, &credential, options)? {
             moved.push(entry.clone());
         }
     }
@@ -224,11 +281,12 @@ pub fn from_secret_service(
         return Err(MigrateError::SameStore);
     }
     let mut report = MigrationReport::new("secretservice", options);
-    let items = source.docker_items().map_err(|source| MigrateError::Source { source_name: "the Secret Service", source })?;
+    let items =
+        source.docker_items().map_err(|source| MigrateError::Source { source_name: "the Secret Service", source })?;
     let mut moved = Vec::new();
     for item in items {
         let credential = Credential { server_url: item.server_url, username: item.username, secret: item.secret };
-        if report.import(target, &credential, options.dry_run)? {
+        if report.import(target, &credential, options)? {
             moved.push(credential.server_url);
         }
     }
@@ -243,7 +301,8 @@ pub fn from_secret_service(
 }
 
 fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut entries: Vec<PathBuf> =
+        fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     entries.sort();
     entries
 }

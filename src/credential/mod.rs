@@ -7,9 +7,9 @@ pub mod age_file;
 pub mod backend;
 pub mod helper;
 pub mod migrate;
+mod secret;
 #[cfg(target_os = "linux")]
 pub mod secret_service;
-mod secret;
 mod server;
 
 use std::io;
@@ -84,15 +84,35 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// The identity file holds no age X25519 identity.
-    #[error("{path} is not an age identity file ({reason}); restore it from a backup or move it away to start a new store")]
+    #[error(
+        "{path} is not an age identity file ({reason}); restore it from a backup or move it away to start a new store"
+    )]
     InvalidIdentity {
         /// The identity file.
         path: PathBuf,
         /// What was wrong with it.
         reason: String,
     },
+    /// A keyring item holds bytes that are not text, so no helper can answer with them.
+    #[error("the stored secret for {server_url} is not UTF-8 text; store it again with docker login")]
+    SecretNotUtf8 {
+        /// The item's server URL.
+        server_url: String,
+    },
+    /// The store exists but its identity does not: nothing can read it, and nothing is created.
+    #[error(
+        "{store} exists but its identity {identity} is missing: restore the identity from a backup (or move the store away to start over)"
+    )]
+    IdentityMissing {
+        /// The store file.
+        store: PathBuf,
+        /// Where the identity should be.
+        identity: PathBuf,
+    },
     /// The store file could not be decrypted with the identity, or its contents are not a store.
-    #[error("{path} cannot be read ({reason}); was it encrypted to another identity? Restore it from a backup or move it away")]
+    #[error(
+        "{path} cannot be read ({reason}); was it encrypted to another identity? Restore it from a backup or move it away"
+    )]
     Corrupt {
         /// The store file.
         path: PathBuf,

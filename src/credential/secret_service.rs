@@ -65,12 +65,9 @@ impl SecretServiceStore {
         with_service(|ss| {
             let mut items = Vec::new();
             for item in docker_items(ss)? {
-                let attributes = item.get_attributes().map_err(ss_error)?;
-                let (Some(server_url), Some(username)) = (attributes.get("server"), attributes.get("username")) else {
-                    continue;
-                };
-                let secret = secret_of(&item)?;
-                items.push(DockerItem { server_url: server_url.clone(), username: username.clone(), secret });
+                let Some((server_url, username)) = server_and_username(&item)? else { continue };
+                let secret = secret_of(&item, &server_url)?;
+                items.push(DockerItem { server_url, username, secret });
             }
             Ok(items)
         })
@@ -96,12 +93,9 @@ impl Store for SecretServiceStore {
             let mut matching = matching_items(ss, &key)?;
             // Two helpers racing may leave two items; the newest is the one last stored.
             matching.sort_by_key(|(item, _)| std::cmp::Reverse(item.get_modified().unwrap_or(0)));
-            let (item, attributes) = matching.into_iter().next().ok_or(StoreError::NotFound)?;
-            Ok(Credential {
-                server_url: attributes.get("server").cloned().unwrap_or_default(),
-                username: attributes.get("username").cloned().unwrap_or_default(),
-                secret: secret_of(&item)?,
-            })
+            let (item, (server_url, username)) = matching.into_iter().next().ok_or(StoreError::NotFound)?;
+            let secret = secret_of(&item, &server_url)?;
+            Ok(Credential { server_url, username, secret })
         })
     }
 
@@ -115,13 +109,7 @@ impl Store for SecretServiceStore {
         let secret = credential.secret.clone();
         with_service(move |ss| {
             let collection = default_collection_unlocked(ss)?;
-            // One credential per registry: other spellings and usernames go.
-            for (item, attributes) in matching_items(ss, &key)? {
-                let same = attributes.get("server") == Some(&server_url) && attributes.get("username") == Some(&username);
-                if !same {
-                    item.delete().map_err(ss_error)?;
-                }
-            }
+            let others = matching_items(ss, &key)?;
             let attributes = HashMap::from([
                 ("label", CREDS_LABEL),
                 ("server", server_url.as_str()),
@@ -130,10 +118,17 @@ impl Store for SecretServiceStore {
                 ("xdg:schema", SCHEMA),
             ]);
             let label = format!("Registry credentials for {server_url}");
-            // replace=true updates the item with identical attributes in place.
+            // replace=true updates the item with identical attributes in place. The new item is
+            // written before the others go, so a failure part-way never leaves none.
             collection
                 .create_item(&label, attributes, secret.expose().as_bytes(), true, "text/plain")
                 .map_err(ss_error)?;
+            // One credential per registry: other spellings and usernames go.
+            for (item, (server, user)) in others {
+                if server != server_url || user != username {
+                    item.delete().map_err(ss_error)?;
+                }
+            }
             Ok(())
         })
     }
@@ -146,13 +141,10 @@ impl Store for SecretServiceStore {
         with_service(|ss| {
             let mut by_key = BTreeMap::new();
             for item in docker_items(ss)? {
-                let attributes = item.get_attributes().map_err(ss_error)?;
-                let (Some(server_url), Some(username)) = (attributes.get("server"), attributes.get("username")) else {
-                    continue;
-                };
-                let Ok(key) = RegistryKey::parse(server_url) else { continue };
+                let Some((server_url, username)) = server_and_username(&item)? else { continue };
+                let Ok(key) = RegistryKey::parse(&server_url) else { continue };
                 let modified = item.get_modified().unwrap_or(0);
-                let listing = Listing { server_url: server_url.clone(), username: username.clone() };
+                let listing = Listing { server_url, username };
                 match by_key.get(&key) {
                     Some((newer, _)) if *newer >= modified => {}
                     _ => {
@@ -185,11 +177,15 @@ fn with_service<T: Send + 'static>(
         let result = SecretService::connect(EncryptionType::Plain).map_err(ss_error).and_then(|ss| op(&ss));
         let _ = sender.send(result);
     });
-    receiver.recv_timeout(DEADLINE).unwrap_or_else(|_| {
-        Err(StoreError::Unavailable {
+    match receiver.recv_timeout(DEADLINE) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::Unavailable {
             reason: format!("the Secret Service did not answer within {} s", DEADLINE.as_secs()),
-        })
-    })
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(StoreError::Unavailable { reason: "the Secret Service client stopped without an answer".into() })
+        }
+    }
 }
 
 /// Fails at once when there is no session bus to connect to (a headless login, cron, CI).
@@ -202,12 +198,24 @@ fn session_bus_reachable() -> Result<(), StoreError> {
         return Ok(());
     }
     Err(StoreError::Unavailable {
-        reason: "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset and $XDG_RUNTIME_DIR/bus does not exist)".into(),
+        reason: "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset and $XDG_RUNTIME_DIR/bus does not exist)"
+            .into(),
     })
 }
 
-fn default_collection_unlocked<'a>(ss: &'a SecretService<'a>) -> Result<secret_service::blocking::Collection<'a>, StoreError> {
-    let collection = ss.get_any_collection().map_err(ss_error)?;
+fn default_collection_unlocked<'a>(
+    ss: &'a SecretService<'a>,
+) -> Result<secret_service::blocking::Collection<'a>, StoreError> {
+    // The default collection, as docker-credential-secretservice uses: the in-memory `session`
+    // collection (which get_any_collection falls back to) would lose credentials at logout.
+    let collection = ss.get_default_collection().map_err(|e| match e {
+        SsError::NoResult | SsError::ZbusFdo(_) => StoreError::Unavailable {
+            reason:
+                "the keyring has no default collection (alias \"default\"); create one, e.g. log in to the desktop once"
+                    .into(),
+        },
+        other => ss_error(other),
+    })?;
     if collection.is_locked().map_err(ss_error)? {
         let label = collection.get_label().unwrap_or_else(|_| "default".into());
         return Err(StoreError::Locked { collection: label });
@@ -215,7 +223,7 @@ fn default_collection_unlocked<'a>(ss: &'a SecretService<'a>) -> Result<secret_s
     Ok(collection)
 }
 
-/// Every unlocked docker item; locked ones are an error rather than a prompt.
+/// Every unlocked docker item; when all are locked, an error rather than a prompt.
 fn docker_items<'a>(ss: &'a SecretService<'a>) -> Result<Vec<Item<'a>>, StoreError> {
     let found = ss.search_items(HashMap::from([DOCKER_CLI])).map_err(ss_error)?;
     if found.unlocked.is_empty() && !found.locked.is_empty() {
@@ -224,26 +232,44 @@ fn docker_items<'a>(ss: &'a SecretService<'a>) -> Result<Vec<Item<'a>>, StoreErr
     Ok(found.unlocked)
 }
 
-fn matching_items<'a>(ss: &'a SecretService<'a>, key: &RegistryKey) -> Result<Vec<(Item<'a>, HashMap<String, String>)>, StoreError> {
+/// An item's `server` and `username` attributes (None: not a complete docker item).
+fn server_and_username(item: &Item<'_>) -> Result<Option<(String, String)>, StoreError> {
+    let mut attributes = item.get_attributes().map_err(ss_error)?;
+    Ok(attributes.remove("server").zip(attributes.remove("username")))
+}
+
+type Matching<'a> = Vec<(Item<'a>, (String, String))>;
+
+/// The docker items of `key`'s registry. A matching item in a locked collection is an error:
+/// answering "not found" would send docker anonymous or to a prompt of its own.
+fn matching_items<'a>(ss: &'a SecretService<'a>, key: &RegistryKey) -> Result<Matching<'a>, StoreError> {
+    let same_registry = |server: &str| RegistryKey::parse(server).is_ok_and(|found| &found == key);
+    let found = ss.search_items(HashMap::from([DOCKER_CLI])).map_err(ss_error)?;
     let mut matching = Vec::new();
-    for item in docker_items(ss)? {
-        let attributes = item.get_attributes().map_err(ss_error)?;
-        let same_registry = attributes
-            .get("server")
-            .and_then(|server| RegistryKey::parse(server).ok())
-            .is_some_and(|found| &found == key);
-        if same_registry {
-            matching.push((item, attributes));
+    for item in found.unlocked {
+        if let Some((server, username)) = server_and_username(&item)?
+            && same_registry(&server)
+        {
+            matching.push((item, (server, username)));
+        }
+    }
+    if matching.is_empty() {
+        for item in &found.locked {
+            // Attributes are readable on locked items; only secrets are not.
+            if let Ok(Some((server, _))) = server_and_username(item)
+                && same_registry(&server)
+            {
+                return Err(StoreError::Locked { collection: "holding this registry's credential".into() });
+            }
         }
     }
     Ok(matching)
 }
 
-fn secret_of(item: &Item<'_>) -> Result<Secret, StoreError> {
+fn secret_of(item: &Item<'_>, server_url: &str) -> Result<Secret, StoreError> {
     let bytes = zeroize::Zeroizing::new(item.get_secret().map_err(ss_error)?);
-    let text = std::str::from_utf8(&bytes).map_err(|_| StoreError::Unavailable {
-        reason: "a docker credential item holds a secret that is not UTF-8".into(),
-    })?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| StoreError::SecretNotUtf8 { server_url: server_url.to_owned() })?;
     Ok(Secret::new(text.to_owned()))
 }
 

@@ -13,12 +13,7 @@ use std::fmt;
 pub const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
 
 /// Host names that all mean Docker Hub (docker/cli `registry.IndexHostname` and its aliases).
-const DOCKER_HUB_HOSTS: &[&str] = &[
-    "docker.io",
-    "index.docker.io",
-    "registry-1.docker.io",
-    "registry.hub.docker.com",
-];
+const DOCKER_HUB_HOSTS: &[&str] = &["docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"];
 
 /// The canonical name of a registry (or of a path-scoped entry such as Docker Hub's
 /// `https://index.docker.io/v1/access-token`), used as the lookup key.
@@ -51,11 +46,7 @@ impl RegistryKey {
             None => (without_scheme, ""),
         };
         let host = host.to_ascii_lowercase();
-        if host.is_empty()
-            || host
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || "\\\"'<>@?#".contains(c))
-        {
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control() || "\\\"'<>@?#".contains(c)) {
             return Err(InvalidServerUrl::BadHost(trimmed.to_owned()));
         }
         let path = match path {
@@ -66,11 +57,7 @@ impl RegistryKey {
             let path = path.strip_prefix("v1/").unwrap_or(path);
             return Ok(Self(format!("{DOCKER_HUB_SERVER}{path}")));
         }
-        Ok(Self(if path.is_empty() {
-            host
-        } else {
-            format!("{host}/{path}")
-        }))
+        Ok(Self(if path.is_empty() { host } else { format!("{host}/{path}") }))
     }
 
     /// The key as text.
@@ -87,7 +74,7 @@ impl fmt::Display for RegistryKey {
 
 fn strip_scheme(url: &str) -> &str {
     for scheme in ["https://", "http://"] {
-        if url.len() >= scheme.len() && url[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        if url.get(..scheme.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme)) {
             return &url[scheme.len()..];
         }
     }
@@ -133,6 +120,14 @@ mod tests {
         let project = RegistryKey::parse("https://harbor.example.com/project-a/").unwrap();
         assert_eq!(project.as_str(), "harbor.example.com/project-a");
         assert_ne!(project, RegistryKey::parse("harbor.example.com").unwrap());
+    }
+
+    #[test]
+    fn non_ascii_never_panics() {
+        for input in ["é", "ghcr.ioé", "httpé://x", "https:/é", "🔐🔐🔐🔐🔐🔐🔐🔐"] {
+            let _ = RegistryKey::parse(input);
+        }
+        assert_eq!(RegistryKey::parse("Bücher.example").unwrap().as_str(), "bücher.example".to_ascii_lowercase());
     }
 
     #[test]

@@ -26,14 +26,13 @@ macro_rules! conformance_tests {
     };
 }
 
-
 pub fn store_get_list_erase_round_trip(home: &mut TestHome) {
     let secret = home.secret("pw");
     home.store("https://registry.example.com:5000", "alice", &secret);
     let got = home.get("registry.example.com:5000").expect("stored");
     assert_eq!(got["Username"], "alice");
     assert_eq!(got["Secret"], secret.as_str());
-    assert_eq!(got["ServerURL"], "https://registry.example.com:5000");
+    assert_eq!(got["ServerURL"], "registry.example.com:5000", "answered with the URL asked for");
 
     let list = home.helper("list", b"unused");
     assert_success(&list, "list");
@@ -55,6 +54,10 @@ pub fn lookups_match_the_registry_not_its_spelling(home: &mut TestHome) {
     for spelling in ["docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"] {
         assert_eq!(home.get(spelling).expect(spelling)["Secret"], hub.as_str(), "{spelling}");
     }
+    // Any UTF-8 in a host never trips the helper (non-ASCII once made it panic).
+    let idn = home.secret("idn");
+    home.store("https://Bücher.example:5000/", "u", &idn);
+    assert_eq!(home.get("bücher.example:5000").expect("non-ASCII host")["Secret"], idn.as_str());
     // Docker Hub's device-login tokens are entries of their own.
     assert!(home.get("https://index.docker.io/v1/access-token").is_none());
 }
@@ -116,12 +119,28 @@ pub fn bad_input_is_refused_clearly_and_changes_nothing(home: &mut TestHome) {
         ("empty", vec![], "invalid credential JSON"),
         ("not JSON", format!("ServerURL=x Secret={leaked}").into_bytes(), "invalid credential JSON"),
         ("array", format!("[\"{leaked}\"]").into_bytes(), "not an object"),
-        ("no ServerURL", format!(r#"{{"Username":"u","Secret":"{leaked}"}}"#).into_bytes(), "no credentials server URL"),
-        ("no Username", format!(r#"{{"ServerURL":"x.io","Secret":"{leaked}"}}"#).into_bytes(), "no credentials username"),
-        ("Secret not a string", br#"{"ServerURL":"x.io","Username":"u","Secret":{"a":1}}"#.to_vec(), "Secret must be a string"),
+        (
+            "no ServerURL",
+            format!(r#"{{"Username":"u","Secret":"{leaked}"}}"#).into_bytes(),
+            "no credentials server URL",
+        ),
+        (
+            "no Username",
+            format!(r#"{{"ServerURL":"x.io","Secret":"{leaked}"}}"#).into_bytes(),
+            "no credentials username",
+        ),
+        (
+            "Secret not a string",
+            br#"{"ServerURL":"x.io","Username":"u","Secret":{"a":1}}"#.to_vec(),
+            "Secret must be a string",
+        ),
         ("binary junk", junk, "not UTF-8"),
         ("huge body", huge, "input larger than"),
-        ("bad server", format!(r#"{{"ServerURL":"a b","Username":"u","Secret":"{leaked}"}}"#).into_bytes(), "invalid server URL"),
+        (
+            "bad server",
+            format!(r#"{{"ServerURL":"a b","Username":"u","Secret":"{leaked}"}}"#).into_bytes(),
+            "invalid server URL",
+        ),
     ];
     for (name, input, expected) in cases {
         let out = home.helper("store", &input);

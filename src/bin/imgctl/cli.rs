@@ -85,6 +85,10 @@ pub enum Creds {
         /// Once everything is stored, remove the moved credentials from the source.
         #[arg(long)]
         remove_source: bool,
+        /// Replace a different credential the store already holds for the same registry
+        /// (without it such entries are skipped and reported).
+        #[arg(long)]
+        overwrite: bool,
     },
 
     /// Show or set the backend: age-file (default; an encrypted file, no daemon),

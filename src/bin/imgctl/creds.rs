@@ -18,6 +18,12 @@ use crate::cli::{Creds, Login, MigrateSource, Output};
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
+    // Commands that fix the configuration must work when the store cannot be opened.
+    match command {
+        Creds::Backend { choice: Some(choice) } => return set_backend(&choice, output),
+        Creds::ConfigureDocker { restore: true } => return restore_docker(output),
+        _ => {}
+    }
     let selection = backend::open_from_env()?;
     if let Some(why) = &selection.fallback {
         eprintln!("backend auto: using the age-encrypted file because {why}");
@@ -62,13 +68,16 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
         }
         Creds::Init { passphrase_stdin } => {
             let AnyStore::AgeFile(store) = store else {
-                return Err(format!("the {} backend needs no init", store.backend()).into());
+                println!("the {} backend needs no init ({})", store.backend(), store.describe());
+                return Ok(ExitCode::SUCCESS);
             };
             let passphrase = passphrase_stdin.then(|| read_stdin_secret("the passphrase")).transpose()?;
             let outcome = store.init(passphrase.as_ref())?;
             let path = store.identity_path().display().to_string();
             match (output, outcome) {
-                (Output::Json, _) => println!("{}", serde_json::json!({ "identity": path, "created": outcome == InitOutcome::Created })),
+                (Output::Json, _) => {
+                    println!("{}", serde_json::json!({ "identity": path, "created": outcome == InitOutcome::Created }))
+                }
                 (Output::Text, InitOutcome::Created) => println!("created identity {path}"),
                 (Output::Text, InitOutcome::Existed) => println!("identity {path} already exists; left as it is"),
             }
@@ -90,27 +99,38 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
             }
             return Ok(if report.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        Creds::Migrate { from, dry_run, remove_source } => {
-            let options = migrate::Options { dry_run, remove_source };
+        Creds::Migrate { from, dry_run, remove_source, overwrite } => {
+            let options = migrate::Options { dry_run, remove_source, overwrite };
             let report = match from {
                 MigrateSource::Config => {
                     let mut config = DockerConfig::load(&docker_dir()?)?;
-                    migrate::from_docker_config(&mut config, store, options)?
+                    let report = migrate::from_docker_config(&mut config, store, options)?;
+                    if report.removed_from_source > 0 {
+                        config.save()?;
+                    }
+                    report
                 }
                 MigrateSource::Pass => {
-                    let dir = migrate::default_pass_dir().ok_or("cannot find the pass store: set PASSWORD_STORE_DIR or HOME")?;
+                    let dir = migrate::default_pass_dir()
+                        .ok_or("cannot find the pass store: set PASSWORD_STORE_DIR or HOME")?;
                     migrate::from_pass(&dir, store, options)?
                 }
                 #[cfg(target_os = "linux")]
                 MigrateSource::Secretservice => {
                     let source = imgctl::credential::secret_service::SecretServiceStore::new();
-                    migrate::from_secret_service(&source, store, options)?
+                    match migrate::from_secret_service(&source, store, options) {
+                        Err(same @ migrate::MigrateError::SameStore) => {
+                            println!("{same}");
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        other => other?,
+                    }
                 }
                 #[cfg(not(target_os = "linux"))]
                 MigrateSource::Secretservice => return Err("the Secret Service exists on Linux only".into()),
             };
             print_migration(&report, output)?;
-            if !report.skipped.is_empty() {
+            if report.has_unreadable() {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -135,14 +155,6 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
                 }
             }
         }
-        Creds::Backend { choice: Some(choice) } => {
-            let choice: BackendChoice = choice.parse()?;
-            let path = backend::save_choice(&Dirs::from_env()?, choice)?;
-            match output {
-                Output::Json => println!("{}", serde_json::json!({ "backend": choice.to_string(), "settings": path })),
-                Output::Text => println!("backend set to {choice} in {}", path.display()),
-            }
-        }
         Creds::Backend { choice: None } => match output {
             Output::Json => println!(
                 "{}",
@@ -155,15 +167,49 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
             ),
             Output::Text => println!("{} (chosen: {}; {})", store.backend(), selection.choice, store.describe()),
         },
-        Creds::ConfigureDocker { restore: true } => {
-            let report = docker_setup::restore(&docker_dir()?)?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Text => println!(
-                    "{}: credsStore restored to {}",
-                    report.config_path.display(),
-                    report.restored_creds_store.as_deref().unwrap_or("(unset)")
-                ),
+        Creds::Backend { choice: Some(_) } | Creds::ConfigureDocker { restore: true } => unreachable!("handled above"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_backend(choice: &str, output: Output) -> Result<ExitCode> {
+    let choice: BackendChoice = choice.parse()?;
+    let saved = backend::save_choice(&Dirs::from_env()?, choice)?;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "backend": saved.backend.to_string(),
+                "chosen": choice.to_string(),
+                "settings": saved.path,
+                "fallback": saved.fallback.as_ref().map(ToString::to_string),
+            })
+        ),
+        Output::Text => {
+            if let Some(why) = &saved.fallback {
+                println!("auto chose age-file because {why}");
+            }
+            println!("backend set to {} in {}", saved.backend, saved.path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore_docker(output: Output) -> Result<ExitCode> {
+    let report = docker_setup::restore(&docker_dir()?)?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => {
+            println!(
+                "{}: credsStore restored to {}",
+                report.config_path.display(),
+                report.restored_creds_store.as_deref().unwrap_or("(unset)")
+            );
+            if !report.login_again.is_empty() {
+                println!(
+                    "docker will ask for a login again for: {} (their credentials stay in imgctl's store; imgctl creds ls lists them)",
+                    report.login_again.join(", ")
+                );
             }
         }
     }
@@ -180,7 +226,7 @@ fn print_migration(report: &MigrationReport, output: Output) -> Result<()> {
         println!("{verb} {server} from {} into the store", report.source);
     }
     for skipped in &report.skipped {
-        eprintln!("skipped {}: {}", skipped.server_url, skipped.reason);
+        eprintln!("skipped {} ({:?}): {}", skipped.server_url, skipped.kind, skipped.reason);
     }
     println!(
         "{}: {} migrated, {} already in the store, {} skipped, {} removed from the source",
