@@ -9,6 +9,7 @@
 //!   docker credential helper protocol.
 //! - [`docker_config`] and [`docker_setup`]: docker's config.json and wiring docker to imgctl.
 //! - [`doctor`]: the health report of `imgctl creds doctor`.
+//! - [`reference`] and [`digest`]: image references in the docker grammar, content digests.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -16,7 +17,9 @@
 
 mod atomic_file;
 pub mod credential;
+pub mod digest;
 pub mod dirs;
 pub mod docker_config;
 pub mod docker_setup;
 pub mod doctor;
+pub mod reference;
