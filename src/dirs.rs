@@ -19,6 +19,15 @@ pub struct Dirs {
 #[error("cannot tell where to keep imgctl's files: set HOME, or IMGCTL_CONFIG_DIR and IMGCTL_DATA_DIR")]
 pub struct NoHome;
 
+/// `$NAME` when set and not empty, else `$HOME/fallback`: how docker (`DOCKER_CONFIG`) and pass
+/// (`PASSWORD_STORE_DIR`) find their directories.
+pub fn env_or_home(name: &str, fallback: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|home| PathBuf::from(home).join(fallback)))
+}
+
 impl Dirs {
     /// Resolves the directories from the process environment.
     pub fn from_env() -> Result<Self, NoHome> {

@@ -75,10 +75,7 @@ pub enum PlaintextAuth {
 impl DockerConfig {
     /// The directory docker reads: `$DOCKER_CONFIG`, else `~/.docker`.
     pub fn default_dir() -> Option<PathBuf> {
-        std::env::var_os("DOCKER_CONFIG")
-            .filter(|dir| !dir.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
+        crate::dirs::env_or_home("DOCKER_CONFIG", ".docker")
     }
 
     /// Loads `dir/config.json`; a missing file is an empty configuration.

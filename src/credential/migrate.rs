@@ -201,10 +201,7 @@ pub fn from_docker_config(
 
 /// The pass store docker-credential-pass uses: `$PASSWORD_STORE_DIR`, else `~/.password-store`.
 pub fn default_pass_dir() -> Option<PathBuf> {
-    std::env::var_os("PASSWORD_STORE_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".password-store")))
+    crate::dirs::env_or_home("PASSWORD_STORE_DIR", ".password-store")
 }
 
 /// Moves docker-credential-pass entries into `target`: `<pass dir>/docker-credential-helpers/
