@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use crate::atomic_file;
-use crate::credential::{Credential, IDENTITY_TOKEN_USERNAME, Secret};
+use crate::credential::{Credential, IDENTITY_TOKEN_USERNAME, RegistryKey, Secret};
 
 /// The `credsStore` / `credHelpers` name under which docker runs `docker-credential-imgctl`.
 pub const HELPER_NAME: &str = "imgctl";
@@ -100,6 +100,37 @@ impl DockerConfig {
             Err(source) => return Err(DockerConfigError::Io { action: "reading", path, source }),
         };
         Ok(Self { path, doc })
+    }
+
+    /// A configuration given as JSON text (`DOCKER_AUTH_CONFIG`); `origin` names it in errors.
+    pub fn from_json(origin: &Path, text: &str) -> Result<Self, DockerConfigError> {
+        match serde_json::from_str(text) {
+            Ok(Value::Object(doc)) => Ok(Self { path: origin.to_owned(), doc }),
+            Ok(_) => Err(DockerConfigError::Invalid { path: origin.to_owned(), reason: "not an object".into() }),
+            Err(e) => Err(DockerConfigError::Invalid {
+                path: origin.to_owned(),
+                reason: format!("line {} column {}", e.line(), e.column()),
+            }),
+        }
+    }
+
+    /// The helper `credHelpers` names for `registry` (matched by registry, in any spelling).
+    pub fn cred_helper_for(&self, registry: &RegistryKey) -> Option<&str> {
+        self.doc.get("credHelpers")?.as_object()?.iter().find_map(|(server, helper)| {
+            (RegistryKey::parse(server).ok().as_ref() == Some(registry)).then(|| helper.as_str()).flatten()
+        })
+    }
+
+    /// The plaintext credential `auths` holds for `registry` (matched by registry, as docker's
+    /// file store matches its keys through ConvertToHostname).
+    pub fn plaintext_auth_for(&self, registry: &RegistryKey) -> Option<PlaintextAuth> {
+        self.plaintext_auths().into_iter().find(|found| {
+            let server = match found {
+                PlaintextAuth::Credential(c) => &c.server_url,
+                PlaintextAuth::Unreadable { server_url, .. } => server_url,
+            };
+            RegistryKey::parse(server).ok().as_ref() == Some(registry)
+        })
     }
 
     /// The file this configuration is read from and written to.

@@ -10,6 +10,7 @@
 //! - [`docker_config`] and [`docker_setup`]: docker's config.json and wiring docker to imgctl.
 //! - [`doctor`]: the health report of `imgctl creds doctor`.
 //! - [`reference`] and [`digest`]: image references in the docker grammar, content digests.
+//! - [`registry`]: credentials, challenges and retries for talking to registries.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -23,3 +24,4 @@ pub mod docker_config;
 pub mod docker_setup;
 pub mod doctor;
 pub mod reference;
+pub mod registry;

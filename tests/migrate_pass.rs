@@ -4,71 +4,29 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 
-use common::{TestHome, assert_success, require, run_with_stdin, stdout};
-
-/// Stops the gpg-agent the test's GNUPGHOME started.
-struct GpgAgent(std::path::PathBuf);
-impl Drop for GpgAgent {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf").args(["--kill", "all"]).env("GNUPGHOME", &self.0).output();
-    }
-}
-
-fn with_pass_env(home: &TestHome, command: &mut Command) {
-    command.env("GNUPGHOME", home.dir.join(".gnupg")).env("PASSWORD_STORE_DIR", home.dir.join(".password-store"));
-}
+use common::pass::PassStore;
+use common::{TestHome, assert_success};
 
 #[test]
 fn migrate_pass_store_then_serve_and_remove_source() {
-    let pass_helper = require("docker-credential-pass", "golang-docker-credential-helpers");
-    require("pass", "pass");
-    require("gpg", "gnupg");
     let mut home = TestHome::new("pass");
-    let gnupg = home.dir.join(".gnupg");
-    fs::create_dir_all(&gnupg).unwrap();
-    fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let _agent = GpgAgent(gnupg.clone());
-
-    let mut keygen = home.command("gpg");
-    with_pass_env(&home, &mut keygen);
-    let out = keygen
-        .args([
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "imgctl test <test@localhost>",
-            "default",
-            "default",
-            "never",
-        ])
-        .output()
-        .unwrap();
-    assert_success(&out, "gpg --quick-gen-key");
-    let mut init = home.command("pass");
-    with_pass_env(&home, &mut init);
-    assert_success(&init.args(["init", "test@localhost"]).output().unwrap(), "pass init");
-
+    let pass = PassStore::new(&home);
     let secrets: Vec<String> = (0..2).map(|i| home.secret(&format!("pass{i}"))).collect();
     let servers = ["https://index.docker.io/v1/", "registry.example.com:5000"];
     for (server, secret) in servers.iter().zip(&secrets) {
-        let mut store = home.command(&pass_helper);
-        with_pass_env(&home, &mut store);
-        let request = serde_json::json!({"ServerURL": server, "Username": "alice", "Secret": secret});
-        assert_success(
-            &run_with_stdin(store.arg("store"), request.to_string().as_bytes()),
-            "docker-credential-pass store",
-        );
+        pass.store(&home, server, "alice", secret);
     }
     // What helpers up to 0.6 left behind: a plain file among the registry folders.
     fs::write(home.dir.join(".password-store/docker-credential-helpers/docker-pass-initialized-check"), "x").unwrap();
 
     let migrate = |args: &[&str]| {
-        let mut command = home.command(common::IMGCTL);
-        with_pass_env(&home, &mut command);
-        let out = command.args(["creds", "migrate", "--from", "pass", "-o", "json"]).args(args).output().unwrap();
+        let out = pass
+            .command(&home, common::IMGCTL)
+            .args(["creds", "migrate", "--from", "pass", "-o", "json"])
+            .args(args)
+            .output()
+            .unwrap();
         assert_success(&out, "imgctl creds migrate --from pass");
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
@@ -89,8 +47,5 @@ fn migrate_pass_store_then_serve_and_remove_source() {
     assert_eq!(second["migrated"].as_array().unwrap().len(), 0, "idempotent: {second}");
     assert_eq!(second["unchanged"].as_array().unwrap().len(), 2);
     assert_eq!(second["removed_from_source"].as_u64(), Some(2));
-    let mut list = home.command(&pass_helper);
-    with_pass_env(&home, &mut list);
-    let listed = run_with_stdin(list.arg("list"), b"unused");
-    assert_eq!(stdout(&listed).trim(), "{}", "the pass entries are gone");
+    assert_eq!(pass.list(&home).trim(), "{}", "the pass entries are gone");
 }

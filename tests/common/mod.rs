@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod keyring;
+pub mod pass;
 pub mod registry;
 
 use std::fs;

@@ -66,6 +66,16 @@ pub enum Creds {
         passphrase_stdin: bool,
     },
 
+    /// Show which credential docker (and imgctl promote) would send to a registry, and where
+    /// it comes from: DOCKER_AUTH_CONFIG, credHelpers, credsStore or plaintext auths. Never
+    /// prints the secret.
+    ///
+    ///   imgctl creds which harbor.example.com
+    Which {
+        /// The registry, as in an image reference (docker.io, host:5000, ...).
+        registry: String,
+    },
+
     /// Check the store, docker's config.json and the helper, with a real
     /// store/get/erase round trip through docker-credential-imgctl. Exits 1 on any failure.
     Doctor,

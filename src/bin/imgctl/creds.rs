@@ -22,6 +22,7 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
     match command {
         Creds::Backend { choice: Some(choice) } => return set_backend(&choice, output),
         Creds::ConfigureDocker { restore: true } => return restore_docker(output),
+        Creds::Which { registry } => return which(&registry, output),
         _ => {}
     }
     let selection = backend::open_from_env()?;
@@ -167,7 +168,42 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
             ),
             Output::Text => println!("{} (chosen: {}; {})", store.backend(), selection.choice, store.describe()),
         },
-        Creds::Backend { choice: Some(_) } | Creds::ConfigureDocker { restore: true } => unreachable!("handled above"),
+        Creds::Backend { choice: Some(_) } | Creds::ConfigureDocker { restore: true } | Creds::Which { .. } => {
+            unreachable!("handled above")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn which(registry: &str, output: Output) -> Result<ExitCode> {
+    use imgctl::registry::credentials::{self, CredentialSource, RegistryCredential};
+    let (credential, source) = credentials::resolve(&docker_dir()?, registry)?;
+    let (kind, username) = match &credential {
+        RegistryCredential::Anonymous => ("anonymous", None),
+        RegistryCredential::Basic { username, .. } => ("basic", Some(username.as_str())),
+        RegistryCredential::IdentityToken(_) => ("identity-token", None),
+    };
+    let from = match &source {
+        CredentialSource::Environment => "DOCKER_AUTH_CONFIG".to_owned(),
+        CredentialSource::CredHelper(helper) => format!("credHelpers: docker-credential-{helper}"),
+        CredentialSource::CredsStore(helper) => format!("credsStore: docker-credential-{helper}"),
+        CredentialSource::ConfigFile => "plaintext auths in config.json".to_owned(),
+        CredentialSource::None => "nothing configured".to_owned(),
+    };
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "registry": registry,
+                "server_url": credentials::server_url_for(registry),
+                "kind": kind,
+                "username": username,
+                "source": source,
+            })
+        ),
+        Output::Text => {
+            println!("{registry}: {kind}{} (from {from})", username.map(|u| format!(" {u}")).unwrap_or_default())
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
