@@ -17,11 +17,14 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod atomic_file;
+pub mod copy;
 pub mod credential;
 pub mod digest;
 pub mod dirs;
 pub mod docker_config;
 pub mod docker_setup;
 pub mod doctor;
+pub mod manifest;
+pub mod promote;
 pub mod reference;
 pub mod registry;

@@ -5,41 +5,10 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 
+use common::busybox::TestImage;
 use common::registry::Registry;
 use common::{TestHome, assert_success, require, run_with_stdin, stderr, stdout};
-
-/// A one-file image built from Debian's static busybox (no base image is pulled).
-struct TestImage {
-    tags: Vec<String>,
-}
-
-impl TestImage {
-    fn import(tag: &str) -> Self {
-        let busybox = require("busybox", "busybox-static");
-        let root = std::env::temp_dir().join(format!("imgctl-rootfs-{}", common::random_hex(4)));
-        fs::create_dir_all(root.join("bin")).unwrap();
-        fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-        let tar = Command::new("tar").arg("-C").arg(&root).args(["-cf", "-", "."]).output().unwrap();
-        assert_success(&tar, "tar");
-        let out = run_with_stdin(
-            Command::new("docker").args(["import", "--change", "CMD [\"/bin/busybox\",\"true\"]", "-", tag]),
-            &tar.stdout,
-        );
-        fs::remove_dir_all(&root).unwrap();
-        assert_success(&out, "docker import");
-        Self { tags: vec![tag.to_owned()] }
-    }
-}
-
-impl Drop for TestImage {
-    fn drop(&mut self) {
-        for tag in &self.tags {
-            let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
-        }
-    }
-}
 
 fn docker(home: &TestHome, args: &[&str], stdin: &[u8]) -> std::process::Output {
     run_with_stdin(home.command("docker").args(args), stdin)

@@ -11,6 +11,7 @@ packages=(
   golang-docker-credential-helpers  # docker-credential-pass / -secretservice, compared against
   pass gnupg                        # the pass store those helpers use
   gnome-keyring dbus-daemon dbus-bin libsecret-tools  # a real Secret Service
+  skopeo                            # an independent registry client, to check copies
   hyperfine                         # benchmarks
   tar ca-certificates
 )

@@ -85,7 +85,7 @@ fn parse_params(text: &str) -> Result<BTreeMap<String, String>, InvalidChallenge
 }
 
 /// What a token may do in one repository (`repository:<name>:<actions>`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Scope {
     /// The repository path.
     pub repository: String,

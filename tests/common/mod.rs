@@ -3,8 +3,10 @@
 //! text anywhere under that HOME.
 #![allow(dead_code)]
 
+pub mod busybox;
 pub mod conformance;
 pub mod keyring;
+pub mod oci;
 pub mod pass;
 pub mod registry;
 

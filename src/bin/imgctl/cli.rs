@@ -32,6 +32,87 @@ pub enum Command {
     /// Manage registry credentials (the store docker-credential-imgctl serves).
     #[command(subcommand)]
     Creds(Creds),
+
+    /// Print the digest an image reference resolves to (a tag is read once).
+    ///
+    ///   imgctl resolve harbor.example.com/staging/app:1.4
+    Resolve {
+        /// The image reference.
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+
+    /// Show an image's manifest: digest, media type, size, and its platforms or blobs.
+    Inspect {
+        /// The image reference.
+        reference: String,
+        /// Print the manifest bytes exactly as served.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+
+    /// Point tags at a digest in its own repository (no blob moves).
+    ///
+    ///   imgctl tag registry.example.com/app@sha256:... 1.4 stable
+    Tag {
+        /// The image, pinned by digest.
+        reference: String,
+        /// The tags to write.
+        #[arg(required = true)]
+        tags: Vec<String>,
+        /// Move a tag that points at another digest.
+        #[arg(long)]
+        allow_tag_move: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+
+    /// Copy an image by digest to another repository (another registry or the same one),
+    /// byte for byte, every platform, and tag it there. Records each promotion in the audit
+    /// log.
+    ///
+    ///   imgctl promote harbor.example.com/staging/app:1.4 registry.example.com/prod/app:1.4
+    ///   imgctl promote staging/app@sha256:... prod/app --tag 1.4 --tag stable --dry-run
+    Promote(Promote),
+}
+
+/// Options for talking to registries.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// A registry to reach over plain HTTP (loopback registries always are). Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure: Vec<String>,
+}
+
+/// `imgctl promote`
+#[derive(Debug, Args)]
+pub struct Promote {
+    /// The image to promote (a tag is resolved once; the digest is what is copied).
+    pub source: String,
+    /// The destination repository; a tag here is one more tag to write.
+    pub destination: String,
+    /// A tag to write at the destination. Repeatable. Default: the destination's tag, else
+    /// the source's tag.
+    #[arg(long = "tag", short = 't')]
+    pub tags: Vec<String>,
+    /// Move a destination tag that points at another digest (refused by default).
+    #[arg(long)]
+    pub allow_tag_move: bool,
+    /// Show the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The audit log (JSON lines). Default: $IMGCTL_AUDIT_LOG, else
+    /// $XDG_STATE_HOME/imgctl/promotions.jsonl (~/.local/state/...).
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<std::path::PathBuf>,
+    /// Blob transfers at once.
+    #[arg(long, default_value_t = 6)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// `imgctl creds ...`

@@ -2,6 +2,7 @@
 
 mod cli;
 mod creds;
+mod images;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Creds(command) => creds::run(command, cli.output),
+        command => images::run(command, cli.output),
     };
     match result {
         Ok(code) => code,

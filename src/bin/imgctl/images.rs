@@ -1,0 +1,209 @@
+//! `imgctl resolve | inspect | tag | promote`: one library call each, on a tokio runtime.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use imgctl::copy::{CopyOptions, TagOutcome};
+use imgctl::docker_config::DockerConfig;
+use imgctl::manifest::{self, Parsed};
+use imgctl::promote::{self, Promotion, PromotionResult, audit};
+use imgctl::reference::Reference;
+use imgctl::registry::{ClientOptions, RegistryClient};
+
+use crate::cli::{Command, Output, Promote, RegistryArgs};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+pub fn run(command: Command, output: Output) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match command {
+            Command::Creds(_) => unreachable!("handled by creds"),
+            Command::Resolve { reference, registry } => resolve(&reference, &registry, output).await,
+            Command::Inspect { reference, raw, registry } => inspect(&reference, raw, &registry, output).await,
+            Command::Tag { reference, tags, allow_tag_move, registry } => {
+                let source: Reference = reference.parse()?;
+                if source.digest().is_none() {
+                    return Err(format!(
+                        "{reference}: tag needs the image pinned by digest (repo@sha256:...); imgctl resolve finds it"
+                    )
+                    .into());
+                }
+                let promotion = Promotion { destination: source.clone(), source, tags, allow_tag_move, dry_run: false };
+                run_promotion(&promotion, &registry, CopyOptions::default(), None, output).await
+            }
+            Command::Promote(args) => promote_command(args, output).await,
+        }
+    })
+}
+
+fn client(args: &RegistryArgs) -> Result<RegistryClient> {
+    let docker_dir =
+        DockerConfig::default_dir().ok_or("cannot find docker's config directory: set DOCKER_CONFIG or HOME")?;
+    Ok(RegistryClient::new(ClientOptions {
+        docker_dir,
+        insecure_registries: args.insecure.clone(),
+        retry: Default::default(),
+    })?)
+}
+
+async fn resolve(reference: &str, args: &RegistryArgs, output: Output) -> Result<ExitCode> {
+    let reference: Reference = reference.parse()?;
+    let manifest = client(args)?.get_manifest(&reference).await?;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"reference": reference.to_string(), "digest": manifest.digest, "media_type": manifest.media_type})
+        ),
+        Output::Text => println!("{}", manifest.digest),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn inspect(reference: &str, raw: bool, args: &RegistryArgs, output: Output) -> Result<ExitCode> {
+    use std::io::Write;
+    let reference: Reference = reference.parse()?;
+    let manifest = client(args)?.get_manifest(&reference).await?;
+    if raw {
+        std::io::stdout().write_all(&manifest.bytes)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let parsed = manifest::parse(&manifest.bytes, &manifest.media_type)?;
+    match output {
+        Output::Json => {
+            let content = match &parsed {
+                Parsed::Index { manifests } => {
+                    serde_json::json!({"manifests": manifests.iter().map(|m| serde_json::json!({
+                    "digest": m.digest, "size": m.size, "media_type": m.media_type,
+                    "platform": m.platform.as_ref().map(|p| format!("{}/{}{}", p.os, p.architecture, p.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default())),
+                })).collect::<Vec<_>>()})
+                }
+                Parsed::Image { config, layers, subject } => serde_json::json!({
+                    "config": {"digest": config.digest, "size": config.size},
+                    "layers": layers.iter().map(|l| serde_json::json!({"digest": l.digest, "size": l.size, "media_type": l.media_type})).collect::<Vec<_>>(),
+                    "subject": subject.as_ref().map(|s| s.digest.to_string()),
+                }),
+            };
+            println!(
+                "{}",
+                serde_json::json!({"reference": reference.to_string(), "digest": manifest.digest, "media_type": manifest.media_type, "size": manifest.bytes.len(), "content": content})
+            );
+        }
+        Output::Text => {
+            println!(
+                "{reference}\n  digest      {}\n  media type  {}\n  size        {}",
+                manifest.digest,
+                manifest.media_type,
+                manifest.bytes.len()
+            );
+            match parsed {
+                Parsed::Index { manifests } => {
+                    for m in manifests {
+                        let platform = m.platform.map(|p| {
+                            format!(
+                                "{}/{}{}",
+                                p.os,
+                                p.architecture,
+                                p.variant.map(|v| format!("/{v}")).unwrap_or_default()
+                            )
+                        });
+                        println!("  manifest    {} {} bytes {}", m.digest, m.size, platform.unwrap_or_default());
+                    }
+                }
+                Parsed::Image { config, layers, .. } => {
+                    println!("  config      {} {} bytes", config.digest, config.size);
+                    for layer in layers {
+                        println!("  layer       {} {} bytes", layer.digest, layer.size);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
+    let source: Reference = args.source.parse()?;
+    let destination: Reference = args.destination.parse()?;
+    let mut tags = args.tags.clone();
+    if let Some(tag) = destination.tag() {
+        tags.insert(0, tag.to_owned());
+    }
+    if tags.is_empty()
+        && let Some(tag) = source.tag()
+    {
+        tags.push(tag.to_owned());
+    }
+    if destination.digest().is_some() {
+        return Err("the destination is a repository (with tags), not a digest".into());
+    }
+    let audit_log = match args.audit_log {
+        Some(path) => path,
+        None => default_audit_log()?,
+    };
+    let promotion = Promotion { source, destination, tags, allow_tag_move: args.allow_tag_move, dry_run: args.dry_run };
+    let options = CopyOptions { blob_concurrency: args.concurrency };
+    run_promotion(&promotion, &args.registry, options, Some(audit_log), output).await
+}
+
+async fn run_promotion(
+    promotion: &Promotion,
+    args: &RegistryArgs,
+    options: CopyOptions,
+    audit_log: Option<PathBuf>,
+    output: Output,
+) -> Result<ExitCode> {
+    let client = client(args)?;
+    let result = promote::promote(&client, promotion, options).await?;
+    if !result.dry_run
+        && let Some(path) = &audit_log
+    {
+        audit::append(path, &result, &audit::actor(), SystemTime::now()).map_err(|e| {
+            format!("{} was promoted but the audit log {} could not be written: {e}", result.digest, path.display())
+        })?;
+    }
+    print_result(&result, audit_log.as_deref(), output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_result(result: &PromotionResult, audit_log: Option<&std::path::Path>, output: Output) -> Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(result)?);
+        return Ok(());
+    }
+    let verb = if result.dry_run { "would copy" } else { "copied" };
+    println!("{verb} {} ({}) to {}", result.digest, result.source, result.destination);
+    let copy = &result.copy;
+    if !result.dry_run && copy.manifests > 0 {
+        println!(
+            "  {} manifest(s); blobs: {} uploaded ({} bytes), {} mounted, {} already there",
+            copy.manifests, copy.blobs_uploaded, copy.bytes_uploaded, copy.blobs_mounted, copy.blobs_present
+        );
+    }
+    for tag in &result.tags {
+        let what = match (&tag.outcome, result.dry_run) {
+            (TagOutcome::Created, false) => "tagged".to_owned(),
+            (TagOutcome::Created, true) => "would tag".to_owned(),
+            (TagOutcome::AlreadyThere, _) => "already at the digest, left alone".to_owned(),
+            (TagOutcome::Moved { from }, false) => format!("moved from {from}"),
+            (TagOutcome::Moved { from }, true) => format!("would move from {from}"),
+        };
+        println!("  {}:{} {what}", result.destination, tag.tag);
+    }
+    if let Some(path) = audit_log.filter(|_| !result.dry_run) {
+        println!("  recorded in {}", path.display());
+    }
+    Ok(())
+}
+
+fn default_audit_log() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("IMGCTL_AUDIT_LOG").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let state = imgctl::dirs::env_or_home("XDG_STATE_HOME", ".local/state")
+        .ok_or("cannot find a state directory: set HOME or --audit-log")?;
+    Ok(state.join("imgctl/promotions.jsonl"))
+}

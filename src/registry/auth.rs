@@ -1,0 +1,148 @@
+//! Authorizing requests: Basic, or Bearer tokens fetched for a set of scopes and reused until
+//! they expire.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokio::sync::Mutex;
+
+use super::challenge::{Challenge, Scope, token_query};
+use super::credentials::RegistryCredential;
+use super::error::RegistryError;
+use crate::credential::Secret;
+
+/// Tokens are dropped this long before they expire, so none expires in flight.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// The lifetime of a token whose response names none (the token spec's default).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+
+/// What one registry asks for and what imgctl has for it.
+pub struct Authorizer {
+    registry: String,
+    credential: RegistryCredential,
+    challenge: Mutex<Option<Challenge>>,
+    tokens: Mutex<HashMap<Vec<Scope>, (Secret, Instant)>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<Secret>,
+    #[serde(default)]
+    access_token: Option<Secret>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl Authorizer {
+    /// An authorizer for `registry` presenting `credential`.
+    pub fn new(registry: &str, credential: RegistryCredential) -> Self {
+        Self {
+            registry: registry.to_owned(),
+            credential,
+            challenge: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records the challenge of a 401 and forgets tokens for `scopes` (they were refused).
+    pub async fn challenged(&self, header: &str, scopes: &[Scope]) -> Result<(), RegistryError> {
+        let challenge = Challenge::parse(header)
+            .map_err(|source| RegistryError::Challenge { registry: self.registry.clone(), source })?;
+        *self.challenge.lock().await = Some(challenge);
+        self.tokens.lock().await.remove(&sorted(scopes));
+        Ok(())
+    }
+
+    /// The `Authorization` header value for a request needing `scopes`, if any.
+    pub async fn header(&self, http: &reqwest::Client, scopes: &[Scope]) -> Result<Option<Secret>, RegistryError> {
+        let challenge = self.challenge.lock().await.clone();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.basic()),
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                let key = sorted(scopes);
+                if let Some((token, expires)) = self.tokens.lock().await.get(&key)
+                    && Instant::now() < *expires
+                {
+                    return Ok(Some(Secret::new(format!("Bearer {}", token.expose()))));
+                }
+                let (token, lifetime) = self.fetch_token(http, &realm, service.as_deref(), &key).await?;
+                let header = Secret::new(format!("Bearer {}", token.expose()));
+                let expires = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
+                self.tokens.lock().await.insert(key, (token, expires));
+                Ok(Some(header))
+            }
+        }
+    }
+
+    fn basic(&self) -> Option<Secret> {
+        match &self.credential {
+            RegistryCredential::Basic { username, password } => {
+                let pair = zeroize::Zeroizing::new(format!("{username}:{}", password.expose()));
+                Some(Secret::new(format!("Basic {}", STANDARD.encode(pair.as_bytes()))))
+            }
+            RegistryCredential::Anonymous | RegistryCredential::IdentityToken(_) => None,
+        }
+    }
+
+    /// One token for every scope at once (a cross-repository mount needs pull on the source
+    /// and push on the destination in the same token).
+    async fn fetch_token(
+        &self,
+        http: &reqwest::Client,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[Scope],
+    ) -> Result<(Secret, Duration), RegistryError> {
+        let failed = |message: String| RegistryError::Token { realm: realm.to_owned(), message };
+        let query = token_query(service, scopes);
+        let request = match &self.credential {
+            // docker's OAuth2 flow for identity (refresh) tokens.
+            RegistryCredential::IdentityToken(refresh) => {
+                let mut form: Vec<(&str, String)> = vec![
+                    ("grant_type", "refresh_token".into()),
+                    ("refresh_token", refresh.expose().to_owned()),
+                    ("client_id", "imgctl".into()),
+                ];
+                if let Some(service) = service {
+                    form.push(("service", service.to_owned()));
+                }
+                let scope = scopes.iter().map(Scope::to_param).collect::<Vec<_>>().join(" ");
+                form.push(("scope", scope));
+                http.post(realm).form(&form)
+            }
+            _ => {
+                let request = http.get(realm).query(&query);
+                match self.basic() {
+                    Some(header) => request.header(reqwest::header::AUTHORIZATION, header.expose()),
+                    None => request,
+                }
+            }
+        };
+        let response = request.send().await.map_err(|e| failed(e.without_url().to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let hint = if status.as_u16() == 401 { ": the credential was refused" } else { "" };
+            return Err(failed(format!("status {status}{hint}")));
+        }
+        let body: TokenResponse =
+            response.json().await.map_err(|_| failed("the answer is not a token response".into()))?;
+        let token = body
+            .token
+            .or(body.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| failed("no token in the answer".into()))?;
+        let lifetime = body.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        Ok((token, lifetime))
+    }
+}
+
+fn sorted(scopes: &[Scope]) -> Vec<Scope> {
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}

@@ -1,0 +1,119 @@
+//! Promotion against two real docker-registry instances with htpasswd auth on loopback, with
+//! credentials served by imgctl's own store: byte-identical manifests (checked with skopeo),
+//! every platform of an index, mounts within a registry, the tag-move guard, idempotence,
+//! dry runs and the audit log; the promoted image pulls by digest with the docker CLI.
+
+mod common;
+
+use std::fs;
+
+use common::busybox::TestImage;
+use common::oci::{Layout, sha256_digest, skopeo_auth_file, skopeo_raw};
+use common::registry::Registry;
+use common::{TestHome, assert_success, run_with_stdin, stderr, stdout};
+
+fn imgctl_json(home: &TestHome, args: &[&str]) -> serde_json::Value {
+    let out = home.imgctl(&[args, &["-o", "json"]].concat(), b"");
+    assert_success(&out, &format!("imgctl {}", args.join(" ")));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+#[test]
+fn promote_between_registries_byte_for_byte() {
+    let mut home = TestHome::new("promote");
+    let (staging_pw, prod_pw) = (home.secret("staging-pw"), home.secret("prod-pw"));
+    let staging = Registry::start_htpasswd("robot$ci", &staging_pw);
+    let prod = Registry::start_htpasswd("deployer", &prod_pw);
+    home.store(&staging.addr, "robot$ci", &staging_pw);
+    home.store(&prod.addr, "deployer", &prod_pw);
+    fs::write(home.docker_config_dir().join("config.json"), r#"{"credsStore":"imgctl"}"#).unwrap();
+    skopeo_auth_file(&home, &[&staging.addr, &prod.addr]);
+    let audit = home.dir.join("audit.jsonl");
+    let audit_arg = audit.display().to_string();
+
+    // A single-platform Docker image pushed with the docker CLI (credentials through the helper).
+    let local = format!("imgctl-test/promote:{}", common::random_hex(4));
+    let source = format!("{}/staging/app:1", staging.addr);
+    let mut image = TestImage::import(&local);
+    image.tags.push(source.clone());
+    let docker = |args: &[&str]| run_with_stdin(home.command("docker").args(args), b"");
+    assert_success(&docker(&["tag", &local, &source]), "docker tag");
+    assert_success(&docker(&["push", &source]), "docker push");
+
+    let resolved = imgctl_json(&home, &["resolve", &source]);
+    let digest = resolved["digest"].as_str().unwrap().to_owned();
+    assert_eq!(sha256_digest(&skopeo_raw(&home, &source)), digest);
+
+    // Across registries.
+    let destination = format!("{}/prod/app:1.0", prod.addr);
+    let result = imgctl_json(&home, &["promote", &source, &destination, "--audit-log", &audit_arg]);
+    assert_eq!(result["digest"], digest.as_str());
+    assert_eq!(result["tags"], serde_json::json!([{"tag": "1.0", "outcome": "created"}]));
+    assert_eq!((result["copy"]["manifests"].as_u64(), result["copy"]["blobs_uploaded"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(skopeo_raw(&home, &destination), skopeo_raw(&home, &source), "manifest bytes are identical");
+    let pinned = format!("{}/prod/app@{digest}", prod.addr);
+    image.tags.push(pinned.clone());
+    assert_success(&docker(&["pull", &pinned]), "docker pull by digest from the destination");
+
+    // Again: nothing to move, the tag is left alone (Harbor answers 412 to rewriting one).
+    let again = imgctl_json(&home, &["promote", &source, &destination, "--audit-log", &audit_arg]);
+    assert_eq!(again["tags"][0]["outcome"], "already-there");
+    assert_eq!((again["copy"]["blobs_present"].as_u64(), again["copy"]["blobs_uploaded"].as_u64()), (Some(2), Some(0)));
+
+    // Within one registry: blobs are mounted, not streamed.
+    let same =
+        imgctl_json(&home, &["promote", &source, &format!("{}/prod/app:1", staging.addr), "--audit-log", &audit_arg]);
+    assert_eq!(
+        (same["copy"]["blobs_mounted"].as_u64(), same["copy"]["blobs_uploaded"].as_u64()),
+        (Some(2), Some(0)),
+        "{same}"
+    );
+
+    // A two-platform OCI index: every platform, children before the index.
+    let layout = Layout::two_platform(&home.dir, "multi", 3, 64 * 1024);
+    let multi = format!("{}/staging/multi:1", staging.addr);
+    layout.push(&home, &multi);
+    let multi_dest = format!("{}/prod/multi:1", prod.addr);
+    let result = imgctl_json(&home, &["promote", &multi, &multi_dest, "--audit-log", &audit_arg]);
+    assert_eq!(result["copy"]["manifests"].as_u64(), Some(3), "{result}");
+    assert_eq!(result["copy"]["blobs_uploaded"].as_u64(), Some(8), "3 layers and a config per platform");
+    let index_bytes = skopeo_raw(&home, &multi_dest);
+    assert_eq!(index_bytes, skopeo_raw(&home, &multi));
+    let index: serde_json::Value = serde_json::from_slice(&index_bytes).unwrap();
+    for child in index["manifests"].as_array().unwrap() {
+        let child_ref = format!("{}/prod/multi@{}", prod.addr, child["digest"].as_str().unwrap());
+        assert_eq!(sha256_digest(&skopeo_raw(&home, &child_ref)), child["digest"].as_str().unwrap());
+    }
+
+    // The tag-move guard: another image to an existing tag is refused, and nothing changes.
+    let moved = home.imgctl(&["promote", &multi, &destination, "--audit-log", &audit_arg], b"");
+    assert_eq!(moved.status.code(), Some(1));
+    assert!(stderr(&moved).contains("--allow-tag-move"), "{}", stderr(&moved));
+    assert_eq!(sha256_digest(&skopeo_raw(&home, &destination)), digest, "the tag did not move");
+    let forced = imgctl_json(&home, &["promote", &multi, &destination, "--allow-tag-move", "--audit-log", &audit_arg]);
+    assert_eq!(forced["tags"][0]["outcome"], "moved");
+    assert_eq!(forced["tags"][0]["from"], digest.as_str());
+
+    // A dry run reads both sides and writes nothing.
+    let dry = imgctl_json(
+        &home,
+        &["promote", &source, &format!("{}/prod/other:1", prod.addr), "--dry-run", "--audit-log", &audit_arg],
+    );
+    assert_eq!((dry["dry_run"].as_bool(), dry["tags"][0]["outcome"].as_str()), (Some(true), Some("created")));
+    let missing = home.imgctl(&["resolve", &format!("{}/prod/other:1", prod.addr)], b"");
+    assert!(!missing.status.success() && stderr(&missing).contains("not found"), "{}", stderr(&missing));
+
+    // imgctl tag: a digest in its own repository, no blob moves.
+    let tagged = imgctl_json(&home, &["tag", &pinned, "stable"]);
+    assert_eq!(tagged["copy"]["manifests"].as_u64(), Some(0));
+    assert_eq!(sha256_digest(&skopeo_raw(&home, &format!("{}/prod/app:stable", prod.addr))), digest);
+
+    // One audit line per promotion that wrote: cross, again, same-registry, index, forced move.
+    let lines: Vec<serde_json::Value> =
+        fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0]["digest"], digest.as_str());
+    assert_eq!(lines[0]["destination"], format!("{}/prod/app", prod.addr));
+    assert_eq!(lines[0]["tags"], serde_json::json!(["1.0"]));
+    assert!(lines[0]["time"].as_str().unwrap().ends_with('Z') && !lines[0]["actor"].as_str().unwrap().is_empty());
+}
