@@ -333,6 +333,7 @@ impl RegistryClient {
             inner: Box::pin(response.bytes_stream()),
             hasher: Some(DigestHasher::new(blob.digest.algorithm())),
             expected: blob.digest.clone(),
+            size: blob.size,
             sent: 0,
             mismatch: mismatch.clone(),
         };
@@ -359,14 +360,25 @@ impl RegistryClient {
     }
 }
 
-/// Passes a blob's bytes through while hashing them; at the end, a digest that differs from
-/// the one asked for fails the stream (so the upload is never committed) and is recorded.
+/// Passes a blob's bytes through while hashing them. The digest is decided when the last of
+/// the announced bytes arrives, before that chunk goes out: the HTTP client stops reading the
+/// body once Content-Length bytes are sent, so a check at end of stream would come too late.
+/// A mismatch (or a wrong length) fails the stream, so the upload is never committed, and is
+/// recorded for the error message.
 struct VerifyingStream {
     inner: Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>,
     hasher: Option<DigestHasher>,
     expected: Digest,
+    size: u64,
     sent: u64,
     mismatch: Arc<StdMutex<Option<Digest>>>,
+}
+
+impl VerifyingStream {
+    fn fail(&mut self, actual: Digest) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        *self.mismatch.lock().expect("not poisoned") = Some(actual);
+        Poll::Ready(Some(Err(std::io::Error::other("blob digest mismatch"))))
+    }
 }
 
 impl Stream for VerifyingStream {
@@ -375,22 +387,30 @@ impl Stream for VerifyingStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(hasher) = self.hasher.as_mut() {
-                    hasher.update(&chunk);
-                }
+                let Some(hasher) = self.hasher.as_mut() else {
+                    // Bytes past the announced size.
+                    return self.fail(Digest::sha256_of(b"more bytes than announced"));
+                };
+                hasher.update(&chunk);
                 self.sent += chunk.len() as u64;
+                if self.sent > self.size {
+                    let actual = self.hasher.take().expect("present").finish();
+                    return self.fail(actual);
+                }
+                if self.sent == self.size {
+                    let actual = self.hasher.take().expect("present").finish();
+                    if actual != self.expected {
+                        return self.fail(actual);
+                    }
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
             Poll::Ready(None) => match self.hasher.take() {
+                // Fewer bytes than announced.
                 Some(hasher) => {
                     let actual = hasher.finish();
-                    if actual == self.expected {
-                        Poll::Ready(None)
-                    } else {
-                        *self.mismatch.lock().expect("not poisoned") = Some(actual);
-                        Poll::Ready(Some(Err(std::io::Error::other("blob digest mismatch"))))
-                    }
+                    self.fail(actual)
                 }
                 None => Poll::Ready(None),
             },

@@ -5,6 +5,7 @@
 
 pub mod busybox;
 pub mod conformance;
+pub mod hostile;
 pub mod keyring;
 pub mod oci;
 pub mod pass;
