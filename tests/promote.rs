@@ -18,9 +18,10 @@ fn imgctl_json(home: &TestHome, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
 }
 
-#[test]
-fn promote_between_registries_byte_for_byte() {
-    let mut home = TestHome::new("promote");
+/// Two registries with htpasswd users (a Harbor-style robot name with `$` among them), their
+/// credentials in imgctl's store, docker and skopeo pointed at it.
+fn two_registries(name: &str) -> (TestHome, Registry, Registry) {
+    let mut home = TestHome::new(name);
     let (staging_pw, prod_pw) = (home.secret("staging-pw"), home.secret("prod-pw"));
     let staging = Registry::start_htpasswd("robot$ci", &staging_pw);
     let prod = Registry::start_htpasswd("deployer", &prod_pw);
@@ -28,6 +29,12 @@ fn promote_between_registries_byte_for_byte() {
     home.store(&prod.addr, "deployer", &prod_pw);
     fs::write(home.docker_config_dir().join("config.json"), r#"{"credsStore":"imgctl"}"#).unwrap();
     skopeo_auth_file(&home, &[&staging.addr, &prod.addr]);
+    (home, staging, prod)
+}
+
+#[test]
+fn promote_between_registries_byte_for_byte() {
+    let (home, staging, prod) = two_registries("promote");
     let audit = home.dir.join("audit.jsonl");
     let audit_arg = audit.display().to_string();
 
@@ -116,4 +123,62 @@ fn promote_between_registries_byte_for_byte() {
     assert_eq!(lines[0]["destination"], format!("{}/prod/app", prod.addr));
     assert_eq!(lines[0]["tags"], serde_json::json!(["1.0"]));
     assert!(lines[0]["time"].as_str().unwrap().ends_with('Z') && !lines[0]["actor"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn a_promotion_manifest_promotes_every_edge_and_reports_the_failed_one() {
+    let (home, staging, prod) = two_registries("promote-file");
+    let first = Layout::two_platform(&home.dir, "a", 2, 16 * 1024);
+    let second = Layout::two_platform(&home.dir, "b", 1, 16 * 1024);
+    first.push(&home, &format!("{}/staging/api:build-1", staging.addr));
+    second.push(&home, &format!("{}/staging/worker:build-7", staging.addr));
+    let digest_of = |reference: &str| sha256_digest(&skopeo_raw(&home, reference));
+    let (api, worker) = (
+        digest_of(&format!("{}/staging/api:build-1", staging.addr)),
+        digest_of(&format!("{}/staging/worker:build-7", staging.addr)),
+    );
+    let missing = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let manifest = format!(
+        r#"# The Kubernetes image promoter's format, unchanged.
+registries:
+- name: {staging}/staging
+  src: true
+- name: {prod}/prod
+  service-account: ignored@example.iam.gserviceaccount.com
+- name: {staging}/release
+images:
+- name: api
+  dmap:
+    "{api}": ["1.4.0", "latest"]
+- name: worker
+  dmap:
+    "{worker}": ["2.0.1"]
+    "{missing}": ["2.0.0"]
+"#,
+        staging = staging.addr,
+        prod = prod.addr
+    );
+    let file = home.dir.join("promoter-manifest.yaml");
+    fs::write(&file, manifest).unwrap();
+    let audit = home.dir.join("audit.jsonl");
+    let out = home.imgctl(
+        &["promote", "--file", &file.display().to_string(), "--audit-log", &audit.display().to_string(), "-o", "json"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1), "one edge fails: {}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["promoted"].as_array().unwrap().len(), 4, "{report}");
+    let failed = report["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "the missing digest, to each destination: {report}");
+    assert!(failed[0]["error"].as_str().unwrap().contains("not found"), "{report}");
+    for (reference, digest) in [
+        (format!("{}/prod/api:1.4.0", prod.addr), &api),
+        (format!("{}/prod/api:latest", prod.addr), &api),
+        (format!("{}/release/api:1.4.0", staging.addr), &api),
+        (format!("{}/prod/worker:2.0.1", prod.addr), &worker),
+        (format!("{}/release/worker:2.0.1", staging.addr), &worker),
+    ] {
+        assert_eq!(&digest_of(&reference), digest, "{reference}");
+    }
+    assert_eq!(fs::read_to_string(&audit).unwrap().lines().count(), 4);
 }

@@ -2,6 +2,7 @@
 //! them there under the tag-move guard, and record what was promoted.
 
 pub mod audit;
+pub mod file;
 
 use serde::Serialize;
 

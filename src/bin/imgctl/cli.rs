@@ -91,9 +91,16 @@ pub struct RegistryArgs {
 #[derive(Debug, Args)]
 pub struct Promote {
     /// The image to promote (a tag is resolved once; the digest is what is copied).
-    pub source: String,
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub source: Option<String>,
     /// The destination repository; a tag here is one more tag to write.
-    pub destination: String,
+    #[arg(required_unless_present = "file")]
+    pub destination: Option<String>,
+    /// A promotion manifest in the Kubernetes image promoter's format (registries with one
+    /// `src: true`; images with a dmap of digest to tags). Every edge is promoted; a failure
+    /// of one is reported and the others still run.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
     /// A tag to write at the destination. Repeatable. Default: the destination's tag, else
     /// the source's tag.
     #[arg(long = "tag", short = 't')]

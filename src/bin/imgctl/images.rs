@@ -126,8 +126,22 @@ async fn inspect(reference: &str, raw: bool, args: &RegistryArgs, output: Output
 }
 
 async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
-    let source: Reference = args.source.parse()?;
-    let destination: Reference = args.destination.parse()?;
+    let audit_log = match &args.audit_log {
+        Some(path) => path.clone(),
+        None => default_audit_log()?,
+    };
+    let options = CopyOptions { blob_concurrency: args.concurrency };
+    if let Some(file) = &args.file {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+        let edges = promote::file::plan(&text, args.allow_tag_move, args.dry_run)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        return promote_edges(edges, &args.registry, options, &audit_log, output).await;
+    }
+    let (Some(source), Some(destination)) = (&args.source, &args.destination) else {
+        return Err("give SOURCE and DESTINATION, or --file".into());
+    };
+    let source: Reference = source.parse()?;
+    let destination: Reference = destination.parse()?;
     let mut tags = args.tags.clone();
     if let Some(tag) = destination.tag() {
         tags.insert(0, tag.to_owned());
@@ -140,13 +154,80 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
     if destination.digest().is_some() {
         return Err("the destination is a repository (with tags), not a digest".into());
     }
-    let audit_log = match args.audit_log {
-        Some(path) => path,
-        None => default_audit_log()?,
-    };
     let promotion = Promotion { source, destination, tags, allow_tag_move: args.allow_tag_move, dry_run: args.dry_run };
-    let options = CopyOptions { blob_concurrency: args.concurrency };
     run_promotion(&promotion, &args.registry, options, Some(audit_log), output).await
+}
+
+/// Every edge of a promotion manifest, a few at a time; one failing does not stop the others.
+async fn promote_edges(
+    edges: Vec<Promotion>,
+    args: &RegistryArgs,
+    options: CopyOptions,
+    audit_log: &std::path::Path,
+    output: Output,
+) -> Result<ExitCode> {
+    use futures_util::StreamExt;
+    let client = client(args)?;
+    let outcomes: Vec<(Promotion, std::result::Result<PromotionResult, promote::PromoteError>)> =
+        futures_util::stream::iter(edges)
+            .map(|edge| {
+                let client = &client;
+                async move {
+                    let outcome = promote::promote(client, &edge, options).await;
+                    (edge, outcome)
+                }
+            })
+            .buffered(4)
+            .collect()
+            .await;
+    let (mut promoted, mut failed) = (Vec::new(), Vec::new());
+    for (edge, outcome) in outcomes {
+        match outcome {
+            Ok(result) => {
+                if !result.dry_run {
+                    audit::append(audit_log, &result, &audit::actor(), SystemTime::now()).map_err(|e| {
+                        format!(
+                            "{} was promoted but the audit log {} could not be written: {e}",
+                            result.digest,
+                            audit_log.display()
+                        )
+                    })?;
+                }
+                promoted.push(result);
+            }
+            Err(error) => failed.push((edge, error)),
+        }
+    }
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "promoted": promoted,
+                "failed": failed.iter().map(|(edge, error)| serde_json::json!({
+                    "source": edge.source.to_string(), "destination": edge.destination.name(), "tags": edge.tags, "error": error.to_string(),
+                })).collect::<Vec<_>>(),
+            }))?
+        ),
+        Output::Text => {
+            for result in &promoted {
+                print_result(result, None, output)?;
+            }
+            for (edge, error) in &failed {
+                eprintln!("FAILED {} -> {}: {error}", edge.source, edge.destination.name());
+            }
+            println!(
+                "{} promoted, {} failed{}",
+                promoted.len(),
+                failed.len(),
+                if promoted.iter().any(|r| !r.dry_run) {
+                    format!("; recorded in {}", audit_log.display())
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn run_promotion(
