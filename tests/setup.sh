@@ -8,6 +8,7 @@ packages=(
   apache2-utils                     # htpasswd for the registry's users
   busybox-static                    # the one binary test images are built from
   python3 python3-dockerpycreds     # docker-py's credential client
+  python3-cryptography              # the token server the tests run for token-auth registries
   golang-docker-credential-helpers  # docker-credential-pass / -secretservice, compared against
   pass gnupg                        # the pass store those helpers use
   gnome-keyring dbus-daemon dbus-bin libsecret-tools  # a real Secret Service

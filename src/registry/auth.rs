@@ -47,12 +47,13 @@ impl Authorizer {
         }
     }
 
-    /// Records the challenge of a 401 and forgets tokens for `scopes` (they were refused).
-    pub async fn challenged(&self, header: &str, scopes: &[Scope]) -> Result<(), RegistryError> {
+    /// Records the challenge of a 401 and forgets the cached tokens (one was refused, and any
+    /// covering token may be the one).
+    pub async fn challenged(&self, header: &str) -> Result<(), RegistryError> {
         let challenge = Challenge::parse(header)
             .map_err(|source| RegistryError::Challenge { registry: self.registry.clone(), source })?;
         *self.challenge.lock().await = Some(challenge);
-        self.tokens.lock().await.remove(&sorted(scopes));
+        self.tokens.lock().await.clear();
         Ok(())
     }
 
@@ -64,15 +65,17 @@ impl Authorizer {
             Some(Challenge::Basic) => Ok(self.basic()),
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let key = sorted(scopes);
-                if let Some((token, expires)) = self.tokens.lock().await.get(&key)
-                    && Instant::now() < *expires
-                {
+                // Held across the fetch: concurrent requests wait for one token instead of each
+                // fetching their own.
+                let mut tokens = self.tokens.lock().await;
+                let now = Instant::now();
+                tokens.retain(|_, (_, expires)| now < *expires);
+                if let Some((token, _)) = tokens.iter().find(|(have, _)| covers(have, &key)).map(|(_, t)| t) {
                     return Ok(Some(Secret::new(format!("Bearer {}", token.expose()))));
                 }
                 let (token, lifetime) = self.fetch_token(http, &realm, service.as_deref(), &key).await?;
                 let header = Secret::new(format!("Bearer {}", token.expose()));
-                let expires = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
-                self.tokens.lock().await.insert(key, (token, expires));
+                tokens.insert(key, (token, now + lifetime.saturating_sub(EXPIRY_MARGIN)));
                 Ok(Some(header))
             }
         }
@@ -140,9 +143,30 @@ impl Authorizer {
     }
 }
 
+/// Whether a token for `have` also authorizes `want` (push includes pull).
+fn covers(have: &[Scope], want: &[Scope]) -> bool {
+    want.iter().all(|w| have.iter().any(|h| h.repository == w.repository && (h.push || !w.push)))
+}
+
 fn sorted(scopes: &[Scope]) -> Vec<Scope> {
     let mut scopes = scopes.to_vec();
     scopes.sort();
     scopes.dedup();
     scopes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_token_covers_pull_and_subsets() {
+        let mount = [Scope::pull("staging/app"), Scope::push("prod/app")];
+        assert!(covers(&mount, &[Scope::pull("prod/app")]));
+        assert!(covers(&mount, &[Scope::push("prod/app")]));
+        assert!(covers(&mount, &[Scope::pull("staging/app")]));
+        assert!(!covers(&mount, &[Scope::push("staging/app")]));
+        assert!(!covers(&mount, &[Scope::pull("other/app")]));
+        assert!(!covers(&[Scope::pull("prod/app")], &[Scope::push("prod/app")]));
+    }
 }

@@ -139,7 +139,7 @@ impl RegistryClient {
                     let Some(header) = response.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()) else {
                         return Err(denied(reference, response).await);
                     };
-                    authorizer.challenged(header, scopes).await?;
+                    authorizer.challenged(header).await?;
                     reauthorized = true;
                     continue;
                 }
