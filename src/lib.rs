@@ -24,6 +24,7 @@ pub mod dirs;
 pub mod docker_config;
 pub mod docker_setup;
 pub mod doctor;
+pub mod layout;
 pub mod manifest;
 pub mod promote;
 pub mod reference;

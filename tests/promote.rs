@@ -182,3 +182,47 @@ images:
     }
     assert_eq!(fs::read_to_string(&audit).unwrap().lines().count(), 4);
 }
+
+#[test]
+fn oci_layouts_pull_and_push_byte_for_byte_and_skopeo_reads_them() {
+    let (home, staging, prod) = two_registries("layout");
+    // A layout written by the test (not by imgctl), pushed with imgctl.
+    let built = Layout::two_platform(&home.dir, "build-42", 2, 32 * 1024);
+    let staged = format!("{}/staging/multi:build-42", staging.addr);
+    let pushed = imgctl_json(&home, &["push", &built.dir.display().to_string(), &staged]);
+    assert_eq!(pushed["copy"]["manifests"].as_u64(), Some(3), "{pushed}");
+    assert_eq!(pushed["tag"]["outcome"], "created");
+    let index_json: serde_json::Value =
+        serde_json::from_slice(&fs::read(built.dir.join("index.json")).unwrap()).unwrap();
+    let built_digest = index_json["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(pushed["digest"], built_digest.as_str());
+    assert_eq!(sha256_digest(&skopeo_raw(&home, &staged)), built_digest);
+    let again = imgctl_json(&home, &["push", &built.dir.display().to_string(), &staged]);
+    assert_eq!(
+        (again["copy"]["blobs_uploaded"].as_u64(), again["tag"]["outcome"].as_str()),
+        (Some(0), Some("already-there"))
+    );
+
+    // Pulled into a new layout with imgctl; skopeo reads that layout and copies it on.
+    let out_dir = home.dir.join("pulled");
+    let pulled = imgctl_json(&home, &["pull", &staged, &out_dir.display().to_string()]);
+    assert_eq!(
+        (pulled["digest"].as_str(), pulled["copy"]["blobs_uploaded"].as_u64()),
+        (Some(built_digest.as_str()), Some(6))
+    );
+    let out = common::oci::skopeo(
+        &home,
+        &["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"],
+        &[&format!("oci:{}:build-42", out_dir.display()), &format!("docker://{}/prod/copied:1", prod.addr)],
+    );
+    assert_success(&out, "skopeo copy from imgctl's layout");
+    assert_eq!(sha256_digest(&skopeo_raw(&home, &format!("{}/prod/copied:1", prod.addr))), built_digest);
+    // Pulling again keeps what is there.
+    let repeat = imgctl_json(&home, &["pull", &staged, &out_dir.display().to_string()]);
+    assert_eq!(
+        (repeat["copy"]["blobs_present"].as_u64(), repeat["copy"]["blobs_uploaded"].as_u64()),
+        (Some(6), Some(0))
+    );
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(out_dir.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "one entry per name: {index}");
+}

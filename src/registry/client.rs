@@ -30,6 +30,20 @@ use crate::digest::{Digest, DigestHasher};
 use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
 
+/// A body of bytes, streamed.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// A download failed: the registry, or the local sink.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The registry side.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Reading the body or writing the sink.
+    #[error("writing the blob: {0}")]
+    Write(#[source] std::io::Error),
+}
+
 /// The largest manifest accepted (distribution's own limit is 4 MiB).
 pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 
@@ -323,14 +337,34 @@ impl RegistryClient {
             _ => return Err(status_or_denied(destination, "POST", &start, response).await),
         };
 
+        let what = format!("blob {} of {}", blob.digest, source.name());
+        let body = self.blob_stream(source, blob).await?;
+        self.put_blob(destination, &scopes, &location, blob, body, what).await
+    }
+
+    /// The bytes of blob `blob` in `source`, as a stream (unverified: the consumer verifies).
+    async fn blob_stream(&self, source: &Reference, blob: &Descriptor) -> Result<ByteStream, RegistryError> {
         let url = self.repo_url(source, &format!("blobs/{}", blob.digest));
         let what = format!("blob {} of {}", blob.digest, source.name());
         let pull = [Scope::pull(source.repository())];
         let response = self.send(source, &pull, "GET", &url, |http| http.get(&url)).await?;
         let response = expect_success(source, "GET", &url, response, &what).await?;
+        Ok(Box::pin(response.bytes_stream().map(|chunk| chunk.map_err(std::io::Error::other))))
+    }
+
+    /// Finishes an upload session at `location` with `body`, verified against `blob`.
+    async fn put_blob(
+        &self,
+        destination: &Reference,
+        scopes: &[Scope],
+        location: &str,
+        blob: &Descriptor,
+        body: ByteStream,
+        what: String,
+    ) -> Result<BlobCopy, RegistryError> {
         let mismatch = Arc::new(StdMutex::new(None));
         let verified = VerifyingStream {
-            inner: Box::pin(response.bytes_stream()),
+            inner: body,
             hasher: Some(DigestHasher::new(blob.digest.algorithm())),
             expected: blob.digest.clone(),
             size: blob.size,
@@ -341,7 +375,7 @@ impl RegistryClient {
         let put = format!("{location}{separator}digest={}", blob.digest);
         let body = StdMutex::new(Some(reqwest::Body::wrap_stream(verified)));
         let response = self
-            .send(destination, &scopes, "PUT", &put, |http| {
+            .send(destination, scopes, "PUT", &put, |http| {
                 let request =
                     http.put(&put).header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, blob.size);
                 // The body streams once; a replay (after a 401) sends nothing and fails clearly.
@@ -358,6 +392,56 @@ impl RegistryClient {
         expect_success(destination, "PUT", &put, response, &format!("upload of {}", blob.digest)).await?;
         Ok(BlobCopy::Uploaded(blob.size))
     }
+
+    /// Uploads blob `blob` from `body` (a file of an OCI layout, say) unless `destination`
+    /// has it; the bytes are verified against the digest on the way.
+    pub async fn upload_blob(
+        &self,
+        destination: &Reference,
+        blob: &Descriptor,
+        body: ByteStream,
+    ) -> Result<BlobCopy, RegistryError> {
+        if self.blob_exists(destination, &blob.digest).await? {
+            return Ok(BlobCopy::Present);
+        }
+        let scopes = [Scope::push(destination.repository())];
+        let start = self.repo_url(destination, "blobs/uploads/");
+        let response = self
+            .send(destination, &scopes, "POST", &start, |http| http.post(&start).header(CONTENT_LENGTH, "0"))
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_or_denied(destination, "POST", &start, response).await);
+        }
+        let location = upload_location(&self.base_url(destination.api_host()), &start, &response)?;
+        self.put_blob(destination, &scopes, &location, blob, body, format!("blob {}", blob.digest)).await
+    }
+
+    /// Streams blob `blob` of `source` into `sink`, verifying its digest and size; the caller
+    /// keeps the bytes only when this succeeds.
+    pub async fn download_blob<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        source: &Reference,
+        blob: &Descriptor,
+        sink: &mut W,
+    ) -> Result<u64, DownloadError> {
+        use tokio::io::AsyncWriteExt;
+        let mut body = self.blob_stream(source, blob).await?;
+        let mut hasher = DigestHasher::new(blob.digest.algorithm());
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(DownloadError::Write)?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            sink.write_all(&chunk).await.map_err(DownloadError::Write)?;
+        }
+        sink.flush().await.map_err(DownloadError::Write)?;
+        let actual = hasher.finish();
+        if actual != blob.digest || size != blob.size {
+            let what = format!("blob {} of {} ({size} bytes, {} expected)", blob.digest, source.name(), blob.size);
+            return Err(RegistryError::DigestMismatch { what, expected: blob.digest.clone(), actual }.into());
+        }
+        Ok(size)
+    }
 }
 
 /// Passes a blob's bytes through while hashing them. The digest is decided when the last of
@@ -366,7 +450,7 @@ impl RegistryClient {
 /// A mismatch (or a wrong length) fails the stream, so the upload is never committed, and is
 /// recorded for the error message.
 struct VerifyingStream {
-    inner: Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>,
+    inner: ByteStream,
     hasher: Option<DigestHasher>,
     expected: Digest,
     size: u64,

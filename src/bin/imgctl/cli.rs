@@ -70,6 +70,41 @@ pub enum Command {
         registry: RegistryArgs,
     },
 
+    /// Write an image (every platform) into an OCI image layout directory, as skopeo's
+    /// `oci:DIR:NAME` reads it.
+    ///
+    ///   imgctl pull registry.example.com/app:1.4 ./app-layout
+    Pull {
+        /// The image.
+        reference: String,
+        /// The layout directory (created when missing; existing blobs are kept).
+        dir: std::path::PathBuf,
+        /// The name to give the image in index.json (default: the reference's tag).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+
+    /// Push an image from an OCI image layout directory (a CI build's output) to a registry,
+    /// byte for byte.
+    ///
+    ///   imgctl push ./build/oci registry.example.com/staging/app:build-42
+    Push {
+        /// The layout directory.
+        dir: std::path::PathBuf,
+        /// The destination; a tag there is written under the tag-move guard.
+        reference: String,
+        /// The image's name in index.json (needed when the layout holds several).
+        #[arg(long)]
+        name: Option<String>,
+        /// Move a tag that points at another digest.
+        #[arg(long)]
+        allow_tag_move: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+
     /// Copy an image by digest to another repository (another registry or the same one),
     /// byte for byte, every platform, and tag it there. Records each promotion in the audit
     /// log.

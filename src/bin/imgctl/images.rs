@@ -36,6 +36,32 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                 run_promotion(&promotion, &registry, CopyOptions::default(), None, output).await
             }
             Command::Promote(args) => promote_command(args, output).await,
+            Command::Pull { reference, dir, name, registry } => {
+                let source: Reference = reference.parse()?;
+                let (digest, report) = imgctl::layout::pull(&client(&registry)?, &source, &dir, name.as_deref()).await?;
+                match output {
+                    Output::Json => println!("{}", serde_json::json!({"reference": source.to_string(), "digest": digest, "dir": dir, "copy": report})),
+                    Output::Text => println!(
+                        "{digest}: {} manifest(s), {} blob(s) written ({} bytes), {} already there, in {}",
+                        report.manifests, report.blobs_uploaded, report.bytes_uploaded, report.blobs_present, dir.display()
+                    ),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Push { dir, reference, name, allow_tag_move, registry } => {
+                let destination: Reference = reference.parse()?;
+                let (digest, report, tag) =
+                    imgctl::layout::push(&client(&registry)?, &dir, name.as_deref(), &destination, allow_tag_move).await?;
+                match output {
+                    Output::Json => println!("{}", serde_json::json!({"destination": destination.to_string(), "digest": digest, "copy": report, "tag": tag})),
+                    Output::Text => println!(
+                        "{}@{digest}: {} manifest(s), {} blob(s) uploaded ({} bytes), {} already there{}",
+                        destination.name(), report.manifests, report.blobs_uploaded, report.bytes_uploaded, report.blobs_present,
+                        destination.tag().map(|t| format!("; tag {t}: {tag:?}")).unwrap_or_default()
+                    ),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
         }
     })
 }
