@@ -13,16 +13,41 @@ use crate::manifest::{self, Parsed};
 use crate::reference::Reference;
 use crate::registry::{BlobCopy, Manifest, RegistryClient, RegistryError};
 
-/// How much runs at once.
-#[derive(Clone, Copy, Debug)]
+/// Told what a copy is doing, as it does it (the library never prints; the binary draws bars
+/// on a terminal and writes lines elsewhere). Called from several tasks at once.
+pub trait Progress: Send + Sync {
+    /// A blob of `size` bytes is about to be checked and copied.
+    fn blob_started(&self, _digest: &Digest, _size: u64) {}
+    /// `bytes` more bytes of some blob went out.
+    fn bytes(&self, _bytes: u64) {}
+    /// A blob is at the destination.
+    fn blob_finished(&self, _digest: &Digest, _outcome: BlobCopy) {}
+    /// A manifest is at the destination.
+    fn manifest_written(&self, _digest: &Digest, _media_type: &str) {}
+}
+
+/// Progress nobody watches.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// How a copy runs.
+#[derive(Clone)]
 pub struct CopyOptions {
     /// Blob transfers in flight across the whole copy (all platforms).
     pub blob_concurrency: usize,
+    /// Who is told how it goes.
+    pub progress: Arc<dyn Progress>,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        Self { blob_concurrency: 6 }
+        Self { blob_concurrency: 6, progress: Arc::new(Silent) }
+    }
+}
+
+impl std::fmt::Debug for CopyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyOptions").field("blob_concurrency", &self.blob_concurrency).finish_non_exhaustive()
     }
 }
 
@@ -79,10 +104,10 @@ pub async fn copy_manifest(
     source: &Reference,
     destination: &Reference,
     root: &Manifest,
-    options: CopyOptions,
+    options: &CopyOptions,
 ) -> Result<CopyReport, CopyError> {
     let blobs = Arc::new(Semaphore::new(options.blob_concurrency.max(1)));
-    copy_tree(client, source, destination, root, &blobs).await
+    copy_tree(client, source, destination, root, &blobs, &options.progress).await
 }
 
 async fn copy_tree(
@@ -91,6 +116,7 @@ async fn copy_tree(
     destination: &Reference,
     manifest: &Manifest,
     blobs: &Arc<Semaphore>,
+    progress: &Arc<dyn Progress>,
 ) -> Result<CopyReport, CopyError> {
     let mut report = CopyReport::default();
     match manifest::parse(&manifest.bytes, &manifest.media_type)? {
@@ -107,7 +133,7 @@ async fn copy_tree(
                             actual: child_manifest.bytes.len() as u64,
                         });
                     }
-                    Box::pin(copy_tree(client, source, destination, &child_manifest, blobs)).await
+                    Box::pin(copy_tree(client, source, destination, &child_manifest, blobs, progress)).await
                 })
                 .buffer_unordered(4)
                 .try_collect()
@@ -118,7 +144,12 @@ async fn copy_tree(
             let outcomes: Vec<BlobCopy> = futures_util::stream::iter(std::iter::once(config).chain(layers))
                 .map(|blob| async move {
                     let _permit = blobs.acquire().await.expect("the semaphore is never closed");
-                    client.copy_blob(source, destination, &blob).await
+                    progress.blob_started(&blob.digest, blob.size);
+                    let counter = progress.clone();
+                    let outcome =
+                        client.copy_blob(source, destination, &blob, Arc::new(move |n| counter.bytes(n))).await?;
+                    progress.blob_finished(&blob.digest, outcome);
+                    Ok::<_, RegistryError>(outcome)
                 })
                 .buffer_unordered(usize::MAX)
                 .try_collect()
@@ -136,6 +167,7 @@ async fn copy_tree(
         }
     }
     client.put_manifest(destination, manifest.digest.as_str(), manifest).await?;
+    progress.manifest_written(&manifest.digest, &manifest.media_type);
     report.manifests += 1;
     Ok(report)
 }

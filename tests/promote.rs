@@ -63,7 +63,12 @@ fn promote_between_registries_byte_for_byte() {
     assert_success(&docker(&["pull", &pinned]), "docker pull by digest from the destination");
 
     // Again: nothing to move, the tag is left alone (Harbor answers 412 to rewriting one).
-    let again = imgctl_json(&home, &["promote", &source, &destination, "--audit-log", &audit_arg]);
+    // Not on a terminal, progress is one line per blob and manifest on stderr.
+    let out = home.imgctl(&["promote", &source, &destination, "--audit-log", &audit_arg, "-o", "json"], b"");
+    assert_success(&out, "promote again");
+    assert_eq!(stderr(&out).matches(" already there\n").count(), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("manifest {digest} (")), "{}", stderr(&out));
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["tags"][0]["outcome"], "already-there");
     assert_eq!((again["copy"]["blobs_present"].as_u64(), again["copy"]["blobs_uploaded"].as_u64()), (Some(2), Some(0)));
 

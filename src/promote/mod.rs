@@ -99,7 +99,7 @@ pub enum PromoteError {
 pub async fn promote(
     client: &RegistryClient,
     promotion: &Promotion,
-    options: CopyOptions,
+    options: &CopyOptions,
 ) -> Result<PromotionResult, PromoteError> {
     let root = client.get_manifest(&promotion.source).await?;
     let destination = promotion.destination.name();

@@ -30,6 +30,9 @@ use crate::digest::{Digest, DigestHasher};
 use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
 
+/// Told how many more bytes of a blob went out.
+pub type OnBytes = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// A body of bytes, streamed.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
@@ -294,13 +297,14 @@ impl RegistryClient {
         source: &Reference,
         destination: &Reference,
         blob: &Descriptor,
+        on_bytes: OnBytes,
     ) -> Result<BlobCopy, RegistryError> {
         if self.blob_exists(destination, &blob.digest).await? {
             return Ok(BlobCopy::Present);
         }
         let mut retry = 0;
         loop {
-            match self.transfer_blob(source, destination, blob).await {
+            match self.transfer_blob(source, destination, blob, on_bytes.clone()).await {
                 Err(e) if e.is_transient() => match self.options.retry.delay(retry, None, jitter()) {
                     Some(wait) => {
                         retry += 1;
@@ -318,6 +322,7 @@ impl RegistryClient {
         source: &Reference,
         destination: &Reference,
         blob: &Descriptor,
+        on_bytes: OnBytes,
     ) -> Result<BlobCopy, RegistryError> {
         let same_registry =
             source.api_host() == destination.api_host() && source.repository() != destination.repository();
@@ -339,7 +344,7 @@ impl RegistryClient {
 
         let what = format!("blob {} of {}", blob.digest, source.name());
         let body = self.blob_stream(source, blob).await?;
-        self.put_blob(destination, &scopes, &location, blob, body, what).await
+        self.put_blob(destination, &scopes, &location, blob, body, what, on_bytes).await
     }
 
     /// The bytes of blob `blob` in `source`, as a stream (unverified: the consumer verifies).
@@ -361,9 +366,11 @@ impl RegistryClient {
         blob: &Descriptor,
         body: ByteStream,
         what: String,
+        on_bytes: OnBytes,
     ) -> Result<BlobCopy, RegistryError> {
         let mismatch = Arc::new(StdMutex::new(None));
         let verified = VerifyingStream {
+            on_bytes,
             inner: body,
             hasher: Some(DigestHasher::new(blob.digest.algorithm())),
             expected: blob.digest.clone(),
@@ -413,7 +420,8 @@ impl RegistryClient {
             return Err(status_or_denied(destination, "POST", &start, response).await);
         }
         let location = upload_location(&self.base_url(destination.api_host()), &start, &response)?;
-        self.put_blob(destination, &scopes, &location, blob, body, format!("blob {}", blob.digest)).await
+        self.put_blob(destination, &scopes, &location, blob, body, format!("blob {}", blob.digest), Arc::new(|_| {}))
+            .await
     }
 
     /// Streams blob `blob` of `source` into `sink`, verifying its digest and size; the caller
@@ -450,6 +458,7 @@ impl RegistryClient {
 /// A mismatch (or a wrong length) fails the stream, so the upload is never committed, and is
 /// recorded for the error message.
 struct VerifyingStream {
+    on_bytes: OnBytes,
     inner: ByteStream,
     hasher: Option<DigestHasher>,
     expected: Digest,
@@ -481,6 +490,7 @@ impl Stream for VerifyingStream {
                     let actual = self.hasher.take().expect("present").finish();
                     return self.fail(actual);
                 }
+                (self.on_bytes)(chunk.len() as u64);
                 if self.sent == self.size {
                     let actual = self.hasher.take().expect("present").finish();
                     if actual != self.expected {

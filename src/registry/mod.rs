@@ -8,5 +8,5 @@ pub mod credentials;
 pub mod error;
 pub mod retry;
 
-pub use client::{BlobCopy, ByteStream, ClientOptions, DownloadError, Manifest, RegistryClient};
+pub use client::{BlobCopy, ByteStream, ClientOptions, DownloadError, Manifest, OnBytes, RegistryClient};
 pub use error::RegistryError;

@@ -156,7 +156,7 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
         Some(path) => path.clone(),
         None => default_audit_log()?,
     };
-    let options = CopyOptions { blob_concurrency: args.concurrency };
+    let options = CopyOptions { blob_concurrency: args.concurrency, progress: crate::progress::reporter() };
     if let Some(file) = &args.file {
         let text = std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
         let edges = promote::file::plan(&text, args.allow_tag_move, args.dry_run)
@@ -197,7 +197,7 @@ async fn promote_edges(
     let outcomes: Vec<(Promotion, std::result::Result<PromotionResult, promote::PromoteError>)> =
         futures_util::stream::iter(edges)
             .map(|edge| {
-                let client = &client;
+                let (client, options) = (&client, &options);
                 async move {
                     let outcome = promote::promote(client, &edge, options).await;
                     (edge, outcome)
@@ -264,7 +264,7 @@ async fn run_promotion(
     output: Output,
 ) -> Result<ExitCode> {
     let client = client(args)?;
-    let result = promote::promote(&client, promotion, options).await?;
+    let result = promote::promote(&client, promotion, &options).await?;
     if !result.dry_run
         && let Some(path) = &audit_log
     {

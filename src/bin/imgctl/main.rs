@@ -3,6 +3,7 @@
 mod cli;
 mod creds;
 mod images;
+mod progress;
 
 use std::process::ExitCode;
 
