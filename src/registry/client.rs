@@ -30,6 +30,13 @@ use crate::digest::{Digest, DigestHasher};
 use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
 
+/// An upload session a registry opened: where to PUT the bytes, with which token scopes.
+struct UploadSession<'a> {
+    destination: &'a Reference,
+    scopes: &'a [Scope],
+    location: &'a str,
+}
+
 /// Told how many more bytes of a blob went out.
 pub type OnBytes = Arc<dyn Fn(u64) + Send + Sync>;
 
@@ -344,7 +351,8 @@ impl RegistryClient {
 
         let what = format!("blob {} of {}", blob.digest, source.name());
         let body = self.blob_stream(source, blob).await?;
-        self.put_blob(destination, &scopes, &location, blob, body, what, on_bytes).await
+        self.put_blob(UploadSession { destination, scopes: &scopes, location: &location }, blob, body, what, on_bytes)
+            .await
     }
 
     /// The bytes of blob `blob` in `source`, as a stream (unverified: the consumer verifies).
@@ -360,14 +368,13 @@ impl RegistryClient {
     /// Finishes an upload session at `location` with `body`, verified against `blob`.
     async fn put_blob(
         &self,
-        destination: &Reference,
-        scopes: &[Scope],
-        location: &str,
+        session: UploadSession<'_>,
         blob: &Descriptor,
         body: ByteStream,
         what: String,
         on_bytes: OnBytes,
     ) -> Result<BlobCopy, RegistryError> {
+        let UploadSession { destination, scopes, location } = session;
         let mismatch = Arc::new(StdMutex::new(None));
         let verified = VerifyingStream {
             on_bytes,
