@@ -427,8 +427,8 @@ impl RegistryClient {
             return Err(status_or_denied(destination, "POST", &start, response).await);
         }
         let location = upload_location(&self.base_url(destination.api_host()), &start, &response)?;
-        self.put_blob(destination, &scopes, &location, blob, body, format!("blob {}", blob.digest), Arc::new(|_| {}))
-            .await
+        let session = UploadSession { destination, scopes: &scopes, location: &location };
+        self.put_blob(session, blob, body, format!("blob {}", blob.digest), Arc::new(|_| {})).await
     }
 
     /// Streams blob `blob` of `source` into `sink`, verifying its digest and size; the caller
