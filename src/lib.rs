@@ -28,4 +28,5 @@ pub mod layout;
 pub mod manifest;
 pub mod promote;
 pub mod reference;
+pub mod referrers;
 pub mod registry;

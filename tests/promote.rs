@@ -231,3 +231,32 @@ fn oci_layouts_pull_and_push_byte_for_byte_and_skopeo_reads_them() {
     let index: serde_json::Value = serde_json::from_slice(&fs::read(out_dir.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "one entry per name: {index}");
 }
+
+#[test]
+fn referrers_follow_the_digest_with_the_fallback_tag_scheme() {
+    let (home, staging, prod) = two_registries("referrers");
+    let layout = Layout::two_platform(&home.dir, "1", 1, 8 * 1024);
+    let (sbom, fallback) = layout.attach_sbom("1");
+    let dir = layout.dir.display().to_string();
+    let source = format!("{}/staging/signed:1", staging.addr);
+    assert_success(&home.imgctl(&["push", &dir, &source, "--name", "1"], b""), "push the image");
+    let referrers_tag = format!("{}/staging/signed:{fallback}", staging.addr);
+    assert_success(&home.imgctl(&["push", &dir, &referrers_tag, "--name", &fallback], b""), "push the referrers index");
+
+    // Without --referrers the SBOM stays behind; with it, it follows.
+    let plain =
+        imgctl_json(&home, &["promote", &source, &format!("{}/prod/plain:1", prod.addr), "--audit-log", "a.jsonl"]);
+    assert!(plain.get("referrers").is_none(), "{plain}");
+    let result = imgctl_json(
+        &home,
+        &["promote", &source, &format!("{}/prod/signed:1", prod.addr), "--referrers", "--audit-log", "a.jsonl"],
+    );
+    assert_eq!(result["referrers"]["copied"], serde_json::json!([sbom]), "{result}");
+    assert_eq!(result["referrers"]["fallback_tag"], fallback.as_str());
+    let copied = format!("{}/prod/signed@{sbom}", prod.addr);
+    assert_eq!(sha256_digest(&skopeo_raw(&home, &copied)), sbom, "the SBOM is at the destination, byte for byte");
+    let index: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&home, &format!("{}/prod/signed:{fallback}", prod.addr))).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], sbom.as_str());
+    assert!(!home.imgctl(&["resolve", &format!("{}/prod/plain:{fallback}", prod.addr)], b"").status.success());
+}

@@ -72,7 +72,12 @@ pub enum ManifestFileError {
 }
 
 /// The promotion edges of a manifest, in file order (image, then digest, then destination).
-pub fn plan(text: &str, allow_tag_move: bool, dry_run: bool) -> Result<Vec<Promotion>, ManifestFileError> {
+pub fn plan(
+    text: &str,
+    allow_tag_move: bool,
+    dry_run: bool,
+    referrers: bool,
+) -> Result<Vec<Promotion>, ManifestFileError> {
     let manifest: PromoterManifest =
         serde_norway::from_str(text).map_err(|e| ManifestFileError::Syntax(e.to_string()))?;
     let sources: Vec<&RegistryEntry> = manifest.registries.iter().filter(|r| r.src).collect();
@@ -105,6 +110,7 @@ pub fn plan(text: &str, allow_tag_move: bool, dry_run: bool) -> Result<Vec<Promo
                     tags: tags.clone(),
                     allow_tag_move,
                     dry_run,
+                    referrers,
                 });
             }
         }
@@ -139,7 +145,7 @@ images:
     "{A}": []
 "#
         );
-        let edges = plan(&text, false, true).unwrap();
+        let edges = plan(&text, false, true, false).unwrap();
         assert_eq!(edges.len(), 6);
         assert_eq!(edges[0].source.to_string(), format!("gcr.io/k8s-staging-foo/foo-controller@{A}"));
         assert_eq!(edges[0].destination.to_string(), "us.gcr.io/k8s-artifacts-prod/foo/foo-controller");
@@ -151,14 +157,14 @@ images:
     #[test]
     fn refuses_manifests_it_cannot_plan() {
         let no_src = "registries:\n- name: a.io/x\nimages: []\n";
-        assert!(matches!(plan(no_src, false, false), Err(ManifestFileError::Sources(0))));
+        assert!(matches!(plan(no_src, false, false, false), Err(ManifestFileError::Sources(0))));
         let no_dst = "registries:\n- name: a.io/x\n  src: true\nimages: []\n";
-        assert!(matches!(plan(no_dst, false, false), Err(ManifestFileError::NoDestination)));
+        assert!(matches!(plan(no_dst, false, false, false), Err(ManifestFileError::NoDestination)));
         let bad_digest = "registries:\n- name: a.io/x\n  src: true\n- name: b.io/y\nimages:\n- name: app\n  dmap:\n    \"sha256:nope\": [v1]\n";
-        assert!(matches!(plan(bad_digest, false, false), Err(ManifestFileError::Syntax(_))));
+        assert!(matches!(plan(bad_digest, false, false, false), Err(ManifestFileError::Syntax(_))));
         let bad_tag = format!(
             "registries:\n- name: a.io/x\n  src: true\n- name: b.io/y\nimages:\n- name: app\n  dmap:\n    \"{A}\": [\"-bad\"]\n"
         );
-        assert!(matches!(plan(&bad_tag, false, false), Err(ManifestFileError::Reference { .. })));
+        assert!(matches!(plan(&bad_tag, false, false, false), Err(ManifestFileError::Reference { .. })));
     }
 }

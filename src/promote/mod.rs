@@ -24,6 +24,8 @@ pub struct Promotion {
     pub allow_tag_move: bool,
     /// Plan only: read both sides, write nothing.
     pub dry_run: bool,
+    /// Also copy the signatures, SBOMs and attestations that refer to the digest.
+    pub referrers: bool,
 }
 
 /// What a promotion did (or would do).
@@ -43,6 +45,9 @@ pub struct PromotionResult {
     pub copy: CopyReport,
     /// Nothing was written.
     pub dry_run: bool,
+    /// The referrers copied, with `--referrers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<crate::referrers::ReferrersReport>,
 }
 
 /// One tag's outcome.
@@ -122,6 +127,7 @@ pub async fn promote(
         tags,
         copy: CopyReport::default(),
         dry_run: promotion.dry_run,
+        referrers: None,
     };
     if promotion.dry_run {
         return Ok(result);
@@ -132,6 +138,17 @@ pub async fn promote(
             copy::copy_manifest(client, &promotion.source, &promotion.destination, &root, options).await.map_err(
                 |source| PromoteError::Copy { digest: root.digest.clone(), destination: destination.clone(), source },
             )?;
+    }
+    if promotion.referrers {
+        let referrers =
+            crate::referrers::copy_referrers(client, &promotion.source, &promotion.destination, &root.digest, options)
+                .await
+                .map_err(|source| PromoteError::Copy {
+                    digest: root.digest.clone(),
+                    destination: destination.clone(),
+                    source,
+                })?;
+        result.referrers = Some(referrers);
     }
     let mut written = Vec::new();
     for tag in &result.tags {

@@ -284,6 +284,33 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// The manifests that refer to `digest` (signatures, SBOMs) by the referrers API, or None
+    /// when the registry does not offer it (distribution 2.8 answers 404).
+    pub async fn referrers(
+        &self,
+        repository: &Reference,
+        digest: &Digest,
+    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
+        let url = self.repo_url(repository, &format!("referrers/{digest}"));
+        let scopes = [Scope::pull(repository.repository())];
+        let response = self
+            .send(repository, &scopes, "GET", &url, |http| http.get(&url).header(ACCEPT, manifest::OCI_INDEX))
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = expect_success(repository, "GET", &url, response, "referrers").await?;
+        let bytes = response.bytes().await.map_err(|source| RegistryError::Connection {
+            method: "GET",
+            url: url.clone(),
+            source,
+        })?;
+        match manifest::parse(&bytes, manifest::OCI_INDEX) {
+            Ok(manifest::Parsed::Index { manifests }) => Ok(Some(manifests)),
+            _ => Err(RegistryError::Protocol { url, message: "the referrers answer is not an image index".into() }),
+        }
+    }
+
     /// Whether `repository` holds blob `digest`.
     pub async fn blob_exists(&self, repository: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
         let url = self.repo_url(repository, &format!("blobs/{digest}"));

@@ -65,6 +65,49 @@ impl Layout {
         Self { dir, tag: tag.to_owned() }
     }
 
+    /// The digest, media type and size of the image named `name` in index.json.
+    pub fn entry(&self, name: &str) -> serde_json::Value {
+        let index: serde_json::Value = serde_json::from_slice(&fs::read(self.dir.join("index.json")).unwrap()).unwrap();
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == name)
+            .unwrap()
+            .clone()
+    }
+
+    /// Attaches an SBOM artifact to the image named `name` (its manifest's `subject`), and the
+    /// OCI fallback index listing it under the name `sha256-<hex>`, as a registry without the
+    /// referrers API holds referrers. Returns the artifact's digest and the fallback name.
+    pub fn attach_sbom(&self, name: &str) -> (String, String) {
+        let subject = self.entry(name);
+        let subject = serde_json::json!({"mediaType": subject["mediaType"], "digest": subject["digest"], "size": subject["size"]});
+        let (config_digest, config_size) = write_blob(&self.dir, b"{}");
+        let sbom = format!(r#"{{"spdxVersion":"SPDX-2.3","name":"{}"}}"#, random_hex(8));
+        let (sbom_digest, sbom_size) = write_blob(&self.dir, sbom.as_bytes());
+        let artifact = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": "application/spdx+json",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": "application/spdx+json", "digest": sbom_digest, "size": sbom_size}],
+            "subject": subject,
+        });
+        let (artifact_digest, artifact_size) = write_blob(&self.dir, artifact.to_string().as_bytes());
+        let referrers = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": artifact_digest, "size": artifact_size, "artifactType": "application/spdx+json",
+        }]});
+        let (index_digest, index_size) = write_blob(&self.dir, referrers.to_string().as_bytes());
+        let fallback = subject["digest"].as_str().unwrap().replace(':', "-");
+        let mut top: serde_json::Value =
+            serde_json::from_slice(&fs::read(self.dir.join("index.json")).unwrap()).unwrap();
+        top["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json", "digest": index_digest, "size": index_size,
+            "annotations": {"org.opencontainers.image.ref.name": fallback},
+        }));
+        fs::write(self.dir.join("index.json"), top.to_string()).unwrap();
+        (artifact_digest, fallback)
+    }
+
     /// `skopeo copy --all oci:DIR:TAG docker://DEST`, authenticating through imgctl's helper.
     pub fn push(&self, home: &TestHome, destination: &str) {
         let out = skopeo(

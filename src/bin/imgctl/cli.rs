@@ -146,6 +146,10 @@ pub struct Promote {
     /// Show the plan; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also copy the signatures, SBOMs and attestations that refer to the digest (referrers
+    /// API, else the sha256-<hex> fallback tag).
+    #[arg(long)]
+    pub referrers: bool,
     /// The audit log (JSON lines). Default: $IMGCTL_AUDIT_LOG, else
     /// $XDG_STATE_HOME/imgctl/promotions.jsonl (~/.local/state/...).
     #[arg(long, value_name = "PATH")]

@@ -32,7 +32,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                     )
                     .into());
                 }
-                let promotion = Promotion { destination: source.clone(), source, tags, allow_tag_move, dry_run: false };
+                let promotion = Promotion { destination: source.clone(), source, tags, allow_tag_move, dry_run: false, referrers: false };
                 run_promotion(&promotion, &registry, CopyOptions::default(), None, output).await
             }
             Command::Promote(args) => promote_command(args, output).await,
@@ -159,7 +159,7 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
     let options = CopyOptions { blob_concurrency: args.concurrency, progress: crate::progress::reporter() };
     if let Some(file) = &args.file {
         let text = std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
-        let edges = promote::file::plan(&text, args.allow_tag_move, args.dry_run)
+        let edges = promote::file::plan(&text, args.allow_tag_move, args.dry_run, args.referrers)
             .map_err(|e| format!("{}: {e}", file.display()))?;
         return promote_edges(edges, &args.registry, options, &audit_log, output).await;
     }
@@ -180,7 +180,14 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
     if destination.digest().is_some() {
         return Err("the destination is a repository (with tags), not a digest".into());
     }
-    let promotion = Promotion { source, destination, tags, allow_tag_move: args.allow_tag_move, dry_run: args.dry_run };
+    let promotion = Promotion {
+        source,
+        destination,
+        tags,
+        allow_tag_move: args.allow_tag_move,
+        dry_run: args.dry_run,
+        referrers: args.referrers,
+    };
     run_promotion(&promotion, &args.registry, options, Some(audit_log), output).await
 }
 
@@ -299,6 +306,13 @@ fn print_result(result: &PromotionResult, audit_log: Option<&std::path::Path>, o
             (TagOutcome::Moved { from }, true) => format!("would move from {from}"),
         };
         println!("  {}:{} {what}", result.destination, tag.tag);
+    }
+    if let Some(referrers) = &result.referrers {
+        println!(
+            "  {} referrer(s) copied{}",
+            referrers.copied.len(),
+            referrers.fallback_tag.as_deref().map(|t| format!(", fallback tag {t} written")).unwrap_or_default()
+        );
     }
     if let Some(path) = audit_log.filter(|_| !result.dry_run) {
         println!("  recorded in {}", path.display());
