@@ -132,6 +132,22 @@ mod tests {
     }
 
     #[test]
+    fn all_four_media_types() {
+        let list = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST_LIST}","manifests":[{{"mediaType":"{DOCKER_MANIFEST}","digest":"{D1}","size":9}}]}}"#
+        );
+        assert!(matches!(parse(list.as_bytes(), "application/json").unwrap(), Parsed::Index { .. }));
+        let oci = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}},"layers":[]}}"#);
+        assert!(matches!(parse(oci.as_bytes(), OCI_MANIFEST).unwrap(), Parsed::Image { .. }));
+        // No mediaType field: the served type decides.
+        let index = format!(r#"{{"schemaVersion":2,"manifests":[]}}"#);
+        assert!(matches!(parse(index.as_bytes(), OCI_INDEX).unwrap(), Parsed::Index { .. }));
+        assert_eq!(media_type_of(index.as_bytes(), OCI_INDEX), OCI_INDEX);
+        assert_eq!(media_type_of(list.as_bytes(), OCI_INDEX), DOCKER_MANIFEST_LIST);
+        assert!(is_index(DOCKER_MANIFEST_LIST) && is_index(OCI_INDEX) && !is_index(DOCKER_MANIFEST));
+    }
+
+    #[test]
     fn refuses_what_is_not_a_manifest() {
         assert!(parse(b"[]", OCI_MANIFEST).is_err());
         assert!(parse(br#"{"layers":[]}"#, OCI_MANIFEST).is_err());
