@@ -140,7 +140,7 @@ mod tests {
         let oci = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}},"layers":[]}}"#);
         assert!(matches!(parse(oci.as_bytes(), OCI_MANIFEST).unwrap(), Parsed::Image { .. }));
         // No mediaType field: the served type decides.
-        let index = format!(r#"{{"schemaVersion":2,"manifests":[]}}"#);
+        let index = r#"{"schemaVersion":2,"manifests":[]}"#;
         assert!(matches!(parse(index.as_bytes(), OCI_INDEX).unwrap(), Parsed::Index { .. }));
         assert_eq!(media_type_of(index.as_bytes(), OCI_INDEX), OCI_INDEX);
         assert_eq!(media_type_of(list.as_bytes(), OCI_INDEX), DOCKER_MANIFEST_LIST);
