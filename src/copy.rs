@@ -67,7 +67,20 @@ pub struct CopyReport {
 }
 
 impl CopyReport {
-    fn add(&mut self, other: &CopyReport) {
+    /// Counts one blob's outcome.
+    pub fn record(&mut self, outcome: BlobCopy) {
+        match outcome {
+            BlobCopy::Present => self.blobs_present += 1,
+            BlobCopy::Mounted => self.blobs_mounted += 1,
+            BlobCopy::Uploaded(bytes) => {
+                self.blobs_uploaded += 1;
+                self.bytes_uploaded += bytes;
+            }
+        }
+    }
+
+    /// Adds another report's counts.
+    pub fn add(&mut self, other: &CopyReport) {
         self.manifests += other.manifests;
         self.blobs_present += other.blobs_present;
         self.blobs_mounted += other.blobs_mounted;
@@ -154,16 +167,7 @@ async fn copy_tree(
                 .buffer_unordered(usize::MAX)
                 .try_collect()
                 .await?;
-            for outcome in outcomes {
-                match outcome {
-                    BlobCopy::Present => report.blobs_present += 1,
-                    BlobCopy::Mounted => report.blobs_mounted += 1,
-                    BlobCopy::Uploaded(bytes) => {
-                        report.blobs_uploaded += 1;
-                        report.bytes_uploaded += bytes;
-                    }
-                }
-            }
+            outcomes.into_iter().for_each(|outcome| report.record(outcome));
         }
     }
     client.put_manifest(destination, manifest.digest.as_str(), manifest).await?;

@@ -196,7 +196,7 @@ async fn pull_tree(
             for blob in std::iter::once(config).chain(layers) {
                 let path = layout.blob_path(&blob.digest);
                 if path.exists() {
-                    report.blobs_present += 1;
+                    report.record(BlobCopy::Present);
                     continue;
                 }
                 let tmp = path.with_extension("partial");
@@ -205,8 +205,7 @@ async fn pull_tree(
                     Ok(bytes) => {
                         file.sync_all().await.map_err(io(&tmp))?;
                         tokio::fs::rename(&tmp, &path).await.map_err(io(&path))?;
-                        report.blobs_uploaded += 1;
-                        report.bytes_uploaded += bytes;
+                        report.record(BlobCopy::Uploaded(bytes));
                     }
                     Err(e) => {
                         let _ = tokio::fs::remove_file(&tmp).await;
@@ -273,14 +272,7 @@ async fn push_tree(
                 let path = layout.blob_path(&blob.digest);
                 let file = tokio::fs::File::open(&path).await.map_err(io(&path))?;
                 let body = Box::pin(tokio_util::io::ReaderStream::new(file));
-                match client.upload_blob(destination, &blob, body).await? {
-                    BlobCopy::Present => report.blobs_present += 1,
-                    BlobCopy::Mounted => report.blobs_mounted += 1,
-                    BlobCopy::Uploaded(bytes) => {
-                        report.blobs_uploaded += 1;
-                        report.bytes_uploaded += bytes;
-                    }
-                }
+                report.record(client.upload_blob(destination, &blob, body).await?);
             }
         }
     }

@@ -57,11 +57,7 @@ pub async fn copy_referrers(
     for referrer in &referrers {
         let manifest = client.get_manifest(&source.with_digest(referrer.digest.clone())).await?;
         let copied = copy::copy_manifest(client, source, destination, &manifest, options).await?;
-        report.copy.manifests += copied.manifests;
-        report.copy.blobs_present += copied.blobs_present;
-        report.copy.blobs_mounted += copied.blobs_mounted;
-        report.copy.blobs_uploaded += copied.blobs_uploaded;
-        report.copy.bytes_uploaded += copied.bytes_uploaded;
+        report.copy.add(&copied);
         report.copied.push(referrer.digest.clone());
     }
     if let Some((tag, source_index)) = fallback {
