@@ -15,13 +15,13 @@
 # imgctl peak RSS under 64 MiB on 6.
 #
 # Environment:
-#   REPS=5              timed runs per tool and scenario (1-5)
+#   REPS=7              timed runs per tool and scenario (1-5)
 #   WARMUP=1            untimed (but verified) rounds per scenario before the timed ones
 #   LAYER_MB=4          layer size of scenarios 1-4
 #   MANY_IMAGES=20      images in scenario 5
 #   MANY_LAYER_MB=1     layer size of scenario 5
 #   BIG_LAYER_MB=1024   the single layer of scenario 6 (0 skips the scenario)
-#   BIG_REPS=2          runs per tool of scenario 6
+#   BIG_REPS=3          runs per tool of scenario 6
 #   IMGCTL=PATH         imgctl binary (default: target/release/imgctl, built with cargo if missing)
 #   BENCH_OUT=/tmp      directory for promote.json
 #   BENCH_ENFORCE=1     exit 1 when a target is missed (default: report only)
@@ -32,13 +32,13 @@ set -euo pipefail
 # EPOCHREALTIME uses the locale's decimal separator; the timing arithmetic needs a dot.
 export LC_ALL=C
 
-REPS=${REPS:-5}
+REPS=${REPS:-7}
 WARMUP=${WARMUP:-1}
 LAYER_MB=${LAYER_MB:-4}
 MANY_IMAGES=${MANY_IMAGES:-20}
 MANY_LAYER_MB=${MANY_LAYER_MB:-1}
 BIG_LAYER_MB=${BIG_LAYER_MB:-1024}
-BIG_REPS=${BIG_REPS:-2}
+BIG_REPS=${BIG_REPS:-3}
 BENCH_OUT=${BENCH_OUT:-/tmp}
 BENCH_ENFORCE=${BENCH_ENFORCE:-0}
 RSS_TARGET_MIB=64
