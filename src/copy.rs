@@ -24,6 +24,8 @@ pub trait Progress: Send + Sync {
     fn blob_finished(&self, _digest: &Digest, _outcome: BlobCopy) {}
     /// A manifest is at the destination.
     fn manifest_written(&self, _digest: &Digest, _media_type: &str) {}
+    /// The work is over (successful or not): take anything drawn away before results print.
+    fn finish(&self) {}
 }
 
 /// Progress nobody watches.

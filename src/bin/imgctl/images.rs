@@ -57,7 +57,12 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                     Output::Text => println!(
                         "{}@{digest}: {} manifest(s), {} blob(s) uploaded ({} bytes), {} already there{}",
                         destination.name(), report.manifests, report.blobs_uploaded, report.bytes_uploaded, report.blobs_present,
-                        destination.tag().map(|t| format!("; tag {t}: {tag:?}")).unwrap_or_default()
+                        match (destination.tag(), &tag) {
+                            (Some(t), Some(TagOutcome::Created)) => format!("; tagged {t}"),
+                            (Some(t), Some(TagOutcome::AlreadyThere)) => format!("; {t} already at the digest, left alone"),
+                            (Some(t), Some(TagOutcome::Moved { from })) => format!("; {t} moved from {from}"),
+                            _ => String::new(),
+                        }
                     ),
                 }
                 Ok(ExitCode::SUCCESS)
@@ -213,6 +218,7 @@ async fn promote_edges(
             .buffered(4)
             .collect()
             .await;
+    options.progress.finish();
     let (mut promoted, mut failed) = (Vec::new(), Vec::new());
     for (edge, outcome) in outcomes {
         match outcome {
@@ -271,7 +277,9 @@ async fn run_promotion(
     output: Output,
 ) -> Result<ExitCode> {
     let client = client(args)?;
-    let result = promote::promote(&client, promotion, &options).await?;
+    let result = promote::promote(&client, promotion, &options).await;
+    options.progress.finish();
+    let result = result?;
     if !result.dry_run
         && let Some(path) = &audit_log
     {

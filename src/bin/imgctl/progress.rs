@@ -79,6 +79,10 @@ impl Progress for Bars {
         self.manifests.fetch_add(1, Ordering::Relaxed);
         self.message();
     }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 impl Drop for Bars {
