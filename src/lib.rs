@@ -19,6 +19,7 @@
 mod atomic_file;
 pub mod copy;
 pub mod credential;
+pub mod deploy;
 pub mod digest;
 pub mod dirs;
 pub mod docker_config;

@@ -14,6 +14,8 @@ packages=(
   gnome-keyring dbus-daemon dbus-bin libsecret-tools  # a real Secret Service
   skopeo                            # an independent registry client, to check copies
   hyperfine                         # benchmarks
+  nginx-light                       # the traffic switch deploys drive
+  wrk                               # load through nginx in deploy benchmarks
   tar ca-certificates
 )
 
@@ -29,7 +31,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   sudo_cmd=()
   [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # RUNLEVEL=1: invoke-rc.d starts no service (nginx would listen on every interface);
+  # the tests start their own peers on loopback.
+  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -7,9 +7,14 @@ pub mod busybox;
 pub mod conformance;
 pub mod hostile;
 pub mod keyring;
+pub mod load;
+pub mod nginx;
+pub mod nginx_container;
 pub mod oci;
 pub mod pass;
 pub mod registry;
+pub mod swarm;
+pub mod web;
 
 use std::fs;
 use std::io::Write;

@@ -111,7 +111,101 @@ pub enum Command {
     ///
     ///   imgctl promote harbor.example.com/staging/app:1.4 registry.example.com/prod/app:1.4
     ///   imgctl promote staging/app@sha256:... prod/app --tag 1.4 --tag stable --dry-run
+    #[command(verbatim_doc_comment)]
     Promote(Promote),
+
+    /// Deploy an image pinned by digest: blue/green (default), canary or rolling, behind
+    /// nginx on this Docker Engine or on Docker Swarm, as the compose file's x-imgctl says.
+    ///
+    /// The new color starts beside the live one, must pass its health gate, then nginx is
+    /// switched (upstream file written atomically, nginx -t, reload) and checked. A failure
+    /// before the switch leaves traffic where it was; a failed check after it moves traffic
+    /// back. The old color stays warm (keep_warm) so `imgctl rollback` is instant. On swarm
+    /// with strategy rolling, swarm replaces the tasks and imgctl follows it to the end.
+    ///
+    ///   imgctl deploy web --digest sha256:4f1e...       # in the compose image's repository
+    ///   imgctl deploy web --image registry.example.com/web@sha256:4f1e... --dry-run
+    ///   imgctl deploy web --image registry.example.com/web:1.4 --resolve
+    ///   imgctl deploy web --continue                     # next canary step, or the held switch
+    ///   imgctl deploy web --abort                        # all traffic back on the stable color
+    #[command(verbatim_doc_comment)]
+    Deploy(Deploy),
+
+    /// Put the previous version back: the idle color (warm or stopped) takes the traffic
+    /// again, or the previous digest from the history is deployed. Aborts a paused deploy.
+    ///
+    ///   imgctl rollback web
+    Rollback {
+        /// The compose service.
+        service: String,
+        /// Roll back to this digest instead of the previous one.
+        #[arg(long, value_name = "sha256:...")]
+        to: Option<String>,
+        #[command(flatten)]
+        compose: ComposeArgs,
+    },
+
+    /// Show a service's colors, digests, health, traffic weights, lock and last deploys.
+    Status {
+        /// The compose service.
+        service: String,
+        #[command(flatten)]
+        compose: ComposeArgs,
+    },
+
+    /// Show who deployed what, when, and how it ended.
+    History {
+        /// The compose service.
+        service: String,
+        /// Show only the last N runs.
+        #[arg(long, short = 'n')]
+        limit: Option<usize>,
+        #[command(flatten)]
+        compose: ComposeArgs,
+    },
+}
+
+/// Where the service is defined.
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// The compose file (default: compose.yaml, compose.yml, docker-compose.yaml or
+    /// docker-compose.yml here).
+    #[arg(long = "file", short = 'f', value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// `imgctl deploy`
+#[derive(Debug, Args)]
+pub struct Deploy {
+    /// The compose service.
+    pub service: String,
+    /// The digest to deploy, in the repository of the compose service's image.
+    #[arg(long, value_name = "sha256:...", conflicts_with = "image")]
+    pub digest: Option<String>,
+    /// The image to deploy: repo@sha256:... (a tag needs --resolve).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Resolve a tag to its digest once, and deploy (and record) that digest.
+    #[arg(long)]
+    pub resolve: bool,
+    /// Resume a paused deploy: the next canary step, the held switch, the rest of a rolling
+    /// update.
+    #[arg(long = "continue", conflicts_with_all = ["digest", "image", "abort"])]
+    pub resume: bool,
+    /// Drop a paused deploy: all traffic back on the stable color, the new color removed.
+    #[arg(long, conflicts_with_all = ["digest", "image"])]
+    pub abort: bool,
+    /// Stop before the switch, with the new color healthy and idle, for a manual judgement;
+    /// `--continue` switches.
+    #[arg(long)]
+    pub no_auto_promote: bool,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub compose: ComposeArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Options for talking to registries.

@@ -21,7 +21,9 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match command {
-            Command::Creds(_) => unreachable!("handled by creds"),
+            Command::Creds(_) | Command::Deploy(_) | Command::Rollback { .. } | Command::Status { .. } | Command::History { .. } => {
+                unreachable!("main routes these elsewhere")
+            }
             Command::Resolve { reference, registry } => resolve(&reference, &registry, output).await,
             Command::Inspect { reference, raw, registry } => inspect(&reference, raw, &registry, output).await,
             Command::Tag { reference, tags, allow_tag_move, registry } => {
@@ -71,7 +73,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
     })
 }
 
-fn client(args: &RegistryArgs) -> Result<RegistryClient> {
+pub fn client(args: &RegistryArgs) -> Result<RegistryClient> {
     let docker_dir =
         DockerConfig::default_dir().ok_or("cannot find docker's config directory: set DOCKER_CONFIG or HOME")?;
     Ok(RegistryClient::new(ClientOptions {

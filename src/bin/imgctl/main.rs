@@ -2,6 +2,7 @@
 
 mod cli;
 mod creds;
+mod deploy;
 mod images;
 mod progress;
 
@@ -15,6 +16,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Creds(command) => creds::run(command, cli.output),
+        command
+        @ (Command::Deploy(_) | Command::Rollback { .. } | Command::Status { .. } | Command::History { .. }) => {
+            deploy::run(command, cli.output)
+        }
         command => images::run(command, cli.output),
     };
     match result {

@@ -1,0 +1,280 @@
+//! `imgctl deploy | rollback | status | history`: resolve the service and the image, call the
+//! library, print each step as it ends (stderr) and the result (stdout).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use imgctl::deploy::history::Outcome;
+use imgctl::deploy::spec::{self, ServiceSpec};
+use imgctl::deploy::{self, Action, Events, Options, PinnedImage, Report, status};
+use imgctl::digest::Digest;
+use imgctl::docker_config::DockerConfig;
+use imgctl::reference::Reference;
+
+use crate::cli::{Command, ComposeArgs, Deploy, Output};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+pub fn run(command: Command, output: Output) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match command {
+            Command::Deploy(args) => deploy_command(args, output).await,
+            Command::Rollback { service, to, compose } => {
+                let to = to.map(|d| d.parse::<Digest>()).transpose()?;
+                let spec = load(&compose, &service)?;
+                finish(
+                    deploy::execute(&spec, &options(false)?, Action::Rollback { to }, &mut Printer::new()).await?,
+                    output,
+                )
+            }
+            Command::Status { service, compose } => {
+                let spec = load(&compose, &service)?;
+                print_status(&status::status(&spec, &options(false)?).await?, output)
+            }
+            Command::History { service, limit, compose } => {
+                // The compose file is read so a typo in the service name is caught.
+                let spec = load(&compose, &service)?;
+                let mut records = status::history(&options(false)?, &spec.name)?;
+                if let Some(limit) = limit {
+                    records.drain(..records.len().saturating_sub(limit));
+                }
+                match output {
+                    Output::Json => println!("{}", serde_json::to_string_pretty(&records)?),
+                    Output::Text if records.is_empty() => println!("{service}: no deploys yet"),
+                    Output::Text => {
+                        for r in records {
+                            println!(
+                                "{}  {:<8} {:<9} {:<10} {} -> {}  {} by {}{}",
+                                r.started,
+                                r.action,
+                                format!("{:?}", r.outcome).to_lowercase(),
+                                r.strategy,
+                                r.previous_digest.as_deref().map(short).unwrap_or("-"),
+                                short(&r.digest),
+                                r.color,
+                                r.performer,
+                                r.reason.map(|why| format!("\n    {why}")).unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            _ => unreachable!("main routes only deploy commands here"),
+        }
+    })
+}
+
+async fn deploy_command(args: Deploy, output: Output) -> Result<ExitCode> {
+    let spec = load(&args.compose, &args.service)?;
+    let options = options(args.no_auto_promote)?;
+    let action = if args.resume {
+        Action::Continue
+    } else if args.abort {
+        Action::Abort
+    } else {
+        Action::Deploy(pin(&args, &spec).await?)
+    };
+    if args.dry_run {
+        let lines = status::preview(&spec, &options, &action).await?;
+        match output {
+            Output::Json => println!("{}", serde_json::json!({"service": spec.name, "dry_run": true, "plan": lines})),
+            Output::Text => {
+                println!("{} {} ({}), dry run:", action.name(), spec.name, spec.settings.strategy.as_str());
+                for (i, line) in lines.iter().enumerate() {
+                    println!("  {:>2}. {line}", i + 1);
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    finish(deploy::execute(&spec, &options, action, &mut Printer::new()).await?, output)
+}
+
+/// The image to deploy, pinned: `--digest` in the compose image's repository, `--image`
+/// with a digest, or a tag resolved once with `--resolve`.
+async fn pin(args: &Deploy, spec: &ServiceSpec) -> Result<PinnedImage> {
+    let (reference, digest) = match (&args.digest, &args.image) {
+        (Some(digest), _) => {
+            let digest: Digest = digest.parse()?;
+            let image = spec.image.as_deref().ok_or_else(|| {
+                format!(
+                    "service {} has no image in {}: give --image repo@{digest}",
+                    spec.name,
+                    spec.compose_file.display()
+                )
+            })?;
+            (image.parse::<Reference>()?, digest)
+        }
+        (None, Some(image)) => {
+            let reference: Reference = image.parse()?;
+            match reference.digest().cloned() {
+                Some(digest) => (reference, digest),
+                None if args.resolve => {
+                    let manifest = crate::images::client(&args.registry)?.get_manifest(&reference).await?;
+                    eprintln!("resolved {reference} to {} (deploying and recording the digest)", manifest.digest);
+                    (reference, manifest.digest)
+                }
+                None => {
+                    return Err(format!(
+                        "{image} is a tag, and a tag can move: deploy a digest (--image repo@sha256:... or --digest), or add --resolve to pin the tag's digest now"
+                    )
+                    .into());
+                }
+            }
+        }
+        (None, None) => {
+            return Err(
+                "say what to deploy: --digest sha256:... or --image repo@sha256:... (or --continue / --abort)".into()
+            );
+        }
+    };
+    let repository: Reference = reference.name().parse()?;
+    Ok(PinnedImage { repository, digest })
+}
+
+fn load(compose: &ComposeArgs, service: &str) -> Result<ServiceSpec> {
+    let path = spec::find_compose_file(compose.file.as_deref(), &std::env::current_dir()?)?;
+    Ok(spec::load(&path, service)?)
+}
+
+fn options(no_auto_promote: bool) -> Result<Options> {
+    let state_dir = match std::env::var_os("IMGCTL_STATE_DIR").filter(|p| !p.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => imgctl::dirs::env_or_home("XDG_STATE_HOME", ".local/state")
+            .ok_or("cannot find a state directory: set HOME or IMGCTL_STATE_DIR")?
+            .join("imgctl/deploy"),
+    };
+    let docker_dir =
+        DockerConfig::default_dir().ok_or("cannot find docker's config directory: set DOCKER_CONFIG or HOME")?;
+    Ok(Options { state_dir, docker_dir, performer: imgctl::promote::audit::actor(), no_auto_promote })
+}
+
+/// Prints each step on stderr as it ends, with the time since the run started.
+struct Printer {
+    started: Instant,
+}
+
+impl Printer {
+    fn new() -> Self {
+        Self { started: Instant::now() }
+    }
+}
+
+impl Events for Printer {
+    fn step(&mut self, step: &str, elapsed: Duration) {
+        eprintln!(
+            "[{:>7.2}s] {step:<28} {:>8.0} ms",
+            self.started.elapsed().as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0
+        );
+    }
+
+    fn note(&mut self, text: &str) {
+        eprintln!("[{:>7.2}s]   {text}", self.started.elapsed().as_secs_f64());
+    }
+}
+
+fn finish(report: Report, output: Output) -> Result<ExitCode> {
+    let record = &report.record;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => {
+            let what = match record.outcome {
+                Outcome::Succeeded => format!(
+                    "{} {}: {} is live on {}",
+                    record.action,
+                    record.service,
+                    short(&record.digest),
+                    record.color
+                ),
+                Outcome::Paused => format!("{} {}: paused", record.action, record.service),
+                Outcome::Aborted => format!("{} {}: aborted", record.action, record.service),
+                Outcome::Failed => format!("{} {} FAILED", record.action, record.service),
+            };
+            println!("{what}");
+            if let Some(reason) = &record.reason {
+                println!("  {reason}");
+            }
+            if let (Some(switch), Some(traffic)) = (report.switch_ms, report.time_to_traffic_ms) {
+                println!(
+                    "  switch {switch} ms; traffic on the new color {traffic} ms after the start, health gates excluded"
+                );
+            }
+            println!("  run {} (imgctl history {} shows every run)", record.id, record.service);
+        }
+    }
+    Ok(if record.outcome == Outcome::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn print_status(status: &status::Status, output: Output) -> Result<ExitCode> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{}: {} ({})",
+        status.service,
+        match (&status.live, &status.live_digest) {
+            (Some(color), Some(digest)) => format!("{color} live, {}", short(digest)),
+            _ => "no live version".into(),
+        },
+        status.phase
+    );
+    if let Some(holder) = &status.lock {
+        println!("  locked: {holder}");
+    }
+    for r in &status.replicas {
+        let replica = &r.replica;
+        println!(
+            "  {:<16} {:<6} {:<12} {:<8} {:<9} {:<22} {}",
+            replica.name,
+            replica.color.as_str(),
+            short(&replica.digest),
+            format!("{:?}", replica.state).to_lowercase(),
+            format!("{:?}", replica.health).to_lowercase(),
+            replica.addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            r.weight.map(|w| format!("in traffic, weight {w}")).unwrap_or_else(|| "no traffic".into())
+        );
+    }
+    for swarm in &status.services {
+        let service = &swarm.service;
+        println!(
+            "  swarm service {} x{} {}{}",
+            service.name,
+            service.replicas,
+            service.image.rsplit_once('@').map(|(_, digest)| short(digest)).unwrap_or(&service.image),
+            service.update.as_ref().map(|u| format!(", update {}: {}", u.state, u.message)).unwrap_or_default()
+        );
+        for task in &swarm.tasks {
+            println!(
+                "    slot {:<3} {:<10} node {:<12} {:<19} {}",
+                task.slot,
+                task.state,
+                &task.node[..task.node.len().min(12)],
+                task.image.rsplit_once('@').map(|(_, digest)| short(digest)).unwrap_or(&task.image),
+                task.message
+            );
+        }
+    }
+    for record in &status.recent {
+        println!(
+            "  {} {} {} {} by {}",
+            record.started,
+            record.action,
+            short(&record.digest),
+            format!("{:?}", record.outcome).to_lowercase(),
+            record.performer
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sha256:` and the first 12 hex digits.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}

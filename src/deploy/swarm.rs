@@ -1,0 +1,453 @@
+//! The Docker Swarm target: services and their tasks through the Engine API.
+//!
+//! The image is always given to swarm as `repo@sha256:...`: swarm runs exactly that, and
+//! docker CLI 29 no longer pins a tag on `service update` (docker/cli#7302), so a tag would
+//! float. Updates carry the service's version index, so a concurrent change is refused
+//! instead of overwritten.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{
+    NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatusStateEnum, TaskSpec,
+    TaskSpecContainerSpec, TaskState,
+};
+use bollard::query_parameters::{ListTasksOptionsBuilder, UpdateServiceOptionsBuilder};
+
+use super::docker::{DockerEngine, EngineError, Healthcheck, PullAuth, health_config};
+use super::spec::{FailureAction, Order, UpdateConfig};
+
+/// What a swarm service should be (built from the compose service).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SwarmServiceSpec {
+    /// The service name.
+    pub name: String,
+    /// `repo@sha256:...`.
+    pub image: String,
+    /// Service labels (`imgctl.*` among them).
+    pub labels: HashMap<String, String>,
+    /// Container labels.
+    pub container_labels: HashMap<String, String>,
+    /// `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// compose `entrypoint` (swarm's `Command`).
+    pub entrypoint: Option<Vec<String>>,
+    /// compose `command` (swarm's `Args`).
+    pub command: Option<Vec<String>>,
+    /// compose `working_dir`.
+    pub working_dir: Option<String>,
+    /// compose `user`.
+    pub user: Option<String>,
+    /// compose `healthcheck`.
+    pub healthcheck: Option<Healthcheck>,
+    /// compose `stop_signal`.
+    pub stop_signal: Option<String>,
+    /// compose `stop_grace_period`.
+    pub stop_grace: Option<Duration>,
+    /// Replicas.
+    pub replicas: u64,
+    /// Overlay networks to attach (nginx reaches the service by name on one of them).
+    pub networks: Vec<String>,
+    /// compose `deploy.update_config`.
+    pub update_config: UpdateConfig,
+    /// compose `deploy.rollback_config`.
+    pub rollback_config: UpdateConfig,
+}
+
+/// A swarm service as the engine reports it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ServiceState {
+    /// The id.
+    pub id: String,
+    /// The name.
+    pub name: String,
+    /// The version index an update must name.
+    pub version: u64,
+    /// The image of its spec.
+    pub image: String,
+    /// The replicas it asks for.
+    pub replicas: u64,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+    /// The update in progress or last finished.
+    pub update: Option<UpdateState>,
+}
+
+/// A service's `UpdateStatus`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UpdateState {
+    /// updating, paused, completed, rollback_started, rollback_paused, rollback_completed.
+    pub state: String,
+    /// Swarm's message ("update paused due to failure or early termination of task ...").
+    pub message: String,
+}
+
+/// One task of a service.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TaskInfo {
+    /// The task id.
+    pub id: String,
+    /// Its slot (replica number).
+    pub slot: u64,
+    /// The node it runs on.
+    pub node: String,
+    /// The image it runs.
+    pub image: String,
+    /// What swarm wants of it (running, shutdown).
+    pub desired: String,
+    /// What it is (new, pending, starting, running, failed, rejected, shutdown, ...).
+    pub state: String,
+    /// Swarm's message, and the error if it failed.
+    pub message: String,
+}
+
+impl TaskInfo {
+    /// A task that ended badly.
+    pub fn failed(&self) -> bool {
+        matches!(self.state.as_str(), "failed" | "rejected")
+    }
+}
+
+impl DockerEngine {
+    /// Whether this engine is an active swarm node.
+    pub async fn swarm_active(&self) -> Result<bool, EngineError> {
+        let info = self.api().info().await.map_err(|e| self.error("reading the engine's info", e))?;
+        let state = info.swarm.and_then(|s| s.local_node_state).map(|s| s.to_string()).unwrap_or_default();
+        Ok(state == "active")
+    }
+
+    /// The service called `name`, if it exists.
+    pub async fn service(&self, name: &str) -> Result<Option<ServiceState>, EngineError> {
+        match self.api().inspect_service(name, None).await {
+            Ok(service) => Ok(Some(service_state(service))),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(self.error(format!("inspecting service {name}"), e)),
+        }
+    }
+
+    /// Creates the service; returns its id.
+    pub async fn create_service(
+        &self,
+        spec: &SwarmServiceSpec,
+        auth: Option<&PullAuth>,
+    ) -> Result<String, EngineError> {
+        let credentials = auth.and_then(PullAuth::docker_credentials);
+        let created = self
+            .api()
+            .create_service(service_spec(spec), credentials)
+            .await
+            .map_err(|e| self.error(format!("creating service {}", spec.name), e))?;
+        Ok(created.id.unwrap_or_default())
+    }
+
+    /// Replaces the service's spec at `version` (refused if the service changed since);
+    /// returns swarm's warnings.
+    pub async fn update_service(
+        &self,
+        spec: &SwarmServiceSpec,
+        version: u64,
+        auth: Option<&PullAuth>,
+    ) -> Result<Vec<String>, EngineError> {
+        let options = UpdateServiceOptionsBuilder::new().version(version as i32).build();
+        let credentials = auth.and_then(PullAuth::docker_credentials);
+        let answer = self
+            .api()
+            .update_service(&spec.name, service_spec(spec), options, credentials)
+            .await
+            .map_err(|e| match e {
+                // Swarm answers a stale version index with a 500, not a 409.
+                bollard::errors::Error::DockerResponseServerError { message, .. } if message.contains("update out of sequence") => {
+                    EngineError::Api {
+                        operation: format!("updating service {}", spec.name),
+                        message: format!(
+                            "it changed after imgctl read it (version {version}): another update ran meanwhile; look at `imgctl status`, then deploy again ({message})"
+                        ),
+                    }
+                }
+                e => self.error(format!("updating service {}", spec.name), e),
+            })?;
+        Ok(answer.warnings.unwrap_or_default())
+    }
+
+    /// Asks swarm to roll the service back to its previous spec (`rollback=previous`).
+    pub async fn rollback_service(&self, name: &str) -> Result<(), EngineError> {
+        self.respec(name, "rolling back", |_| {}, Some("previous")).await
+    }
+
+    /// Sets the service's replicas (0 keeps it defined, with nothing running).
+    pub async fn scale_service(&self, name: &str, replicas: u64) -> Result<(), EngineError> {
+        self.respec(name, "scaling", |spec| spec.mode = Some(replicated(replicas)), None).await
+    }
+
+    /// Reads the service's spec and version, changes the spec, and writes it back at that
+    /// version (`rollback`: swarm's `rollback` parameter instead of a change of its own).
+    async fn respec(
+        &self,
+        name: &str,
+        doing: &str,
+        change: impl FnOnce(&mut ServiceSpec),
+        rollback: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let service = self
+            .api()
+            .inspect_service(name, None)
+            .await
+            .map_err(|e| self.error(format!("inspecting service {name}"), e))?;
+        let version = service.version.and_then(|v| v.index).unwrap_or_default();
+        let mut spec = service.spec.unwrap_or_default();
+        change(&mut spec);
+        let mut options = UpdateServiceOptionsBuilder::new().version(version as i32);
+        if let Some(rollback) = rollback {
+            options = options.rollback(rollback);
+        }
+        self.api()
+            .update_service(name, spec, options.build(), None)
+            .await
+            .map_err(|e| self.error(format!("{doing} service {name}"), e))?;
+        Ok(())
+    }
+
+    /// Removes the service (already gone is fine).
+    pub async fn remove_service(&self, name: &str) -> Result<(), EngineError> {
+        match self.api().delete_service(name).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(self.error(format!("removing service {name}"), e)),
+        }
+    }
+
+    /// The service's tasks, newest first per slot.
+    pub async fn tasks(&self, service: &str) -> Result<Vec<TaskInfo>, EngineError> {
+        let filters = HashMap::from([("service", vec![service])]);
+        let options = ListTasksOptionsBuilder::new().filters(&filters).build();
+        let tasks = self
+            .api()
+            .list_tasks(Some(options))
+            .await
+            .map_err(|e| self.error(format!("listing the tasks of {service}"), e))?;
+        let mut tasks: Vec<(String, TaskInfo)> = tasks
+            .into_iter()
+            .map(|t| {
+                let status = t.status.unwrap_or_default();
+                let message = match (status.message.unwrap_or_default(), status.err.unwrap_or_default()) {
+                    (m, e) if e.is_empty() => m,
+                    (m, e) => format!("{m}: {e}"),
+                };
+                let updated = t.updated_at.map(|d| d.to_string()).unwrap_or_default();
+                let info = TaskInfo {
+                    id: t.id.unwrap_or_default(),
+                    slot: t.slot.unwrap_or_default().max(0) as u64,
+                    node: t.node_id.unwrap_or_default(),
+                    image: t.spec.and_then(|s| s.container_spec).and_then(|c| c.image).unwrap_or_default(),
+                    desired: t.desired_state.map(|s| task_state(&s)).unwrap_or_default(),
+                    state: status.state.map(|s| task_state(&s)).unwrap_or_default(),
+                    message,
+                };
+                (updated, info)
+            })
+            .collect();
+        tasks.sort_by(|a, b| a.1.slot.cmp(&b.1.slot).then(b.0.cmp(&a.0)));
+        Ok(tasks.into_iter().map(|(_, t)| t).collect())
+    }
+}
+
+/// Whether `tasks` show the service converged on `image` with `replicas` running.
+pub fn converged(tasks: &[TaskInfo], image: &str, replicas: u64) -> bool {
+    let wanted: Vec<_> = tasks.iter().filter(|t| t.desired == "running").collect();
+    wanted.len() as u64 == replicas && wanted.iter().all(|t| t.state == "running" && t.image == image)
+}
+
+/// Why tasks failed, from the newest failures (for a deploy that swarm rolled back).
+pub fn failure_reason(tasks: &[TaskInfo]) -> Option<String> {
+    let mut reasons: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.failed())
+        .map(|t| format!("task {} (slot {}): {}", short(&t.id), t.slot, t.message))
+        .collect();
+    reasons.dedup();
+    reasons.truncate(3);
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn task_state(state: &TaskState) -> String {
+    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn replicated(replicas: u64) -> ServiceSpecMode {
+    ServiceSpecMode {
+        replicated: Some(ServiceSpecModeReplicated { replicas: Some(replicas as i64) }),
+        ..Default::default()
+    }
+}
+
+fn nanos(duration: Duration) -> i64 {
+    duration.as_nanos().min(i64::MAX as u128) as i64
+}
+
+fn service_state(service: bollard::models::Service) -> ServiceState {
+    let spec = service.spec.unwrap_or_default();
+    let image = |spec: &ServiceSpec| {
+        spec.task_template.as_ref().and_then(|t| t.container_spec.as_ref()).and_then(|c| c.image.clone())
+    };
+    ServiceState {
+        id: service.id.unwrap_or_default(),
+        name: spec.name.clone().unwrap_or_default(),
+        version: service.version.and_then(|v| v.index).unwrap_or_default(),
+        image: image(&spec).unwrap_or_default(),
+        replicas: spec
+            .mode
+            .as_ref()
+            .and_then(|m| m.replicated.as_ref())
+            .and_then(|r| r.replicas)
+            .unwrap_or_default()
+            .max(0) as u64,
+        labels: spec.labels.clone().unwrap_or_default(),
+        update: service.update_status.map(|u| UpdateState {
+            state: u.state.map(|s| update_state(&s)).unwrap_or_default(),
+            message: u.message.unwrap_or_default(),
+        }),
+    }
+}
+
+fn update_state(state: &ServiceUpdateStatusStateEnum) -> String {
+    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The Engine API's service spec for `spec`.
+fn service_spec(spec: &SwarmServiceSpec) -> ServiceSpec {
+    let update = &spec.update_config;
+    let rollback = &spec.rollback_config;
+    let networks: Vec<NetworkAttachmentConfig> = spec
+        .networks
+        .iter()
+        .map(|n| NetworkAttachmentConfig { target: Some(n.clone()), ..Default::default() })
+        .collect();
+    ServiceSpec {
+        name: Some(spec.name.clone()),
+        labels: Some(spec.labels.clone()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(spec.image.clone()),
+                labels: Some(spec.container_labels.clone()).filter(|l| !l.is_empty()),
+                command: spec.entrypoint.clone(),
+                args: spec.command.clone(),
+                env: Some(spec.env.clone()).filter(|e| !e.is_empty()),
+                dir: spec.working_dir.clone(),
+                user: spec.user.clone(),
+                health_check: spec.healthcheck.as_ref().map(health_config),
+                stop_signal: spec.stop_signal.clone(),
+                stop_grace_period: spec.stop_grace.map(nanos),
+                ..Default::default()
+            }),
+            networks: Some(networks).filter(|n| !n.is_empty()),
+            ..Default::default()
+        }),
+        mode: Some(replicated(spec.replicas)),
+        update_config: Some(ServiceSpecUpdateConfig {
+            parallelism: Some(i64::from(update.parallelism)),
+            delay: Some(nanos(update.delay)),
+            failure_action: Some(match update.failure_action {
+                FailureAction::Pause => ServiceSpecUpdateConfigFailureActionEnum::PAUSE,
+                FailureAction::Continue => ServiceSpecUpdateConfigFailureActionEnum::CONTINUE,
+                FailureAction::Rollback => ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK,
+            }),
+            monitor: Some(nanos(update.monitor)),
+            max_failure_ratio: Some(update.max_failure_ratio),
+            order: Some(match update.order {
+                Order::StopFirst => ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+                Order::StartFirst => ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+            }),
+        }),
+        rollback_config: Some(ServiceSpecRollbackConfig {
+            parallelism: Some(i64::from(rollback.parallelism)),
+            delay: Some(nanos(rollback.delay)),
+            // A rollback that fails can only pause or continue.
+            failure_action: Some(match rollback.failure_action {
+                FailureAction::Continue => ServiceSpecRollbackConfigFailureActionEnum::CONTINUE,
+                _ => ServiceSpecRollbackConfigFailureActionEnum::PAUSE,
+            }),
+            monitor: Some(nanos(rollback.monitor)),
+            max_failure_ratio: Some(rollback.max_failure_ratio),
+            order: Some(match rollback.order {
+                Order::StopFirst => ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
+                Order::StartFirst => ServiceSpecRollbackConfigOrderEnum::START_FIRST,
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(slot: u64, desired: &str, state: &str, image: &str) -> TaskInfo {
+        TaskInfo {
+            id: format!("task{slot}{state}"),
+            slot,
+            node: "n1".into(),
+            image: image.into(),
+            desired: desired.into(),
+            state: state.into(),
+            message: if state == "failed" { "started: task: non-zero exit (1)".into() } else { String::new() },
+        }
+    }
+
+    #[test]
+    fn the_spec_pins_the_digest_and_carries_the_update_knobs() {
+        let spec = SwarmServiceSpec {
+            name: "web".into(),
+            image: "r/web@sha256:aa".into(),
+            replicas: 4,
+            command: Some(vec!["httpd".into()]),
+            networks: vec!["front".into()],
+            update_config: UpdateConfig {
+                parallelism: 2,
+                delay: Duration::from_secs(1),
+                order: Order::StartFirst,
+                failure_action: FailureAction::Rollback,
+                ..UpdateConfig::default()
+            },
+            rollback_config: UpdateConfig { failure_action: FailureAction::Rollback, ..UpdateConfig::default() },
+            ..Default::default()
+        };
+        let body = serde_json::to_value(service_spec(&spec)).unwrap();
+        assert_eq!(body["TaskTemplate"]["ContainerSpec"]["Image"], "r/web@sha256:aa");
+        assert_eq!(body["TaskTemplate"]["ContainerSpec"]["Args"], serde_json::json!(["httpd"]));
+        assert_eq!(body["TaskTemplate"]["Networks"][0]["Target"], "front");
+        assert_eq!(body["Mode"]["Replicated"]["Replicas"], 4);
+        let update = &body["UpdateConfig"];
+        assert_eq!((update["Parallelism"].as_i64(), update["Delay"].as_i64()), (Some(2), Some(1_000_000_000)));
+        assert_eq!(
+            (update["Order"].as_str(), update["FailureAction"].as_str()),
+            (Some("start-first"), Some("rollback"))
+        );
+        assert_eq!(body["RollbackConfig"]["FailureAction"], "pause", "a rollback cannot roll back");
+        assert_eq!(body["RollbackConfig"]["Order"], "stop-first");
+    }
+
+    #[test]
+    fn convergence_and_failure_reasons() {
+        let new = "r/web@sha256:bb";
+        let old = "r/web@sha256:aa";
+        let done = [
+            task(1, "running", "running", new),
+            task(1, "shutdown", "shutdown", old),
+            task(2, "running", "running", new),
+        ];
+        assert!(converged(&done, new, 2));
+        assert!(!converged(&done, new, 3), "a replica is missing");
+        let halfway = [task(1, "running", "running", new), task(2, "running", "running", old)];
+        assert!(!converged(&halfway, new, 2));
+        let starting = [task(1, "running", "starting", new), task(2, "running", "running", new)];
+        assert!(!converged(&starting, new, 2), "a task still in its health check");
+        let failing = [task(1, "shutdown", "failed", new), task(1, "running", "running", old)];
+        assert_eq!(failure_reason(&failing).unwrap(), "task task1failed (slot 1): started: task: non-zero exit (1)");
+        assert_eq!(failure_reason(&done), None);
+    }
+}
