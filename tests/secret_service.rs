@@ -145,3 +145,31 @@ fn migrate_secretservice_items_into_the_age_file_store() {
         );
     }
 }
+
+/// gnome-keyring-daemon aborts when a client's OpenSession is handled before the daemon has
+/// registered that client; a helper whose first message was OpenSession brought it down
+/// in one of two runs of 4,000 concurrent `get`s (bench/keyring-race.sh). Clients that come and go
+/// from four threads at once must leave it running and be answered every time.
+#[test]
+fn concurrent_helpers_never_bring_the_keyring_down() {
+    let mut home = TestHome::with_keyring("ss-race");
+    let secret = home.secret("race-pw");
+    home.store("race.example.com", "alice", &secret);
+    let home = &home;
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let loops: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..1000)
+                        .map(|_| home.helper("get", b"race.example.com"))
+                        .filter(|out| !stdout(out).contains(secret.as_str()))
+                        .map(|out| stdout(&out))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        loops.into_iter().flat_map(|handle| handle.join().unwrap()).collect()
+    });
+    assert!(failures.is_empty(), "{} of 4000 gets failed, the first: {:?}", failures.len(), failures.first());
+    // The daemon's survival is asserted when `home` is dropped, as in every keyring test.
+}

@@ -174,7 +174,7 @@ fn with_service<T: Send + 'static>(
         // service for the secret itself, so the DH transfer encryption protects nothing here;
         // the secret-service crate computes it with a naive bignum square-and-multiply that
         // costs ~3.5 ms a call, most of a `get` (bench/credential-get.sh).
-        let result = SecretService::connect(EncryptionType::Plain).map_err(ss_error).and_then(|ss| op(&ss));
+        let result = connect().and_then(|ss| op(&ss));
         let _ = sender.send(result);
     });
     match receiver.recv_timeout(DEADLINE) {
@@ -186,6 +186,39 @@ fn with_service<T: Send + 'static>(
             Err(StoreError::Unavailable { reason: "the Secret Service client stopped without an answer".into() })
         }
     }
+}
+
+/// A connection with an open session.
+///
+/// gnome-keyring-daemon (42 to 50 at least) registers a client when its first message arrives,
+/// in an idle callback, and aborts if that client's `OpenSession` is handled before the
+/// callback ran: a client whose first message is `OpenSession` kills the daemon now and then,
+/// and with it every secret the desktop holds. So the first message is a property read that
+/// needs no client (as libsecret's proxy does with its `GetAll`), and the session is opened
+/// once that answer is back. Measured with `bench/keyring-race.sh`.
+fn connect() -> Result<SecretService<'static>, StoreError> {
+    let connection = zbus::blocking::Connection::session()
+        .map_err(|e| StoreError::Unavailable { reason: format!("cannot connect to the session bus: {e}") })?;
+    connection
+        .call_method(
+            Some("org.freedesktop.secrets"),
+            "/org/freedesktop/secrets",
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.freedesktop.Secret.Service", "Collections"),
+        )
+        .map_err(|error| match &error {
+            zbus::Error::MethodError(name, _, _)
+                if matches!(
+                    name.as_str(),
+                    "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner"
+                ) =>
+            {
+                ss_error(SsError::Unavailable)
+            }
+            _ => ss_error(SsError::from(error)),
+        })?;
+    SecretService::connect_with_existing(EncryptionType::Plain, connection).map_err(ss_error)
 }
 
 /// Fails at once when there is no session bus to connect to (a headless login, cron, CI).

@@ -26,6 +26,7 @@ const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bu
 pub struct Keyring {
     bus: Child,
     daemon: Option<Child>,
+    log: PathBuf,
     address: String,
     runtime_dir: PathBuf,
 }
@@ -42,7 +43,7 @@ impl Keyring {
             .env("DBUS_SESSION_BUS_ADDRESS", &keyring.address)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(home.join("daemon.log")).unwrap())
             .spawn()
             .expect("starting gnome-keyring-daemon");
         // The login password on stdin, then EOF.
@@ -75,7 +76,7 @@ impl Keyring {
         BufReader::new(bus.stdout.take().unwrap()).read_line(&mut address).unwrap();
         let address = address.trim().to_owned();
         assert!(!address.is_empty(), "dbus-daemon printed no address");
-        Self { bus, daemon: None, address, runtime_dir }
+        Self { bus, daemon: None, address, runtime_dir, log: home.join("daemon.log") }
     }
 
     /// The environment a client needs to reach this keyring.
@@ -154,6 +155,17 @@ impl Keyring {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("gnome-keyring-daemon did not unlock the login collection within 10 s (locked: {:?})", self.locked());
+    }
+}
+
+impl Keyring {
+    /// Why the daemon is gone, with its log, if it died before the test ended. Whatever the
+    /// test saw, a client that brings the keyring down has failed: a desktop loses every
+    /// secret it holds until the next unlock.
+    pub fn death(&mut self) -> Option<String> {
+        let status = self.daemon.as_mut()?.try_wait().ok()??;
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        Some(format!("gnome-keyring-daemon died during the test ({status}); its log:\n{log}"))
     }
 }
 

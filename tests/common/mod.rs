@@ -154,11 +154,17 @@ impl TestHome {
 impl Drop for TestHome {
     fn drop(&mut self) {
         // Stop the keyring first: it writes into this HOME until it is gone.
+        let death = self.keyring.as_mut().and_then(keyring::Keyring::death);
         drop(self.keyring.take());
         if !std::thread::panicking() {
             self.assert_no_plaintext_secrets();
         }
         let _ = fs::remove_dir_all(&self.dir);
+        if let Some(death) = death
+            && !std::thread::panicking()
+        {
+            panic!("{death}");
+        }
     }
 }
 
