@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Does a helper's traffic bring gnome-keyring-daemon down? PARALLEL clients each run ROUNDS
 # `get`s against one unlocked keyring, for docker-credential-imgctl and Debian's
-# docker-credential-secretservice side by side, each on a fresh private session bus.
+# docker-credential-secretservice side by side, each on a fresh private session bus
+# with no service activation (tests/peers/dbus-session.conf): an activated daemon would come
+# up locked.
 #
 # gnome-keyring-daemon aborts when a client's OpenSession is handled before the daemon has
 # registered that client; a helper that opens its session as its very first message hits
@@ -95,23 +97,6 @@ race() {
 export -f race die
 export PARALLEL ROUNDS
 
-# A session bus with no service directories: nothing is activated behind the daemon started
-# here (an activated one would come up locked).
-cat >"$work/bus.conf" <<'XML'
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:tmpdir=/tmp</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-XML
-
 declare -A result
 for name in imgctl secretservice; do
   case $name in
@@ -120,7 +105,7 @@ for name in imgctl secretservice; do
   esac
   home=$work/$name
   mkdir -p "$home"
-  result[$name]=$(dbus-run-session --config-file="$work/bus.conf" -- bash -euo pipefail -c 'race "$0" "$1"' "$helper" "$home")
+  result[$name]=$(dbus-run-session --config-file="$repo/tests/peers/dbus-session.conf" -- bash -euo pipefail -c 'race "$0" "$1"' "$helper" "$home")
 done
 
 total=$((PARALLEL * ROUNDS))

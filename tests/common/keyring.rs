@@ -9,19 +9,6 @@ use std::time::{Duration, Instant};
 use super::require;
 
 const LOGIN: &str = "/org/freedesktop/secrets/collection/login";
-const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:tmpdir=/tmp</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#;
 
 pub struct Keyring {
     bus: Child,
@@ -62,8 +49,7 @@ impl Keyring {
         std::fs::set_permissions(&runtime_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         // No service directories: nothing is ever activated on this bus, so a client that asks
         // too early cannot start a second, locked gnome-keyring behind our back.
-        let config = home.join("dbus-session.conf");
-        std::fs::write(&config, BUS_CONFIG).unwrap();
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/dbus-session.conf");
         let mut bus = Command::new(dbus_daemon)
             .arg(format!("--config-file={}", config.display()))
             .args(["--nofork", "--print-address=1"])
