@@ -157,8 +157,12 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn scratch() -> PathBuf {
+        std::env::temp_dir().join(format!("imgctl-hooks-{}", std::process::id()))
+    }
+
     fn hook_dir(name: &str, script: &str, mode: u32) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("imgctl-hooks-{name}-{}", std::process::id()));
+        let dir = scratch().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("pre-switch");
         std::fs::write(&path, script).unwrap();
@@ -187,5 +191,6 @@ mod tests {
         let dir = hook_dir("mode", "#!/bin/sh\ntrue\n", 0o644);
         let error = run(&dir, Hook::PreSwitch, &env, Duration::from_secs(10)).unwrap_err();
         assert!(error.to_string().contains("chmod +x"), "{error}");
+        std::fs::remove_dir_all(scratch()).unwrap();
     }
 }

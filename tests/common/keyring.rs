@@ -163,5 +163,9 @@ impl Drop for Keyring {
         }
         let _ = self.bus.kill();
         let _ = self.bus.wait();
+        // A killed dbus-daemon leaves its socket file behind (unix:path=/tmp/dbus-…,guid=…).
+        if let Some(path) = self.address.strip_prefix("unix:path=").and_then(|rest| rest.split(',').next()) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
