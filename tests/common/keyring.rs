@@ -132,6 +132,15 @@ impl Keyring {
         .is_ok_and(|out| out.contains("boolean true"))
     }
 
+    /// Why the daemon is gone, with its log, if it died before the test ended. Whatever the
+    /// test saw, a client that brings the keyring down has failed: a desktop loses every
+    /// secret it holds until the next unlock.
+    pub fn death(&mut self) -> Option<String> {
+        let status = self.daemon.as_mut()?.try_wait().ok()??;
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        Some(format!("gnome-keyring-daemon died during the test ({status}); its log:\n{log}"))
+    }
+
     fn wait_unlocked(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -141,17 +150,6 @@ impl Keyring {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("gnome-keyring-daemon did not unlock the login collection within 10 s (locked: {:?})", self.locked());
-    }
-}
-
-impl Keyring {
-    /// Why the daemon is gone, with its log, if it died before the test ended. Whatever the
-    /// test saw, a client that brings the keyring down has failed: a desktop loses every
-    /// secret it holds until the next unlock.
-    pub fn death(&mut self) -> Option<String> {
-        let status = self.daemon.as_mut()?.try_wait().ok()??;
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        Some(format!("gnome-keyring-daemon died during the test ({status}); its log:\n{log}"))
     }
 }
 
