@@ -78,7 +78,7 @@ find_imgctl warn-stale   # sets imgctl_bin
 [[ -z $BENCH_LOGS ]] || mkdir -p "$BENCH_LOGS"
 
 # --- no swarm tests running ---------------------------------------------------------------------
-# tests/deploy_swarm.rs and tests/swarm_peers.rs init and leave the same engine's swarm, and
+# tests/it/deploy_swarm.rs and tests/it/swarm_peers.rs init and leave the same engine's swarm, and
 # any cargo test takes the CPU this measures with. Wait for them to end first.
 test_pattern='cargo test|/deploy_swarm-[0-9a-f]+( |$)|/swarm_peers-[0-9a-f]+( |$)'
 waited=0
@@ -109,7 +109,7 @@ api() { curl -sS --max-time 10 --unix-socket "$SOCKET" "$@"; }
 API=http://localhost/v1.41
 
 # --- the swarm: shared with the tests through their lock files ----------------------------------
-# tests/common/swarm.rs: STATE_LOCK is held exclusively while the swarm is initialized or
+# tests/it/common/swarm.rs: STATE_LOCK is held exclusively while the swarm is initialized or
 # left; every user holds USERS_LOCK shared; OWNER_FILE says which cluster a user initialized
 # and whether docker_gwbridge was there before. The last user leaves the owner's swarm.
 STATE_LOCK=/tmp/imgctl-test-swarm.lock
@@ -321,7 +321,7 @@ EOF
   # Nothing listens on port 9: 502 until imgctl writes the blue/green upstream.
   echo 'upstream web { server 127.0.0.1:9; }' >"$BG_UPSTREAM"
   # The rolling services' proxy.upstream_file: their compose files carry the same proxy
-  # section as blue/green's (as tests/deploy_swarm.rs does); a swarm rolling update never
+  # section as blue/green's (as tests/it/deploy_swarm.rs does); a swarm rolling update never
   # writes it, and nginx does not include it.
   : >"$work/nginx/unused-roll.conf"
   : >"$work/nginx/unused-dock.conf"

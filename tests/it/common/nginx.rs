@@ -154,7 +154,7 @@ fn config(dir: &Path, port: u16, upstream_name: &str) -> String {
     // everything as that user and warns if `user` is set.
     let user = if is_root() { "user root;\n" } else { "" };
     format!(
-        "# Written by tests/common/nginx.rs.\n\
+        "# Written by tests/it/common/nginx.rs.\n\
          daemon off;\n\
          master_process on;\n\
          worker_processes {WORKERS};\n\

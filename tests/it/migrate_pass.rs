@@ -1,7 +1,7 @@
 //! Migration from docker-credential-pass: a pass store made with a passphrase-less gpg key in
 //! the test's HOME, filled by the real docker-credential-pass, migrated, then served by imgctl.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

@@ -4,7 +4,7 @@
 //! swarm's overlay network. A load generator counts every failed request through nginx.
 #![allow(clippy::print_stderr)] // figures reported as measured
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::process::{Output, Stdio};

@@ -1,5 +1,5 @@
 //! The helper conformance suite on the age-encrypted file store (the default backend).
 
-mod common;
+use crate::common;
 
-conformance_tests!(common::TestHome::new);
+crate::conformance_tests!(common::TestHome::new);

@@ -3,7 +3,7 @@
 //! service, is stopped and removed; a pull from a registry that does not exist fails with a
 //! clear error.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

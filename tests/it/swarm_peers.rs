@@ -4,7 +4,7 @@
 //! share one swarm: the first to start initializes it, the last to finish leaves it.
 #![allow(clippy::print_stderr)] // the tallies, for whoever reads the test log
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! are waited out, credentials never follow a redirect to another origin, an oversized
 //! manifest is refused.
 
-mod common;
+use crate::common;
 
 use common::hostile::HostileRegistry;
 use common::registry::Registry;

@@ -1,7 +1,7 @@
 //! `imgctl creds` for people and CI: login from stdin, ls, rm, JSON output, migrate, doctor,
 //! and a passphrase-protected identity served to docker through the helper.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

@@ -2,7 +2,7 @@
 //! DOCKER_AUTH_CONFIG, then credHelpers (docker-credential-pass run as a process), then
 //! credsStore (imgctl's own store, read directly), then plaintext auths; a miss is anonymous.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

@@ -3,7 +3,7 @@
 //! missing bus (clear errors, no prompt, no hang; `auto` falls back), and migration of the old
 //! helper's items into the age file store.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

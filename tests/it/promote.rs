@@ -3,7 +3,7 @@
 //! every platform of an index, mounts within a registry, the tag-move guard, idempotence,
 //! dry runs and the audit log; the promoted image pulls by digest with the docker CLI.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

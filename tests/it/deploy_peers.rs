@@ -3,7 +3,7 @@
 //! counts every request, including the ones that fail.
 #![allow(clippy::print_stderr)] // the tallies, for whoever reads the test log
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -8,7 +8,7 @@
 //! the rollback's time) are printed; `cargo test --test deploy -- --nocapture` shows them.
 #![allow(clippy::print_stderr)]
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

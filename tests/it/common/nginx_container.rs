@@ -220,7 +220,7 @@ fn config(upstream_name: &str, resolution: Resolution) -> String {
     // The master is root in the container; workers stay root too so they can write the temp
     // paths and logs in the root-owned mounted directory.
     format!(
-        "# Written by tests/common/nginx_container.rs.\n\
+        "# Written by tests/it/common/nginx_container.rs.\n\
          daemon off;\n\
          master_process on;\n\
          worker_processes {WORKERS};\n\

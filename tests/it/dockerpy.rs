@@ -1,7 +1,7 @@
 //! docker-py's credential client (Debian python3-dockerpycreds), a client nobody here wrote,
 //! stores and reads through the helper.
 
-mod common;
+use crate::common;
 
 use common::{TestHome, assert_success, require, stdout};
 

@@ -2,7 +2,7 @@
 
 #![allow(clippy::print_stderr)] // the test reports how the kills landed
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};

@@ -2,7 +2,7 @@
 //! docker pointed at imgctl with every other key kept and a backup, credentials moved into the
 //! store, doctor green; idempotent; --uninstall restores.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

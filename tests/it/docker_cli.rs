@@ -2,7 +2,7 @@
 //! docker-registry with htpasswd auth on loopback: login stores through the helper, push and
 //! pull authenticate through it, logout erases, and config.json never holds an `auth` field.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

@@ -4,7 +4,7 @@
 //! tokens are reused, anonymous tokens serve public repositories, and a wrong password is a
 //! clear refusal.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

@@ -1,0 +1,21 @@
+//! The integration tests: one binary, so the harness in `common/` compiles once. Each module
+//! runs the real binaries against real peers that its tests start and stop themselves.
+
+mod common;
+mod concurrency;
+mod deploy;
+mod deploy_peers;
+mod deploy_swarm;
+mod docker_cli;
+mod docker_engine;
+mod dockerpy;
+mod helper_protocol;
+mod hostile_registry;
+mod imgctl_creds;
+mod installer;
+mod migrate_pass;
+mod promote;
+mod registry_credentials;
+mod secret_service;
+mod swarm_peers;
+mod token_registry;
