@@ -17,6 +17,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod atomic_file;
+mod go_json;
 pub mod copy;
 pub mod credential;
 pub mod deploy;

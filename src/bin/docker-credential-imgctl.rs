@@ -4,13 +4,20 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use imgctl::credential::backend;
+use imgctl::credential::{self, backend};
 use imgctl::credential::helper::{self, Action};
 
 const NAME: &str = "docker-credential-imgctl";
 const USAGE: &str = "Usage: docker-credential-imgctl <store|get|erase|list|version>";
 
 fn main() -> ExitCode {
+    // First, before anything holds a secret: no core dump, no reading by other processes.
+    if let Err(e) = credential::keep_memory_private() {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{NAME}: cannot keep this process out of core dumps: {e}");
+        }
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [arg] = args.as_slice() else {
         return answer(USAGE, ExitCode::FAILURE);

@@ -14,12 +14,16 @@
 //! A failure is one line on stdout and exit status 1. docker/cli recognizes a miss only by the
 //! exact text `credentials not found in native keychain`.
 
+use std::fmt;
 use std::io::{Read, Write};
 
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
-use super::{Credential, Secret, Store, StoreError};
+use super::{Credential, ReadSecretError, Secret, Store, StoreError, read_to_end_wiped};
+use crate::go_json;
 
 /// The largest request read from stdin. Real secrets are a few KiB (Docker Hub access tokens,
 /// cloud registry tokens); anything near this is not a credential.
@@ -113,24 +117,27 @@ pub fn serve(
             store.store(&parse_credential(&request)?)?;
         }
         Action::Get => {
-            let server_url = read_input(input)?;
-            let credential = store.get(server_url.expose())?;
+            let server_url = read_server_url(input)?;
+            let credential = store.get(&server_url)?;
             // Answered with the URL asked for, as docker-credential-helpers' Get does: a
             // client may compare it with its own spelling.
-            let json = serde_json::to_vec(&CredentialJson {
-                server_url: server_url.expose(),
+            let answer = CredentialJson {
+                server_url: &server_url,
                 username: &credential.username,
                 secret: credential.secret.expose(),
-            })
-            .map(|bytes| Secret::new(String::from_utf8(bytes).expect("serde_json writes UTF-8")))
-            .map_err(|e| HelperError::InvalidJson(e.to_string()))?;
-            output.write_all(json.expose().as_bytes())?;
-            output.write_all(b"\n")?;
+            };
+            // Room for the worst case (every character escaped as \u00XX), so the buffer never
+            // grows: a grown Vec frees its old buffer, with the secret in it, unwiped.
+            let capacity = 64 + 6 * (server_url.len() + credential.username.len() + credential.secret.expose().len());
+            let mut json = Zeroizing::new(Vec::with_capacity(capacity));
+            serde_json::to_writer(&mut *json, &answer).map_err(|e| HelperError::InvalidJson(e.to_string()))?;
+            json.push(b'\n');
+            output.write_all(&json)?;
         }
         Action::Erase => {
-            let server_url = read_input(input)?;
+            let server_url = read_server_url(input)?;
             // A missing entry is success: docker logout erases four spellings of one address.
-            store.erase(server_url.expose())?;
+            store.erase(&server_url)?;
         }
         Action::List => {
             // docker/cli writes "unused"; read it so the writer never sees a broken pipe.
@@ -145,41 +152,159 @@ pub fn serve(
     Ok(())
 }
 
-/// Reads at most [`MAX_INPUT`] bytes; the request may hold a secret, so it is a [`Secret`].
-fn read_input(input: impl Read) -> Result<Secret, HelperError> {
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    input.take(MAX_INPUT as u64 + 1).read_to_end(&mut bytes)?;
-    if bytes.len() > MAX_INPUT {
-        return Err(HelperError::InputTooLarge);
-    }
-    let text = std::str::from_utf8(&bytes).map_err(|_| HelperError::NotUtf8)?;
-    Ok(Secret::new(text.trim().to_owned()))
+/// Reads at most [`MAX_INPUT`] bytes into memory that is wiped when dropped: the request may
+/// hold a secret.
+fn read_input(input: impl Read) -> Result<Zeroizing<Vec<u8>>, HelperError> {
+    read_to_end_wiped(input, MAX_INPUT).map_err(|e| match e {
+        ReadSecretError::TooLarge { .. } => HelperError::InputTooLarge,
+        ReadSecretError::Io(e) => HelperError::Io(e),
+    })
 }
 
-/// Parses a store request. Keys match case-insensitively, as Go's encoding/json does for the
-/// helpers we replace; messages never quote the input, which holds the secret.
-fn parse_credential(request: &Secret) -> Result<Credential, HelperError> {
-    let value: Value = serde_json::from_str(request.expose())
-        .map_err(|e| HelperError::InvalidJson(format!("syntax error at line {} column {}", e.line(), e.column())))?;
-    let Value::Object(fields) = value else {
-        return Err(HelperError::InvalidJson("not an object".into()));
-    };
-    let field = |name: &'static str| -> Result<String, HelperError> {
-        match fields.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)) {
-            None | Some((_, Value::Null)) => Ok(String::new()),
-            Some((_, Value::String(text))) => Ok(text.clone()),
-            Some(_) => Err(HelperError::FieldNotString { field: name }),
-        }
-    };
-    let server_url = field("ServerURL")?;
-    if server_url.trim().is_empty() {
+/// The server URL of a `get` or `erase` request: the input's text, trimmed.
+fn read_server_url(input: impl Read) -> Result<String, HelperError> {
+    let bytes = read_input(input)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| HelperError::NotUtf8)?;
+    Ok(text.trim().to_owned())
+}
+
+/// Parses a store request straight from the bytes read: the secret is copied once, into its
+/// [`Secret`]. Messages never quote the input, which holds the secret.
+fn parse_credential(request: &[u8]) -> Result<Credential, HelperError> {
+    let text = std::str::from_utf8(request).map_err(|_| HelperError::NotUtf8)?;
+    let request: StoreRequest = serde_json::from_str(text).map_err(|e| {
+        HelperError::InvalidJson(match e.classify() {
+            // The only data error left is a document that is not an object.
+            serde_json::error::Category::Data => "not an object".to_owned(),
+            _ => format!("syntax error at line {} column {}", e.line(), e.column()),
+        })
+    })?;
+    if let Some(field) = request.not_text {
+        return Err(HelperError::FieldNotString { field });
+    }
+    if request.server_url.trim().is_empty() {
         return Err(StoreError::InvalidServerUrl(super::InvalidServerUrl::Empty).into());
     }
-    let username = field("Username")?;
-    if username.is_empty() {
+    if request.username.is_empty() {
         return Err(StoreError::MissingUsername.into());
     }
-    Ok(Credential { server_url, username, secret: Secret::new(field("Secret")?) })
+    Ok(Credential { server_url: request.server_url, username: request.username, secret: request.secret })
+}
+
+/// A `store` request, `{"ServerURL":…,"Username":…,"Secret":…}`, read as the Go helpers read
+/// it: keys match case-insensitively (see [`crate::go_json`]), the last matching key wins, a
+/// `null` or a missing field is empty, other keys are ignored.
+#[derive(Debug, Default)]
+struct StoreRequest {
+    server_url: String,
+    username: String,
+    secret: Secret,
+    /// The first field whose value was neither a string nor `null` (Go refuses the request).
+    not_text: Option<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for StoreRequest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(StoreRequestVisitor)
+    }
+}
+
+struct StoreRequestVisitor;
+
+impl<'de> Visitor<'de> for StoreRequestVisitor {
+    type Value = StoreRequest;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with ServerURL, Username and Secret")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StoreRequest, A::Error> {
+        let mut request = StoreRequest::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let text = if go_json::key_matches(&key, "ServerURL") {
+                map.next_value::<JsonText<String>>()?.store_in(&mut request.server_url, "ServerURL")
+            } else if go_json::key_matches(&key, "Username") {
+                map.next_value::<JsonText<String>>()?.store_in(&mut request.username, "Username")
+            } else if go_json::key_matches(&key, "Secret") {
+                map.next_value::<JsonText<Secret>>()?.store_in(&mut request.secret, "Secret")
+            } else {
+                map.next_value::<IgnoredAny>()?;
+                Ok(())
+            };
+            if let Err(field) = text {
+                request.not_text.get_or_insert(field);
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// One field's value: text, `null`, or anything else (skipped without being copied).
+enum JsonText<T> {
+    Text(T),
+    Null,
+    NotText,
+}
+
+impl<T> JsonText<T> {
+    /// Sets `slot` to the text (a `null` keeps what it held, as Go does); `Err(field)` when
+    /// the value was not text.
+    fn store_in(self, slot: &mut T, field: &'static str) -> Result<(), &'static str> {
+        match self {
+            Self::Text(value) => *slot = value,
+            Self::Null => {}
+            Self::NotText => return Err(field),
+        }
+        Ok(())
+    }
+}
+
+impl<'de, T: From<String>> Deserialize<'de> for JsonText<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonTextVisitor(std::marker::PhantomData))
+    }
+}
+
+struct JsonTextVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: From<String>> Visitor<'de> for JsonTextVisitor<T> {
+    type Value = JsonText<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or null")
+    }
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(JsonText::Text(T::from(text.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+        Ok(JsonText::Text(T::from(text)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(JsonText::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(JsonText::Null)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(JsonText::NotText)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(JsonText::NotText)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(JsonText::NotText)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(JsonText::NotText)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(JsonText::NotText)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(JsonText::NotText)
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +381,36 @@ mod tests {
         let store = MemoryStore::default();
         run(&store, Action::Store, br#"{"serverurl":"h.io","USERNAME":"u","secret":"s"}"#).unwrap();
         assert_eq!(store.get("h.io").unwrap().secret.expose(), "s");
+    }
+
+    #[test]
+    fn store_request_keys_are_read_as_go_reads_them() {
+        // Go folds the long s onto S and the Kelvin sign onto K, decodes repeated keys in
+        // order (the last wins) and leaves a field as it was on null.
+        let cases: [(&[u8], &str, &str); 4] = [
+            (br#"{"ServerURL":"h.io","Username":"u","\u017fecret":"long-s"}"#, "u", "long-s"),
+            (br#"{"ServerURL":"h.io","Username":"u","Secret":"first","SECRET":"last"}"#, "u", "last"),
+            (br#"{"ServerURL":"h.io","Username":"u","Secret":"kept","secret":null}"#, "u", "kept"),
+            (br#"{"ServerURL":"h.io","username":"a","Username":"b","Secret":"s","Other":[1,{"x":2}]}"#, "b", "s"),
+        ];
+        for (request, username, secret) in cases {
+            let store = MemoryStore::default();
+            run(&store, Action::Store, request).unwrap();
+            let stored = store.get("h.io").unwrap();
+            assert_eq!((stored.username.as_str(), stored.secret.expose()), (username, secret));
+        }
+    }
+
+    #[test]
+    fn store_requests_parse_from_bytes_into_a_secret() {
+        let request: StoreRequest =
+            serde_json::from_slice(br#"{"ServerURL":"h.io","Username":"u","Secret":"p\"w\u00e9"}"#).unwrap();
+        let secret: Secret = request.secret;
+        assert_eq!(secret.expose(), "p\"wé");
+        assert_eq!((request.server_url.as_str(), request.username.as_str(), request.not_text), ("h.io", "u", None));
+        let numeric: StoreRequest = serde_json::from_slice(br#"{"Username":5,"Secret":{"a":"b"}}"#).unwrap();
+        assert_eq!(numeric.not_text, Some("Username"));
+        assert!(numeric.secret.is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod server;
 use std::io;
 use std::path::PathBuf;
 
-pub use secret::Secret;
+pub use secret::{ReadSecretError, Secret, keep_memory_private, read_to_end_wiped};
 pub use server::{DOCKER_HUB_SERVER, InvalidServerUrl, RegistryKey};
 
 /// The username docker/cli stores when the credential is an identity (OAuth refresh) token;

@@ -2,13 +2,13 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::error::Error;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use imgctl::credential::age_file::InitOutcome;
 use imgctl::credential::backend::{self, AnyStore, BackendChoice};
 use imgctl::credential::migrate::{self, MigrationReport};
-use imgctl::credential::{Credential, RegistryKey, Secret, Store};
+use imgctl::credential::{Credential, RegistryKey, Secret, Store, read_to_end_wiped};
 use imgctl::dirs::Dirs;
 use imgctl::docker_config::DockerConfig;
 use imgctl::{docker_setup, doctor};
@@ -17,7 +17,14 @@ use crate::cli::{Creds, Login, MigrateSource, Output};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
+/// The longest secret read from stdin: the bound the helper puts on a whole request.
+const MAX_SECRET: usize = imgctl::credential::helper::MAX_INPUT;
+
 pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
+    // Every creds command may read or hold a secret: no core dump, no reading by others.
+    if let Err(e) = imgctl::credential::keep_memory_private() {
+        eprintln!("warning: cannot keep this process out of core dumps: {e}");
+    }
     // Commands that fix the configuration must work when the store cannot be opened.
     match command {
         Creds::Backend { choice: Some(choice) } => return set_backend(&choice, output),
@@ -283,18 +290,20 @@ fn read_login(login: Login) -> Result<Credential> {
 }
 
 /// Reads a secret from stdin, dropping one trailing newline as `docker login --password-stdin`.
+/// It is read into memory that is wiped, and moved, not copied, into the [`Secret`].
 fn read_stdin_secret(what: &str) -> Result<Secret> {
-    let mut stdin = std::io::stdin().lock();
+    let stdin = std::io::stdin().lock();
     if stdin.is_terminal() {
         return Err(format!("pipe {what} on stdin, e.g. printf %s \"$TOKEN\" | imgctl creds ...").into());
     }
-    let mut text = String::new();
-    stdin.read_to_string(&mut text).map_err(|e| format!("reading {what} from stdin: {e}"))?;
-    let mut secret = Secret::new(text);
-    let trimmed = secret.expose().strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s));
-    if let Some(trimmed) = trimmed {
-        secret = Secret::new(trimmed.to_owned());
+    let mut bytes = read_to_end_wiped(stdin, MAX_SECRET).map_err(|e| format!("reading {what} from stdin: {e}"))?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
     }
+    let secret = Secret::from_utf8(bytes).map_err(|_| format!("{what} read from stdin is not UTF-8 text"))?;
     if secret.is_empty() {
         return Err(format!("{what} read from stdin is empty").into());
     }
