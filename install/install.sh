@@ -46,7 +46,7 @@ if [ "$uninstall" = 1 ]; then
   if [ -x "$bin/imgctl" ]; then
     say "restoring docker's previous credsStore"
     "$bin/imgctl" creds configure-docker --restore
-  elif grep -q '"credsStore"[[:space:]]*:[[:space:]]*"imgctl"' "${DOCKER_CONFIG:-$HOME/.docker}/config.json" 2>/dev/null; then
+  elif grep -qi '"credsStore"[[:space:]]*:[[:space:]]*"imgctl"' "${DOCKER_CONFIG:-$HOME/.docker}/config.json" 2>/dev/null; then
     echo "install.sh: $bin/imgctl is gone, so docker's config.json still names imgctl; remove its \"credsStore\" line by hand" >&2
   fi
   for b in "${binaries[@]}"; do rm -f "$bin/$b"; done
@@ -88,10 +88,11 @@ imgctl creds init
 
 # Credentials of the helper imgctl replaces are moved before docker is pointed at imgctl, so
 # docker never looks for a credential that is not there yet.
+# Docker (Go) reads the key in any case and takes the last one; so does this.
 config_file="${DOCKER_CONFIG:-$HOME/.docker}/config.json"
 previous=""
 if [ -f "$config_file" ]; then
-  previous=$(sed -n 's/.*"credsStore"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' "$config_file" | head -n 1)
+  previous=$(sed -n 's/.*"credsstore"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/Ip' "$config_file" | tail -n 1)
 fi
 case "$previous" in
   pass|secretservice)

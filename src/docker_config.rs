@@ -2,6 +2,11 @@
 //!
 //! The file belongs to the user and to docker: every key imgctl does not know is kept, in its
 //! order, and writes replace the file atomically with its permissions kept (0600 when new).
+//!
+//! Docker decodes the file with Go's encoding/json, which matches keys without regard to case:
+//! `"Auths"`, `"Auth"`, `"Password"` or `"CredsStore"` mean to docker what their lower-case
+//! spellings mean. Every key here is read as docker reads it ([`crate::go_json`]): repeated
+//! `auths` or `credHelpers` objects merge into one map, the last matching key wins.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -11,14 +16,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
-use crate::atomic_file;
 use crate::credential::{Credential, IDENTITY_TOKEN_USERNAME, RegistryKey, Secret};
+use crate::{atomic_file, go_json};
 
 /// The `credsStore` / `credHelpers` name under which docker runs `docker-credential-imgctl`.
 pub const HELPER_NAME: &str = "imgctl";
 
 /// Fields of an `auths` entry that hold a credential in plain text.
 const PLAINTEXT_FIELDS: &[&str] = &["auth", "username", "password", "identitytoken", "registrytoken"];
+/// The top-level fields imgctl reads and writes, as docker/cli's `ConfigFile` names them.
+const AUTHS: &str = "auths";
+const CREDS_STORE: &str = "credsStore";
+const CRED_HELPERS: &str = "credHelpers";
 
 /// A docker `config.json`, loaded whole.
 #[derive(Clone)]
@@ -116,7 +125,7 @@ impl DockerConfig {
 
     /// The helper `credHelpers` names for `registry` (matched by registry, in any spelling).
     pub fn cred_helper_for(&self, registry: &RegistryKey) -> Option<&str> {
-        self.doc.get("credHelpers")?.as_object()?.iter().find_map(|(server, helper)| {
+        self.merged(CRED_HELPERS).into_iter().find_map(|(server, helper)| {
             (RegistryKey::parse(server).ok().as_ref() == Some(registry)).then(|| helper.as_str()).flatten()
         })
     }
@@ -143,86 +152,109 @@ impl DockerConfig {
         self.path.exists()
     }
 
-    /// The `credsStore` value.
+    /// The `credsStore` docker uses.
     pub fn creds_store(&self) -> Option<&str> {
-        self.doc.get("credsStore").and_then(Value::as_str)
+        go_json::field(&self.doc, CREDS_STORE).and_then(Value::as_str)
     }
 
-    /// Sets or removes `credsStore`.
+    /// Sets or removes `credsStore`, in every spelling: the value set is spelled `credsStore`
+    /// and takes the place of the first spelling there was.
     pub fn set_creds_store(&mut self, store: Option<&str>) {
-        match store {
-            Some(store) => self.doc.insert("credsStore".into(), Value::String(store.into())),
-            None => self.doc.shift_remove("credsStore"),
-        };
+        let first = self.doc.keys().position(|key| go_json::key_matches(key, CREDS_STORE));
+        self.doc.retain(|key, _| !go_json::key_matches(key, CREDS_STORE));
+        if let Some(store) = store {
+            let value = Value::String(store.into());
+            match first {
+                Some(index) => self.doc.shift_insert(index, CREDS_STORE.into(), value),
+                None => self.doc.insert(CREDS_STORE.into(), value),
+            };
+        }
     }
 
     /// The registries `credHelpers` sends to `helper`.
     pub fn registries_using_helper(&self, helper: &str) -> Vec<String> {
-        self.doc
-            .get("credHelpers")
-            .and_then(Value::as_object)
-            .map(|helpers| {
-                helpers
-                    .iter()
-                    .filter(|(_, name)| name.as_str() == Some(helper))
-                    .map(|(registry, _)| registry.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.merged(CRED_HELPERS)
+            .into_iter()
+            .filter(|(_, name)| name.as_str() == Some(helper))
+            .map(|(registry, _)| registry.clone())
+            .collect()
     }
 
-    /// Every `auths` entry that holds a credential in plain text.
+    /// Every `auths` entry docker reads that holds a credential in plain text.
     pub fn plaintext_auths(&self) -> Vec<PlaintextAuth> {
-        let Some(auths) = self.doc.get("auths").and_then(Value::as_object) else {
-            return Vec::new();
-        };
-        auths
-            .iter()
+        self.merged(AUTHS)
+            .into_iter()
             .filter_map(|(server_url, entry)| {
                 let entry = entry.as_object()?;
-                PLAINTEXT_FIELDS.iter().any(|f| entry.contains_key(*f)).then(|| decode_auth(server_url, entry))
+                holds_plaintext(entry).then(|| decode_auth(server_url, entry))
             })
             .collect()
     }
 
-    /// Removes the plaintext fields of `auths[server_url]`, leaving the empty entry docker
-    /// itself writes when a helper holds the credential.
+    /// Every `auths` key whose entry holds a plaintext field, also one a later spelling of
+    /// `auths` hides from docker: its secret is on disk all the same.
+    pub fn servers_with_plaintext(&self) -> Vec<String> {
+        let mut servers: Vec<String> = Vec::new();
+        for (server, entry) in self.objects(AUTHS).flatten() {
+            if entry.as_object().is_some_and(holds_plaintext) && !servers.contains(server) {
+                servers.push(server.clone());
+            }
+        }
+        servers
+    }
+
+    /// Removes the plaintext fields of `auths[server_url]`, in every spelling of `auths` and of
+    /// the fields, leaving the empty entry docker itself writes when a helper holds the
+    /// credential.
     pub fn strip_plaintext(&mut self, server_url: &str) {
-        if let Some(entry) = self
-            .doc
-            .get_mut("auths")
-            .and_then(Value::as_object_mut)
-            .and_then(|auths| auths.get_mut(server_url))
-            .and_then(Value::as_object_mut)
-        {
-            for field in PLAINTEXT_FIELDS {
-                entry.shift_remove(*field);
+        for auths in self.auths_objects_mut() {
+            if let Some(entry) = auths.get_mut(server_url).and_then(Value::as_object_mut) {
+                strip_entry(entry);
             }
         }
     }
 
     /// Removes every plaintext credential field of every `auths` entry.
     pub fn strip_all_plaintext(&mut self) {
-        let servers: Vec<String> = self
-            .doc
-            .get("auths")
-            .and_then(Value::as_object)
-            .map(|auths| auths.keys().cloned().collect())
-            .unwrap_or_default();
-        for server in servers {
-            self.strip_plaintext(&server);
+        for auths in self.auths_objects_mut() {
+            auths.values_mut().filter_map(Value::as_object_mut).for_each(strip_entry);
         }
     }
 
     /// The `auths` keys that hold no plaintext credential (docker keeps such an entry for each
     /// registry whose credential a helper holds).
     pub fn auths_without_plaintext(&self) -> Vec<String> {
-        let Some(auths) = self.doc.get("auths").and_then(Value::as_object) else { return Vec::new() };
-        auths
-            .iter()
-            .filter(|(_, entry)| entry.as_object().is_none_or(|e| !PLAINTEXT_FIELDS.iter().any(|f| e.contains_key(*f))))
+        self.merged(AUTHS)
+            .into_iter()
+            .filter(|(_, entry)| entry.as_object().is_none_or(|e| !holds_plaintext(e)))
             .map(|(server, _)| server.clone())
             .collect()
+    }
+
+    /// The objects under every top-level key that matches `field`, in document order.
+    fn objects<'a>(&'a self, field: &'a str) -> impl Iterator<Item = &'a Map<String, Value>> {
+        self.doc.iter().filter(move |(key, _)| go_json::key_matches(key, field)).filter_map(|(_, v)| v.as_object())
+    }
+
+    fn auths_objects_mut(&mut self) -> impl Iterator<Item = &mut Map<String, Value>> {
+        self.doc
+            .iter_mut()
+            .filter(|(key, _)| go_json::key_matches(key, AUTHS))
+            .filter_map(|(_, v)| v.as_object_mut())
+    }
+
+    /// The map docker decodes the top-level `field` into: Go decodes each matching object
+    /// into the map it already has, so entries merge and a later one replaces an earlier one
+    /// under the same key.
+    fn merged<'a>(&'a self, field: &'a str) -> Vec<(&'a String, &'a Value)> {
+        let mut merged: Vec<(&String, &Value)> = Vec::new();
+        for (key, value) in self.objects(field).flatten() {
+            match merged.iter_mut().find(|(seen, _)| *seen == key) {
+                Some(slot) => slot.1 = value,
+                None => merged.push((key, value)),
+            }
+        }
+        merged
     }
 
     /// The document as docker would read it, pretty-printed with tabs as docker writes it.
@@ -253,8 +285,18 @@ impl DockerConfig {
     }
 }
 
+/// Whether an `auths` entry has a plaintext credential field, in any spelling docker reads.
+fn holds_plaintext(entry: &Map<String, Value>) -> bool {
+    PLAINTEXT_FIELDS.iter().any(|field| go_json::has_field(entry, field))
+}
+
+/// Removes every spelling of every plaintext field of an `auths` entry.
+fn strip_entry(entry: &mut Map<String, Value>) {
+    entry.retain(|key, _| !PLAINTEXT_FIELDS.iter().any(|field| go_json::key_matches(key, field)));
+}
+
 fn decode_auth(server_url: &str, entry: &Map<String, Value>) -> PlaintextAuth {
-    let text = |field: &str| entry.get(field).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let text = |field: &str| go_json::field(entry, field).and_then(Value::as_str).filter(|v| !v.is_empty());
     let credential = |username: &str, secret: &str| {
         PlaintextAuth::Credential(Credential {
             server_url: server_url.to_owned(),
@@ -324,6 +366,75 @@ mod tests {
         let found = cfg.plaintext_auths();
         let PlaintextAuth::Unreadable { reason, .. } = &found[0] else { panic!("decoded junk") };
         assert!(!reason.contains("SECRET"));
+    }
+
+    fn found(cfg: &DockerConfig) -> Vec<(String, String, String)> {
+        cfg.plaintext_auths()
+            .into_iter()
+            .map(|found| match found {
+                PlaintextAuth::Credential(c) => (c.server_url, c.username, c.secret.expose().to_owned()),
+                PlaintextAuth::Unreadable { server_url, reason } => (server_url, "unreadable".into(), reason.into()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn auths_spelled_in_any_case_are_read_as_docker_reads_them() {
+        let cfg = config(
+            r#"{"Auths":{"reg.io":{"Auth":"YWxpY2U6cGFzcw=="},"ghcr.io":{"IdentityToken":"tok"},
+                         "pw.io":{"USERNAME":"bob","Password":"pw"},"shadowed.io":{"auth":"b2xkOm9sZA=="}},
+                "auths":{"shadowed.io":{"password":"new","username":"carol"},"late.io":{"auth":"bGF0ZTp4","Auth":"bGF0ZTp5"}}}"#,
+        );
+        assert_eq!(
+            found(&cfg),
+            [
+                ("reg.io", "alice", "pass"),
+                ("ghcr.io", "<token>", "tok"),
+                ("pw.io", "bob", "pw"),
+                ("shadowed.io", "carol", "new"),
+                ("late.io", "late", "y"),
+            ]
+            .map(|(s, u, p)| (s.to_owned(), u.to_owned(), p.to_owned()))
+        );
+        let registry = RegistryKey::parse("https://pw.io/").unwrap();
+        assert!(matches!(cfg.plaintext_auth_for(&registry), Some(PlaintextAuth::Credential(c)) if c.username == "bob"));
+        assert_eq!(cfg.servers_with_plaintext(), ["reg.io", "ghcr.io", "pw.io", "shadowed.io", "late.io"]);
+    }
+
+    #[test]
+    fn plaintext_fields_in_any_case_and_any_auths_are_stripped() {
+        let mut cfg = config(
+            r#"{"Auths":{"a.io":{"Auth":"x","Email":"a@b"},"b.io":{"IdentityToken":"t"}},
+                "auths":{"a.io":{"PASSWORD":"p","username":"u"},"c.io":{}}}"#,
+        );
+        cfg.strip_plaintext("a.io");
+        assert_eq!(cfg.servers_with_plaintext(), ["b.io"]);
+        assert!(cfg.to_json().contains("\"Email\": \"a@b\""), "{}", cfg.to_json());
+        cfg.strip_all_plaintext();
+        assert!(cfg.servers_with_plaintext().is_empty());
+        assert!(cfg.plaintext_auths().is_empty());
+        assert_eq!(cfg.auths_without_plaintext(), ["a.io", "b.io", "c.io"]);
+        for secret in ["\"x\"", "\"t\"", "\"p\"", "\"u\""] {
+            assert!(!cfg.to_json().contains(secret), "{}", cfg.to_json());
+        }
+    }
+
+    #[test]
+    fn creds_store_and_cred_helpers_in_any_spelling() {
+        let mut cfg = config(
+            r#"{"a":1,"CredsStore":"desktop","z":2,"credsstore":"ecr-login","CredHelpers":{"gcr.io":"gcloud"},
+                "credHelpers":{"x.io":"imgctl"}}"#,
+        );
+        assert_eq!(cfg.creds_store(), Some("ecr-login"), "the last spelling wins");
+        assert_eq!(cfg.cred_helper_for(&RegistryKey::parse("gcr.io").unwrap()), Some("gcloud"));
+        assert_eq!(cfg.registries_using_helper("imgctl"), ["x.io"]);
+        cfg.set_creds_store(Some("imgctl"));
+        assert_eq!(cfg.creds_store(), Some("imgctl"));
+        let json = cfg.to_json();
+        assert_eq!(json.to_ascii_lowercase().matches("credsstore").count(), 1, "{json}");
+        assert!(json.find("\"credsStore\": \"imgctl\"").unwrap() < json.find("\"z\"").unwrap(), "{json}");
+        cfg.set_creds_store(None);
+        assert_eq!(cfg.creds_store(), None);
     }
 
     #[test]

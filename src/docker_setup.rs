@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::credential::Store;
+use crate::credential::{RegistryKey, Store};
 use crate::credential::migrate::{self, MigrateError, MigrationReport};
 use crate::docker_config::{DockerConfig, DockerConfigError, HELPER_NAME};
 
 /// The backup written next to config.json before imgctl first changes `credsStore`.
 pub const BACKUP_SUFFIX: &str = ".imgctl-backup";
+
+/// The `credsStore` helpers whose credentials `imgctl creds migrate --from` moves.
+pub const MIGRATABLE_STORES: &[&str] = &["pass", "secretservice"];
 
 /// What [`configure`] did.
 #[derive(Debug, Serialize)]
@@ -26,6 +29,22 @@ pub struct SetupReport {
     pub backup: Option<PathBuf>,
     /// The plaintext credentials moved into the store.
     pub migration: MigrationReport,
+    /// The logins left behind in the helper `credsStore` named before, when imgctl cannot
+    /// move them (see [`MIGRATABLE_STORES`]).
+    pub stranded: Option<StrandedLogins>,
+}
+
+/// Logins docker kept in a helper that imgctl cannot read them from (`desktop`, `ecr-login`,
+/// `osxkeychain`, `wincred`, ...). They stay in that helper, but docker stops asking it once
+/// `credsStore` is imgctl, until [`restore`] puts it back.
+#[derive(Debug, Serialize)]
+pub struct StrandedLogins {
+    /// The helper's name (`docker-credential-<helper>`).
+    pub helper: String,
+    /// The registries docker lists in `auths` for that helper and will ask a login for again
+    /// (neither sent elsewhere by `credHelpers` nor already in imgctl's store). Empty when
+    /// config.json lists none: which registries the helper holds is then unknown.
+    pub login_again: Vec<String>,
 }
 
 /// What [`restore`] did.
@@ -84,6 +103,13 @@ pub fn configure(docker_dir: &Path, store: &dyn Store) -> Result<SetupReport, Se
         copy.save_to(&backup_file)?;
         backup = Some(backup_file);
     }
+    // Before the migration, which leaves an empty entry for each plaintext credential it moves.
+    let stranded = match previous.as_deref() {
+        Some(helper) if changed && !helper.is_empty() && !MIGRATABLE_STORES.contains(&helper) => {
+            Some(StrandedLogins { helper: helper.to_owned(), login_again: logins_left_in_helper(&config, store) })
+        }
+        _ => None,
+    };
     let options = migrate::Options { dry_run: false, remove_source: true, overwrite: false };
     let migration = migrate::from_docker_config(&mut config, store, options)?;
     if changed {
@@ -99,7 +125,28 @@ pub fn configure(docker_dir: &Path, store: &dyn Store) -> Result<SetupReport, Se
         changed,
         backup,
         migration,
+        stranded,
     })
+}
+
+/// The registries whose login only the `credsStore` helper holds: docker writes an empty
+/// `auths` entry for each login it gives a helper.
+fn logins_left_in_helper(config: &DockerConfig, store: &dyn Store) -> Vec<String> {
+    // Only to leave out what imgctl already has: a store that cannot list leaves out nothing.
+    let stored: Vec<RegistryKey> = store
+        .list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entry| RegistryKey::parse(&entry.server_url).ok())
+        .collect();
+    config
+        .auths_without_plaintext()
+        .into_iter()
+        .filter(|server| match RegistryKey::parse(server) {
+            Ok(key) => config.cred_helper_for(&key).is_none() && !stored.contains(&key),
+            Err(_) => false,
+        })
+        .collect()
 }
 
 /// Puts back the `credsStore` the backup recorded (or removes ours when there is no backup),

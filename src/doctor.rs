@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::credential::age_file::{AgeFileStore, IdentityKind, mode_of};
 use crate::credential::backend::{AnyStore, Selection};
 use crate::credential::{Store, StoreError};
-use crate::docker_config::{DockerConfig, HELPER_NAME, PlaintextAuth};
+use crate::docker_config::{DockerConfig, HELPER_NAME};
 
 /// The helper binary docker runs for `credsStore: imgctl`.
 pub const HELPER_BINARY: &str = "docker-credential-imgctl";
@@ -167,14 +167,8 @@ fn check_docker_config(docker_dir: &Path) -> Vec<Check> {
             ),
         },
     };
-    let plaintext: Vec<String> = config
-        .plaintext_auths()
-        .into_iter()
-        .map(|found| match found {
-            PlaintextAuth::Credential(c) => c.server_url,
-            PlaintextAuth::Unreadable { server_url, .. } => server_url,
-        })
-        .collect();
+    // Every plaintext field docker reads, in any spelling, and those a later `auths` hides.
+    let plaintext = config.servers_with_plaintext();
     let leftovers = if plaintext.is_empty() {
         Check { name: "plaintext", status: Status::Ok, detail: format!("{path} holds no plaintext credentials") }
     } else {

@@ -144,6 +144,9 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
         }
         Creds::ConfigureDocker { restore: false } => {
             let report = docker_setup::configure(&docker_dir()?, store)?;
+            if let Some(stranded) = &report.stranded {
+                warn_stranded(stranded);
+            }
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Text => {
@@ -257,6 +260,19 @@ fn restore_docker(output: Output) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// On stderr whatever the output format: the logins docker will ask for again.
+fn warn_stranded(stranded: &docker_setup::StrandedLogins) {
+    let helper = &stranded.helper;
+    let again = if stranded.login_again.is_empty() {
+        "log in again (docker login REGISTRY) to each registry you used with it".to_owned()
+    } else {
+        format!("docker will ask for a login again for: {}", stranded.login_again.join(", "))
+    };
+    eprintln!(
+        "warning: docker kept its logins in docker-credential-{helper}, which imgctl cannot move them from; they stay there, but docker no longer asks it: {again}. imgctl creds configure-docker --restore puts \"credsStore\": \"{helper}\" back."
+    );
 }
 
 fn print_migration(report: &MigrationReport, output: Output) -> Result<()> {
