@@ -227,3 +227,88 @@ fn backend_auto_is_decided_once_and_recorded() {
     let doctor = home.imgctl(&["creds", "doctor"], b"");
     assert!(stdout(&doctor).contains("age-file (chosen by auto when it was set: age-file)"), "{}", stdout(&doctor));
 }
+
+#[test]
+fn migrate_and_doctor_see_credentials_in_keys_of_any_case() {
+    let mut home = TestHome::new("migrate-any-case");
+    let (password, token) = (home.secret("Auth-pw"), home.secret("IdentityToken"));
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("carol:{password}"))
+    };
+    home.remember(&auth);
+    let config = home.docker_config_dir().join("config.json");
+    fs::write(
+        &config,
+        format!(
+            r#"{{"Auths":{{"reg.example.com":{{"Auth":"{auth}","Email":"c@example.com"}}}},
+               "auths":{{"ghcr.io":{{"IdentityToken":"{token}"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let plaintext_check = || {
+        let out = home.imgctl(&["creds", "doctor", "-o", "json"], b"");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "plaintext").unwrap().clone()
+    };
+    let before = plaintext_check();
+    assert_eq!(before["status"], "fail", "{before}");
+    assert!(before["detail"].as_str().unwrap().contains("reg.example.com, ghcr.io"), "{before}");
+
+    let out = home.imgctl(&["creds", "migrate", "--from", "config", "--remove-source", "-o", "json"], b"");
+    assert_success(&out, "migrate --from config");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["migrated"], serde_json::json!(["reg.example.com", "ghcr.io"]), "{report}");
+    assert_eq!(report["removed_from_source"], 2);
+    let carol = home.get("reg.example.com").unwrap();
+    assert_eq!((carol["Username"].as_str(), carol["Secret"].as_str()), (Some("carol"), Some(password.as_str())));
+    assert_eq!(home.get("ghcr.io").unwrap()["Secret"], token.as_str());
+    let after: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    assert_eq!(after["Auths"]["reg.example.com"], serde_json::json!({"Email": "c@example.com"}));
+    assert_eq!(after["auths"]["ghcr.io"], serde_json::json!({}));
+    assert_eq!(plaintext_check()["status"], "ok");
+}
+
+#[test]
+fn configure_docker_names_the_logins_a_foreign_creds_store_keeps_and_restore_puts_it_back() {
+    let mut home = TestHome::new("foreign-store");
+    let stored = home.secret("stored");
+    home.store("stored.example.com", "u", &stored);
+    let config = home.docker_config_dir().join("config.json");
+    // quay.io's login is in docker-credential-ecr-login only; gcr.io goes to its own helper
+    // whatever credsStore says; imgctl holds stored.example.com already.
+    fs::write(
+        &config,
+        r#"{"auths":{"quay.io":{},"gcr.io":{},"stored.example.com":{}},"credsStore":"ecr-login","credHelpers":{"gcr.io":"gcloud"}}"#,
+    )
+    .unwrap();
+    let out = home.imgctl(&["creds", "configure-docker"], b"");
+    assert_success(&out, "configure-docker");
+    let warning = stderr(&out);
+    assert!(warning.contains("docker-credential-ecr-login"), "{warning}");
+    assert!(warning.contains("docker will ask for a login again for: quay.io."), "{warning}");
+    assert!(warning.contains(r#"--restore puts "credsStore": "ecr-login" back"#), "{warning}");
+    assert!(stdout(&out).contains("credsStore ecr-login -> imgctl"), "{}", stdout(&out));
+
+    let restore = home.imgctl(&["creds", "configure-docker", "--restore"], b"");
+    assert_success(&restore, "configure-docker --restore");
+    let restored: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    assert_eq!(restored["credsStore"], "ecr-login");
+
+    // With no auths to go by, the warning says so; the JSON report carries it too.
+    fs::write(&config, r#"{"CredsStore":"osxkeychain"}"#).unwrap();
+    let out = home.imgctl(&["creds", "configure-docker", "-o", "json"], b"");
+    assert_success(&out, "configure-docker -o json");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["stranded"], serde_json::json!({"helper": "osxkeychain", "login_again": []}), "{report}");
+    assert!(stderr(&out).contains("to each registry you used with it"), "{}", stderr(&out));
+    assert_success(&home.imgctl(&["creds", "configure-docker", "--restore"], b""), "restore");
+    let restored: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    assert_eq!(restored, serde_json::json!({"credsStore": "osxkeychain"}));
+
+    // pass and secretservice are the installer's to move: no warning.
+    fs::write(&config, r#"{"credsStore":"pass"}"#).unwrap();
+    let out = home.imgctl(&["creds", "configure-docker"], b"");
+    assert_success(&out, "configure-docker");
+    assert_eq!(stderr(&out), "");
+}

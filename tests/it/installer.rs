@@ -97,6 +97,59 @@ fn install_migrates_configures_checks_and_uninstall_restores() {
     assert!(home.store_file().exists(), "the store is kept");
 }
 
+#[test]
+fn install_moves_credentials_docker_reads_from_keys_in_any_case() {
+    let mut home = TestHome::new("installer-any-case");
+    let (password, token, plain) = (home.secret("Auth-pw"), home.secret("IdentityToken"), home.secret("Password"));
+    let auth = base64_encode(format!("alice:{password}").as_bytes());
+    home.remember(&auth);
+    let config_path = home.docker_config_dir().join("config.json");
+    fs::write(
+        &config_path,
+        format!(
+            r#"{{"Auths":{{"registry.example.com":{{"Auth":"{auth}"}},"ghcr.io":{{"IdentityToken":"{token}"}},
+                          "user.example.com":{{"Username":"bob","Password":"{plain}"}},"quay.io":{{}}}},
+               "CredsStore":"desktop","detachKeys":"ctrl-e,e"}}"#
+        ),
+    )
+    .unwrap();
+
+    let out = install(&home, &[]);
+    assert_success(&out, "install.sh");
+    for (server, username, secret) in
+        [("registry.example.com", "alice", &password), ("ghcr.io", "<token>", &token), ("user.example.com", "bob", &plain)]
+    {
+        let got = home.get(server).unwrap_or_else(|| panic!("{server} was not moved into the store"));
+        assert_eq!((got["Username"].as_str(), got["Secret"].as_str()), (Some(username), Some(secret.as_str())));
+    }
+    assert!(stdout(&out).contains("holds no plaintext credentials"), "{}", stdout(&out));
+    // The logins docker-credential-desktop keeps are named; quay.io is the one config.json lists.
+    let warning = common::stderr(&out);
+    assert!(
+        warning.contains("docker-credential-desktop")
+            && warning.contains("docker will ask for a login again for: quay.io.")
+            && warning.contains("--restore"),
+        "{warning}"
+    );
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    let spellings: Vec<&String> =
+        config.as_object().unwrap().keys().filter(|key| key.eq_ignore_ascii_case("credsStore")).collect();
+    assert_eq!(spellings, ["credsStore"], "one credsStore, so docker cannot read another: {config}");
+    assert_eq!(config["credsStore"], "imgctl");
+    assert_eq!(config["Auths"]["user.example.com"], serde_json::json!({}));
+    assert_eq!(config["detachKeys"], "ctrl-e,e");
+    // The backup keeps the previous credsStore for --uninstall, and no secret (checked below
+    // for every file under HOME).
+    let backup = fs::read_to_string(home.docker_config_dir().join("config.json.imgctl-backup")).unwrap();
+    assert!(backup.contains(r#""CredsStore": "desktop""#), "{backup}");
+    home.assert_no_plaintext_secrets();
+
+    let uninstall = install(&home, &["--uninstall"]);
+    assert_success(&uninstall, "install.sh --uninstall");
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    assert_eq!(config["credsStore"], "desktop", "{config}");
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -113,6 +166,11 @@ fn install_offers_to_move_credentials_of_the_helper_it_replaces() {
     assert!(stdout(&out).contains("imgctl creds migrate --from pass"), "{}", stdout(&out));
     let config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
     assert_eq!(config["credsStore"], "imgctl");
+    // Docker reads the key in any case, and so does the installer.
+    fs::write(&config_path, r#"{"auths":{"ghcr.io":{}},"CredsStore":"pass"}"#).unwrap();
+    let out = install(&home, &[]);
+    assert_success(&out, "install.sh");
+    assert!(stdout(&out).contains("imgctl creds migrate --from pass"), "{}", stdout(&out));
     // --migrate runs it; with no pass store there, the installer stops with the reason.
     fs::write(&config_path, r#"{"auths":{"ghcr.io":{}},"credsStore":"pass"}"#).unwrap();
     let out = install(&home, &["--migrate"]);

@@ -75,3 +75,30 @@ fn resolution_order_matches_docker() {
     let got = which(&home, &pass, "plain.example.com", &[]);
     assert_eq!((got["username"].as_str(), got["source"]["kind"].as_str()), (Some("plain-user"), Some("config-file")));
 }
+
+#[test]
+fn credentials_in_keys_of_any_case_resolve_as_docker_resolves_them() {
+    let mut home = TestHome::new("which-any-case");
+    let in_imgctl = home.secret("in-imgctl");
+    home.store("store.example.com", "store-user", &in_imgctl);
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("plain-user:plain-pw")
+    };
+    let which = |registry: &str| {
+        let out = home.imgctl(&["creds", "which", registry, "-o", "json"], b"");
+        assert_success(&out, "imgctl creds which");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let config = home.docker_config_dir().join("config.json");
+    fs::write(&config, format!(r#"{{"Auths":{{"plain.example.com":{{"Auth":"{auth}"}}}}}}"#)).unwrap();
+    let got = which("plain.example.com");
+    assert_eq!((got["username"].as_str(), got["source"]["kind"].as_str()), (Some("plain-user"), Some("config-file")));
+
+    // CredsStore is docker's credsStore: plaintext auths are no longer read.
+    fs::write(&config, format!(r#"{{"CredsStore":"imgctl","AUTHS":{{"plain.example.com":{{"AUTH":"{auth}"}}}}}}"#))
+        .unwrap();
+    let got = which("store.example.com");
+    assert_eq!((got["username"].as_str(), got["source"]["kind"].as_str()), (Some("store-user"), Some("creds-store")));
+    assert_eq!(which("plain.example.com")["kind"], "anonymous");
+}
