@@ -97,14 +97,7 @@ impl DockerConfig {
         let path = path.to_owned();
         let doc = match fs::read(&path) {
             Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Map::new(),
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(Value::Object(doc)) => doc,
-                Ok(_) => return Err(DockerConfigError::Invalid { path, reason: "not an object".into() }),
-                Err(e) => {
-                    let reason = format!("line {} column {}", e.line(), e.column());
-                    return Err(DockerConfigError::Invalid { path, reason });
-                }
-            },
+            Ok(bytes) => parse(&path, serde_json::from_slice(&bytes))?,
             Err(e) if e.kind() == ErrorKind::NotFound => Map::new(),
             Err(source) => return Err(DockerConfigError::Io { action: "reading", path, source }),
         };
@@ -113,14 +106,7 @@ impl DockerConfig {
 
     /// A configuration given as JSON text (`DOCKER_AUTH_CONFIG`); `origin` names it in errors.
     pub fn from_json(origin: &Path, text: &str) -> Result<Self, DockerConfigError> {
-        match serde_json::from_str(text) {
-            Ok(Value::Object(doc)) => Ok(Self { path: origin.to_owned(), doc }),
-            Ok(_) => Err(DockerConfigError::Invalid { path: origin.to_owned(), reason: "not an object".into() }),
-            Err(e) => Err(DockerConfigError::Invalid {
-                path: origin.to_owned(),
-                reason: format!("line {} column {}", e.line(), e.column()),
-            }),
-        }
+        Ok(Self { path: origin.to_owned(), doc: parse(origin, serde_json::from_str(text))? })
     }
 
     /// The helper `credHelpers` names for `registry` (matched by registry, in any spelling).
@@ -237,10 +223,7 @@ impl DockerConfig {
     }
 
     fn auths_objects_mut(&mut self) -> impl Iterator<Item = &mut Map<String, Value>> {
-        self.doc
-            .iter_mut()
-            .filter(|(key, _)| go_json::key_matches(key, AUTHS))
-            .filter_map(|(_, v)| v.as_object_mut())
+        self.doc.iter_mut().filter(|(key, _)| go_json::key_matches(key, AUTHS)).filter_map(|(_, v)| v.as_object_mut())
     }
 
     /// The map docker decodes the top-level `field` into: Go decodes each matching object
@@ -283,6 +266,20 @@ impl DockerConfig {
         }
         atomic_file::write(&target, self.to_json().as_bytes(), mode).map_err(io("writing"))
     }
+}
+
+/// The document out of a parse, or why it is not one (never quoting it: it may hold secrets).
+fn parse(
+    path: &Path,
+    parsed: serde_json::Result<go_json::StructObject>,
+) -> Result<Map<String, Value>, DockerConfigError> {
+    parsed.map(|go_json::StructObject(doc)| doc).map_err(|e| DockerConfigError::Invalid {
+        path: path.to_owned(),
+        reason: match e.classify() {
+            serde_json::error::Category::Data => "not an object".to_owned(),
+            _ => format!("line {} column {}", e.line(), e.column()),
+        },
+    })
 }
 
 /// Whether an `auths` entry has a plaintext credential field, in any spelling docker reads.
@@ -435,6 +432,27 @@ mod tests {
         assert!(json.find("\"credsStore\": \"imgctl\"").unwrap() < json.find("\"z\"").unwrap(), "{json}");
         cfg.set_creds_store(None);
         assert_eq!(cfg.creds_store(), None);
+    }
+
+    #[test]
+    fn an_exactly_repeated_auths_merges_as_go_merges_it() {
+        let cfg = DockerConfig::from_json(
+            Path::new("test"),
+            r#"{"auths":{"a.io":{"auth":"YTpmaXJzdA=="},"b.io":{"auth":"Yjpi"}},"psFormat":"x","auths":{"a.io":{"auth":"YTpsYXN0"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            found(&cfg),
+            [("a.io", "a", "last"), ("b.io", "b", "b")].map(|(s, u, p)| (s.to_owned(), u.to_owned(), p.to_owned()))
+        );
+        assert!(cfg.to_json().find("auths").unwrap() < cfg.to_json().find("psFormat").unwrap());
+        for (text, reason) in [("[1]", "not an object"), ("{\"auths\": SECRET", "line 1 column 11")] {
+            let Err(DockerConfigError::Invalid { reason: got, .. }) = DockerConfig::from_json(Path::new("t"), text)
+            else {
+                panic!("{text} parsed")
+            };
+            assert_eq!(got, reason);
+        }
     }
 
     #[test]

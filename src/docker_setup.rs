@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::credential::{RegistryKey, Store};
 use crate::credential::migrate::{self, MigrateError, MigrationReport};
+use crate::credential::{RegistryKey, Store};
 use crate::docker_config::{DockerConfig, DockerConfigError, HELPER_NAME};
 
 /// The backup written next to config.json before imgctl first changes `credsStore`.

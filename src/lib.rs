@@ -17,7 +17,6 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod atomic_file;
-mod go_json;
 pub mod copy;
 pub mod credential;
 pub mod deploy;
@@ -26,6 +25,7 @@ pub mod dirs;
 pub mod docker_config;
 pub mod docker_setup;
 pub mod doctor;
+mod go_json;
 pub mod layout;
 pub mod manifest;
 pub mod promote;

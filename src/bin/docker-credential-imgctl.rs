@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use imgctl::credential::{self, backend};
 use imgctl::credential::helper::{self, Action};
+use imgctl::credential::{self, backend};
 
 const NAME: &str = "docker-credential-imgctl";
 const USAGE: &str = "Usage: docker-credential-imgctl <store|get|erase|list|version>";

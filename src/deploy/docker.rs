@@ -433,6 +433,11 @@ fn chain(error: &dyn std::error::Error) -> String {
 
 impl PullAuth {
     /// The `X-Registry-Auth` payload; `None` for anonymous pulls (no header at all).
+    ///
+    /// bollard takes it by value and serializes it into strings of its own (the JSON, then the
+    /// base64 header), which it frees unwiped; no caller can wipe them. So it is built at the
+    /// call and moved straight into bollard: imgctl keeps no copy of the secret besides its
+    /// [`Secret`](crate::credential::Secret).
     pub(super) fn docker_credentials(&self) -> Option<DockerCredentials> {
         let serveraddress = Some(self.server.clone());
         match &self.credential {

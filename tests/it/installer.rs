@@ -116,9 +116,11 @@ fn install_moves_credentials_docker_reads_from_keys_in_any_case() {
 
     let out = install(&home, &[]);
     assert_success(&out, "install.sh");
-    for (server, username, secret) in
-        [("registry.example.com", "alice", &password), ("ghcr.io", "<token>", &token), ("user.example.com", "bob", &plain)]
-    {
+    for (server, username, secret) in [
+        ("registry.example.com", "alice", &password),
+        ("ghcr.io", "<token>", &token),
+        ("user.example.com", "bob", &plain),
+    ] {
         let got = home.get(server).unwrap_or_else(|| panic!("{server} was not moved into the store"));
         assert_eq!((got["Username"].as_str(), got["Secret"].as_str()), (Some(username), Some(secret.as_str())));
     }
