@@ -5,7 +5,7 @@
 //!
 //! Docker decodes the file with Go's encoding/json, which matches keys without regard to case:
 //! `"Auths"`, `"Auth"`, `"Password"` or `"CredsStore"` mean to docker what their lower-case
-//! spellings mean. Every key here is read as docker reads it ([`crate::go_json`]): repeated
+//! spellings mean. Every key here is read as docker reads it (the `go_json` module): repeated
 //! `auths` or `credHelpers` objects merge into one map, the last matching key wins.
 
 use std::fs;

@@ -192,8 +192,9 @@ fn parse_credential(request: &[u8]) -> Result<Credential, HelperError> {
 }
 
 /// A `store` request, `{"ServerURL":…,"Username":…,"Secret":…}`, read as the Go helpers read
-/// it: keys match case-insensitively (see [`crate::go_json`]), the last matching key wins, a
-/// `null` or a missing field is empty, other keys are ignored.
+/// it: keys match as Go's encoding/json matches them (the `go_json` module), the last matching
+/// key wins, a `null` leaves the field as it was, a missing field is empty, other keys are
+/// ignored.
 #[derive(Debug, Default)]
 struct StoreRequest {
     server_url: String,
