@@ -17,5 +17,6 @@ mod migrate_pass;
 mod promote;
 mod registry_credentials;
 mod secret_service;
+mod shared_host;
 mod swarm_peers;
 mod token_registry;
