@@ -149,7 +149,8 @@ fn a_promote_killed_mid_append_leaves_every_complete_audit_record_readable() {
 
     // A writer that dies k bytes into its append, for random k: the file size limit makes the
     // kernel cut the append there and kill the writer (SIGXFSZ). A SIGKILL sent at a random
-    // instant almost never lands inside the one write() of a few hundred bytes.
+    // instant would almost never land inside the append: one write() of a few hundred bytes,
+    // microseconds of a run that takes a tenth of a second or more.
     let mut rng = XorShift(0x2545_F491_4F6C_DD1D ^ u64::from(std::process::id()));
     let (mut expected, mut torn_expected) = (vec!["first".to_owned()], 0);
     for round in 1..=12 {
