@@ -136,7 +136,7 @@ impl AgeFileStore {
     }
 
     /// Checks the directories that exist already (see [`crate::private_path`]).
-    pub fn check_directories(&self) -> Result<(), NotPrivate> {
+    fn check_directories(&self) -> Result<(), NotPrivate> {
         for dir in self.directories() {
             private_path::check_dir_if_present(dir)?;
         }
