@@ -227,3 +227,26 @@ fn backend_auto_is_decided_once_and_recorded() {
     let doctor = home.imgctl(&["creds", "doctor"], b"");
     assert!(stdout(&doctor).contains("age-file (chosen by auto when it was set: age-file)"), "{}", stdout(&doctor));
 }
+
+#[test]
+fn a_relative_imgctl_config_dir_is_refused_not_resolved_against_the_working_directory() {
+    let home = TestHome::new("relative-dirs");
+    let elsewhere = home.dir.join("some-project");
+    fs::create_dir(&elsewhere).unwrap();
+    let absolute = home.dir.join("absolute").display().to_string();
+    for (config, data, named) in
+        [("rel-config", absolute.as_str(), "IMGCTL_CONFIG_DIR"), (absolute.as_str(), "rel-data", "IMGCTL_DATA_DIR")]
+    {
+        let out = common::run_with_stdin(
+            home.command(common::HELPER)
+                .arg("store")
+                .env("IMGCTL_CONFIG_DIR", config)
+                .env("IMGCTL_DATA_DIR", data)
+                .current_dir(&elsewhere),
+            br#"{"ServerURL":"reg.example.com","Username":"u","Secret":"not-kept"}"#,
+        );
+        assert!(!out.status.success(), "{named} relative was accepted: {}", stdout(&out));
+        assert!(stdout(&out).contains(&format!("{named} is the relative path")), "{}", stdout(&out));
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{named}: a store was made in the working directory");
+    }
+}

@@ -19,5 +19,6 @@ mod promote;
 mod registry_credentials;
 mod sample_hooks;
 mod secret_service;
+mod shared_host;
 mod swarm_peers;
 mod token_registry;
