@@ -80,7 +80,7 @@ find_imgctl warn-stale   # sets imgctl_bin
 # --- no swarm tests running ---------------------------------------------------------------------
 # tests/it/deploy_swarm.rs and tests/it/swarm_peers.rs init and leave the same engine's swarm, and
 # any cargo test takes the CPU this measures with. Wait for them to end first.
-test_pattern='cargo test|/deploy_swarm-[0-9a-f]+( |$)|/swarm_peers-[0-9a-f]+( |$)'
+test_pattern='cargo test|/deps/it-[0-9a-f]+( |$)'
 waited=0
 while pgrep -f -- "$test_pattern" >/dev/null; do
   ((waited > 0)) || note "waiting for cargo test / swarm tests to end (up to ${WAIT_MAX_S} s)..."

@@ -14,10 +14,23 @@ pub struct Dirs {
     pub data: PathBuf,
 }
 
-/// Neither the override variables nor `HOME` are set.
+/// The environment does not say where imgctl's files are.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot tell where to keep imgctl's files: set HOME, or IMGCTL_CONFIG_DIR and IMGCTL_DATA_DIR")]
-pub struct NoHome;
+pub enum DirsError {
+    /// Neither the override variables nor `HOME` are set.
+    #[error("cannot tell where to keep imgctl's files: set HOME, or IMGCTL_CONFIG_DIR and IMGCTL_DATA_DIR")]
+    NoHome,
+    /// An override (or `HOME`) is a relative path. It would be resolved against the working
+    /// directory, which is wherever the user ran docker: each directory would get a store of its
+    /// own.
+    #[error("{variable} is the relative path {value:?}: set it to an absolute path")]
+    Relative {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: PathBuf,
+    },
+}
 
 /// `$NAME` when set and not empty, else `$HOME/fallback`: how docker (`DOCKER_CONFIG`) and pass
 /// (`PASSWORD_STORE_DIR`) find their directories.
@@ -30,25 +43,37 @@ pub fn env_or_home(name: &str, fallback: &str) -> Option<PathBuf> {
 
 impl Dirs {
     /// Resolves the directories from the process environment.
-    pub fn from_env() -> Result<Self, NoHome> {
+    pub fn from_env() -> Result<Self, DirsError> {
         Self::from_lookup(|name| std::env::var_os(name))
     }
 
-    /// Resolves the directories with `var` as the environment.
-    pub fn from_lookup(var: impl Fn(&str) -> Option<OsString>) -> Result<Self, NoHome> {
+    /// Resolves the directories with `var` as the environment. Relative XDG values are
+    /// ignored, as the XDG spec says; a relative override or `HOME` is an error, since the user
+    /// named that directory on purpose.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<OsString>) -> Result<Self, DirsError> {
         let set = |name: &str| var(name).filter(|value| !value.is_empty()).map(PathBuf::from);
-        let home = set("HOME");
-        let xdg = |xdg_var: &str, fallback: &str| {
-            set(xdg_var)
-                .filter(|dir| dir.is_absolute())
-                .or_else(|| home.as_ref().map(|home| home.join(fallback)))
-                .map(|base| base.join("imgctl"))
+        let absolute = |variable: &'static str| match set(variable) {
+            Some(value) if value.is_relative() => Err(DirsError::Relative { variable, value }),
+            value => Ok(value),
         };
-        let config = set("IMGCTL_CONFIG_DIR").or_else(|| xdg("XDG_CONFIG_HOME", ".config"));
-        let data = set("IMGCTL_DATA_DIR").or_else(|| xdg("XDG_DATA_HOME", ".local/share"));
+        // HOME only matters when an override does not say where a directory is.
+        let xdg = |xdg_var: &str, fallback: &str| -> Result<Option<PathBuf>, DirsError> {
+            if let Some(base) = set(xdg_var).filter(|dir| dir.is_absolute()) {
+                return Ok(Some(base.join("imgctl")));
+            }
+            Ok(absolute("HOME")?.map(|home| home.join(fallback).join("imgctl")))
+        };
+        let config = match absolute("IMGCTL_CONFIG_DIR")? {
+            Some(dir) => Some(dir),
+            None => xdg("XDG_CONFIG_HOME", ".config")?,
+        };
+        let data = match absolute("IMGCTL_DATA_DIR")? {
+            Some(dir) => Some(dir),
+            None => xdg("XDG_DATA_HOME", ".local/share")?,
+        };
         match (config, data) {
             (Some(config), Some(data)) => Ok(Self { config, data }),
-            _ => Err(NoHome),
+            _ => Err(DirsError::NoHome),
         }
     }
 }
@@ -85,6 +110,24 @@ mod tests {
 
     #[test]
     fn nothing_set_is_an_error() {
-        assert!(Dirs::from_lookup(env(&[])).is_err());
+        assert!(matches!(Dirs::from_lookup(env(&[])), Err(DirsError::NoHome)));
+    }
+
+    #[test]
+    fn relative_overrides_are_refused_not_resolved_against_the_working_directory() {
+        for (variable, pairs) in [
+            ("IMGCTL_CONFIG_DIR", &[("HOME", "/home/a"), ("IMGCTL_CONFIG_DIR", "conf")][..]),
+            ("IMGCTL_DATA_DIR", &[("IMGCTL_CONFIG_DIR", "/c"), ("IMGCTL_DATA_DIR", "./data")][..]),
+            ("HOME", &[("HOME", "home/a")][..]),
+        ] {
+            let lookup = |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v));
+            match Dirs::from_lookup(lookup) {
+                Err(DirsError::Relative { variable: got, .. }) => assert_eq!(got, variable),
+                other => panic!("{variable}: {other:?}"),
+            }
+        }
+        // A relative HOME that nothing needs is no error.
+        let dirs = Dirs::from_lookup(env(&[("HOME", "rel"), ("IMGCTL_CONFIG_DIR", "/c"), ("IMGCTL_DATA_DIR", "/d")]));
+        assert!(dirs.is_ok(), "{dirs:?}");
     }
 }

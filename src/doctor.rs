@@ -11,6 +11,7 @@ use crate::credential::age_file::{AgeFileStore, IdentityKind, mode_of};
 use crate::credential::backend::{AnyStore, Selection};
 use crate::credential::{Store, StoreError};
 use crate::docker_config::{DockerConfig, HELPER_NAME};
+use crate::private_path;
 
 /// The helper binary docker runs for `credsStore: imgctl`.
 pub const HELPER_BINARY: &str = "docker-credential-imgctl";
@@ -58,11 +59,14 @@ impl Report {
 /// store/get/erase round trip through that helper exactly as docker runs it.
 pub fn run(selection: &Selection, docker_dir: &Path, path_var: Option<&OsStr>) -> Report {
     let mut checks = vec![check_backend(selection)];
-    checks.push(match &selection.store {
-        AnyStore::AgeFile(store) => check_age_store(store),
+    match &selection.store {
+        AnyStore::AgeFile(store) => {
+            checks.push(check_directories(store));
+            checks.push(check_age_store(store));
+        }
         #[cfg(target_os = "linux")]
-        AnyStore::SecretService(store) => check_listable(store),
-    });
+        AnyStore::SecretService(store) => checks.push(check_listable(store)),
+    }
     checks.extend(check_docker_config(docker_dir));
     let helper = find_on_path(HELPER_BINARY, path_var);
     checks.push(match &helper {
@@ -112,9 +116,27 @@ fn check_listable(store: &dyn Store) -> Check {
     }
 }
 
+/// The store's directories by the rule the store itself applies ([`crate::private_path`]): the
+/// same refusal, said here with its reason and fix.
+fn check_directories(store: &AgeFileStore) -> Check {
+    let name = "directories";
+    let mut found = Vec::new();
+    for dir in store.directories() {
+        match private_path::check_dir_if_present(dir) {
+            Ok(true) => found.push(format!("{} is private", dir.display())),
+            Ok(false) => found.push(format!("{} is not created yet", dir.display())),
+            Err(e) => return Check { name, status: Status::Fail, detail: e.to_string() },
+        }
+    }
+    Check { name, status: Status::Ok, detail: found.join("; ") }
+}
+
 fn check_age_store(store: &AgeFileStore) -> Check {
     let identity = store.identity_path();
-    let kind = store.identity_kind();
+    let kind = match store.identity_kind() {
+        Ok(kind) => kind,
+        Err(e) => return Check { name: "store", status: Status::Fail, detail: format!("{}: {e}", store.describe()) },
+    };
     let base = format!("{}; identity {}", store.describe(), identity.display());
     let loose = |path: &Path| mode_of(path).is_some_and(|mode| mode & 0o077 != 0);
     if kind != IdentityKind::Missing && (loose(identity) || loose(store.store_path())) {

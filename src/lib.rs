@@ -9,6 +9,8 @@
 //!   docker credential helper protocol.
 //! - [`docker_config`] and [`docker_setup`]: docker's config.json and wiring docker to imgctl.
 //! - [`doctor`]: the health report of `imgctl creds doctor`.
+//! - [`private_path`]: the ownership and mode rule for imgctl's directories and secret files.
+//! - [`jsonl`]: the append-only JSON-lines logs (promotion audit, deploy history).
 //! - [`reference`] and [`digest`]: image references in the docker grammar, content digests.
 //! - [`registry`]: credentials, challenges and retries for talking to registries.
 
@@ -26,8 +28,10 @@ pub mod docker_config;
 pub mod docker_setup;
 pub mod doctor;
 mod go_json;
+pub mod jsonl;
 pub mod layout;
 pub mod manifest;
+pub mod private_path;
 pub mod promote;
 pub mod reference;
 pub mod referrers;

@@ -16,6 +16,7 @@ packages=(
   hyperfine                         # benchmarks
   nginx-light                       # the traffic switch deploys drive
   wrk                               # load through nginx in deploy benchmarks
+  curl                              # the sample notifier hook posts with it
   tar ca-certificates
 )
 

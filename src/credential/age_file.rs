@@ -6,6 +6,9 @@
 //! text encrypted with scrypt). The passphrase only ever unwraps the identity, so the per-call
 //! cost of `get` is one X25519 decryption, not an scrypt run.
 //!
+//! Both directories and both files must be private to the user (see [`crate::private_path`]):
+//! whoever else could write there could swap the identity for one of their own.
+//!
 //! Reads take no lock: a write replaces the file with one atomic rename, so a reader sees the old
 //! or the new store. Writes serialize on an exclusive lock of `credentials.lock`, re-read the
 //! store under the lock and replace it whole, so parallel `docker login`s lose nothing and a
@@ -26,6 +29,7 @@ use zeroize::Zeroizing;
 use super::{Credential, Listing, RegistryKey, Secret, Store, StoreError};
 use crate::atomic_file;
 use crate::dirs::Dirs;
+use crate::private_path::{self, NotPrivate};
 
 /// The store file format version written into every store.
 const FORMAT_VERSION: u32 = 1;
@@ -38,6 +42,8 @@ const IDENTITY_SCRYPT_MAX_LOG_N: u8 = 20;
 /// An age-encrypted credential file.
 #[derive(Debug)]
 pub struct AgeFileStore {
+    config_dir: PathBuf,
+    data_dir: PathBuf,
     identity_path: PathBuf,
     protected_identity_path: PathBuf,
     store_path: PathBuf,
@@ -88,6 +94,8 @@ impl AgeFileStore {
     /// The store in `dirs`; `passphrase` unlocks a passphrase-protected identity.
     pub fn new(dirs: &Dirs, passphrase: Option<Secret>) -> Self {
         Self {
+            config_dir: dirs.config.clone(),
+            data_dir: dirs.data.clone(),
             identity_path: dirs.config.join("identity.txt"),
             protected_identity_path: dirs.config.join("identity.age"),
             store_path: dirs.data.join("credentials.age"),
@@ -101,38 +109,55 @@ impl AgeFileStore {
         &self.store_path
     }
 
-    /// The identity file in use (or the one the first write will create).
+    /// The identity file in use (or the one the first write will create); for display, so
+    /// when the config directory cannot be read it names `identity.txt`.
     pub fn identity_path(&self) -> &Path {
         match self.identity_kind() {
-            IdentityKind::Passphrase => &self.protected_identity_path,
-            IdentityKind::Plain | IdentityKind::Missing => &self.identity_path,
+            Ok(IdentityKind::Passphrase) => &self.protected_identity_path,
+            _ => &self.identity_path,
         }
     }
 
-    /// How the identity is kept.
-    pub fn identity_kind(&self) -> IdentityKind {
-        if self.protected_identity_path.exists() {
+    /// How the identity is kept. A directory that cannot be read is an error, not a missing
+    /// identity.
+    pub fn identity_kind(&self) -> Result<IdentityKind, StoreError> {
+        Ok(if exists(&self.protected_identity_path)? {
             IdentityKind::Passphrase
-        } else if self.identity_path.exists() {
+        } else if exists(&self.identity_path)? {
             IdentityKind::Plain
         } else {
             IdentityKind::Missing
+        })
+    }
+
+    /// The config directory (the identity) and the data directory (the store and its lock).
+    pub fn directories(&self) -> [&Path; 2] {
+        [&self.config_dir, &self.data_dir]
+    }
+
+    /// Checks the directories that exist already (see [`crate::private_path`]).
+    fn check_directories(&self) -> Result<(), NotPrivate> {
+        for dir in self.directories() {
+            private_path::check_dir_if_present(dir)?;
         }
+        Ok(())
     }
 
     /// Creates the identity if there is none, protected by `passphrase` when given.
     pub fn init(&self, passphrase: Option<&Secret>) -> Result<InitOutcome, StoreError> {
         let _lock = self.lock()?;
-        if self.identity_kind() != IdentityKind::Missing {
+        if self.identity_kind()? != IdentityKind::Missing {
             return Ok(InitOutcome::Existed);
         }
         self.create_identity(passphrase)?;
         Ok(InitOutcome::Created)
     }
 
+    /// Creates and checks both directories, then takes the write lock.
     fn lock(&self) -> Result<File, StoreError> {
-        let dir = self.lock_path.parent().unwrap_or(Path::new("."));
-        atomic_file::create_dir(dir, 0o700).map_err(StoreError::io("creating", dir))?;
+        for dir in self.directories() {
+            private_path::ensure_dir(dir)?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -153,8 +178,6 @@ impl AgeFileStore {
             identity.to_public(),
             key.expose_secret()
         ));
-        let dir = self.identity_path.parent().unwrap_or(Path::new("."));
-        atomic_file::create_dir(dir, 0o700).map_err(StoreError::io("creating", dir))?;
         match passphrase {
             None => atomic_file::write(&self.identity_path, text.as_bytes(), 0o600)
                 .map_err(StoreError::io("writing", &self.identity_path))?,
@@ -242,6 +265,7 @@ impl AgeFileStore {
     }
 
     fn read_only(&self) -> Result<Option<Contents>, StoreError> {
+        self.check_directories()?;
         match self.load_identity()? {
             Some(identity) => self.read_contents(&identity).map(Some),
             None => self.no_store_without_identity().map(|()| None),
@@ -251,7 +275,7 @@ impl AgeFileStore {
     /// A store whose identity is gone must not look empty, nor get a new identity that would
     /// make the old one useless if it is restored.
     fn no_store_without_identity(&self) -> Result<(), StoreError> {
-        if self.store_path.exists() {
+        if exists(&self.store_path)? {
             return Err(StoreError::IdentityMissing {
                 store: self.store_path.clone(),
                 identity: self.identity_path.clone(),
@@ -287,8 +311,11 @@ impl Store for AgeFileStore {
 
     fn erase(&self, server_url: &str) -> Result<bool, StoreError> {
         let key = RegistryKey::parse(server_url)?;
-        // Erasing what is not there must not create a store (docker logout erases four spellings).
-        if self.identity_kind() == IdentityKind::Missing {
+        // Erasing what is not there must not create a store (docker logout erases four
+        // spellings). Anything else goes through the update, which refuses a store whose
+        // identity is gone.
+        self.check_directories()?;
+        if self.identity_kind()? == IdentityKind::Missing && !exists(&self.store_path)? {
             return Ok(false);
         }
         self.update(|contents| {
@@ -320,12 +347,24 @@ fn secret_string(secret: &Secret) -> SecretString {
     SecretString::from(secret.expose().to_owned())
 }
 
+/// Whether `path` is there; errors other than NotFound (a directory that cannot be searched)
+/// are errors, not absence.
+fn exists(path: &Path) -> Result<bool, StoreError> {
+    path.try_exists().map_err(StoreError::io("looking for", path))
+}
+
+/// The contents of `path`, `None` if it does not exist; a file open to others is refused before
+/// it is read (see [`crate::private_path`]).
 fn read_optional(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::io("reading", path)(e)),
-    }
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("reading", path)(e)),
+    };
+    private_path::check_file(&file, path)?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(StoreError::io("reading", path))?;
+    Ok(Some(bytes))
 }
 
 fn parse_identity(text: &[u8], path: &Path) -> Result<x25519::Identity, StoreError> {
@@ -367,7 +406,7 @@ mod tests {
         let store = AgeFileStore::new(&dirs.0, None);
         assert!(matches!(store.get("host:5000"), Err(StoreError::NotFound)));
         assert!(!store.erase("host:5000").unwrap());
-        assert_eq!(store.identity_kind(), IdentityKind::Missing, "erase creates nothing");
+        assert_eq!(store.identity_kind().unwrap(), IdentityKind::Missing, "erase creates nothing");
 
         store.store(&credential("https://host:5000", "alice", "s3cret")).unwrap();
         let got = store.get("host:5000/").unwrap();
@@ -403,7 +442,7 @@ mod tests {
         let store = AgeFileStore::new(&dirs.0, Some(pass.clone()));
         assert_eq!(store.init(Some(&pass)).unwrap(), InitOutcome::Created);
         assert_eq!(store.init(Some(&pass)).unwrap(), InitOutcome::Existed);
-        assert_eq!(store.identity_kind(), IdentityKind::Passphrase);
+        assert_eq!(store.identity_kind().unwrap(), IdentityKind::Passphrase);
         store.store(&credential("ghcr.io", "alice", "tok")).unwrap();
         assert_eq!(store.get("ghcr.io").unwrap().secret.expose(), "tok");
 
@@ -423,7 +462,7 @@ mod tests {
         assert!(matches!(store.get("ghcr.io"), Err(StoreError::IdentityMissing { .. })));
         assert!(matches!(store.list(), Err(StoreError::IdentityMissing { .. })));
         assert!(matches!(store.store(&credential("x.io", "a", "b")), Err(StoreError::IdentityMissing { .. })));
-        assert_eq!(store.identity_kind(), IdentityKind::Missing, "no new identity was made");
+        assert_eq!(store.identity_kind().unwrap(), IdentityKind::Missing, "no new identity was made");
     }
 
     #[test]

@@ -89,9 +89,9 @@ pub enum BackendError {
         /// What is wrong.
         reason: String,
     },
-    /// No HOME to find the directories from.
+    /// The environment does not say where imgctl's directories are.
     #[error(transparent)]
-    NoHome(#[from] crate::dirs::NoHome),
+    Dirs(#[from] crate::dirs::DirsError),
     /// The chosen store failed to open.
     #[error(transparent)]
     Store(#[from] StoreError),

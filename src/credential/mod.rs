@@ -138,6 +138,10 @@ pub enum StoreError {
     /// Encryption failed (an age error, not an I/O one).
     #[error("encrypting the store failed: {0}")]
     Encrypt(String),
+    /// A directory or file of the store can be changed by someone else than this user: it is
+    /// not used until that is put right.
+    #[error(transparent)]
+    NotPrivate(#[from] crate::private_path::NotPrivate),
     /// A file could not be read or written.
     #[error("{action} {path}: {source}")]
     Io {

@@ -1,13 +1,11 @@
 //! The per-service history: one JSON line per deploy, rollback or abort, appended and synced.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::color::Color;
+use crate::jsonl::{self, JsonlError};
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,37 +68,22 @@ pub fn path(dir: &Path, service: &str) -> PathBuf {
     dir.join(format!("{service}.jsonl"))
 }
 
-/// Appends `record` (one write of one line, synced before returning). A torn last line left
-/// by a killed writer is ended first, so it cannot swallow this record.
-pub fn append(dir: &Path, record: &Record) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    crate::atomic_file::create_dir(dir, 0o700)?;
-    let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    let mut file =
-        OpenOptions::new().create(true).read(true).append(true).mode(0o600).open(path(dir, &record.service))?;
-    let len = file.metadata()?.len();
-    let mut last = [0u8];
-    if len > 0 && file.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
-        line.insert(0, b'\n');
-    }
-    file.write_all(&line)?;
-    file.sync_data()
+/// Appends `record` to the history of its service under `dir` (one line, synced before
+/// returning; a torn last line left by a killed writer cannot swallow it: see [`crate::jsonl`]).
+pub fn append(dir: &Path, record: &Record) -> Result<(), JsonlError> {
+    jsonl::append(&path(dir, &record.service), record)
 }
 
-/// Every record of `service`, oldest first; lines that do not parse (a torn last line after a
+/// Every record of `service`, oldest first; lines that do not parse (a torn line after a
 /// crash) are skipped.
-pub fn read(dir: &Path, service: &str) -> std::io::Result<Vec<Record>> {
-    match std::fs::read_to_string(path(dir, service)) {
-        Ok(text) => Ok(text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+pub fn read(dir: &Path, service: &str) -> Result<Vec<Record>, JsonlError> {
+    jsonl::read(&path(dir, service))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn appends_and_reads_back_skipping_a_torn_line() {

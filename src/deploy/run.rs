@@ -147,7 +147,7 @@ pub enum DeployError {
         /// The directory.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: crate::jsonl::JsonlError,
     },
 }
 

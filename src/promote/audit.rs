@@ -1,14 +1,13 @@
 //! The audit log: one JSON line per promoted edge, appended and synced before the promotion is
 //! reported done.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use super::PromotionResult;
+use crate::jsonl::{self, JsonlError};
 
 /// One audit record.
 #[derive(Debug, Serialize)]
@@ -37,11 +36,9 @@ pub fn actor() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Appends the record of `result` to `path` (created 0600, parents 0700) and syncs it.
-pub fn append(path: &Path, result: &PromotionResult, actor: &str, now: SystemTime) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::atomic_file::create_dir(dir, 0o700)?;
-    }
+/// Appends the record of `result` to the log at `path` (created 0600, parents 0700, its
+/// directory private to this user) and syncs it; see [`crate::jsonl`].
+pub fn append(path: &Path, result: &PromotionResult, actor: &str, now: SystemTime) -> Result<(), JsonlError> {
     let record = AuditRecord {
         time: rfc3339(now),
         actor: actor.to_owned(),
@@ -51,13 +48,7 @@ pub fn append(path: &Path, result: &PromotionResult, actor: &str, now: SystemTim
         tags: result.tags.iter().map(|t| t.tag.as_str()).collect(),
         media_type: &result.media_type,
     };
-    let mut line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-    // One write of one line: concurrent appenders never interleave within a record.
-    file.write_all(&line)?;
-    file.sync_data()
+    jsonl::append(path, &record)
 }
 
 /// `2026-11-22T05:22:54Z`

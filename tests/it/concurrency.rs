@@ -1,4 +1,5 @@
-//! Parallel writers lose nothing; a writer killed at any instant leaves the old or the new store.
+//! Parallel writers lose nothing; a writer killed at any instant leaves the old or the new store;
+//! a promote killed in the middle of its audit append leaves every complete record readable.
 
 #![allow(clippy::print_stderr)] // the test reports how the kills landed
 
@@ -8,7 +9,9 @@ use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::Instant;
 
-use common::{HELPER, TestHome, stdout};
+use common::oci::Layout;
+use common::registry::Registry;
+use common::{HELPER, IMGCTL, TestHome, assert_success, stderr, stdout};
 
 fn spawn_store(home: &TestHome, server: &str, secret: &str) -> Child {
     use std::io::Write;
@@ -109,4 +112,75 @@ fn kill_9_at_any_instant_leaves_old_or_new() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The `tags` of every line of the audit log that parses, and how many lines do not.
+fn audit_lines(path: &std::path::Path) -> (Vec<String>, usize) {
+    let text = std::fs::read(path).unwrap();
+    let (mut tags, mut torn) = (Vec::new(), 0);
+    for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(record) => tags.push(record["tags"][0].as_str().unwrap().to_owned()),
+            Err(_) => torn += 1,
+        }
+    }
+    (tags, torn)
+}
+
+#[test]
+fn a_promote_killed_mid_append_leaves_every_complete_audit_record_readable() {
+    let mut home = TestHome::new("audit-kill");
+    let password = home.secret("audit-pw");
+    let registry = Registry::start_htpasswd("ci", &password);
+    home.store(&registry.addr, "ci", &password);
+    std::fs::write(home.docker_config_dir().join("config.json"), r#"{"credsStore":"imgctl"}"#).unwrap();
+    let layout = Layout::two_platform(&home.dir, "1", 1, 1024);
+    let source = format!("{}/staging/app:1", registry.addr);
+    let pushed = home.imgctl(&["push", &layout.dir.display().to_string(), &source], b"");
+    assert_success(&pushed, "imgctl push");
+    let audit = home.dir.join("audit.jsonl");
+    let audit_arg = audit.display().to_string();
+    let destination = format!("{}/prod/app", registry.addr);
+    let promote = |tag: &str| {
+        home.command(IMGCTL).args(["promote", &source, &destination, "--tag", tag, "--audit-log", &audit_arg]).output()
+    };
+    assert_success(&promote("first").unwrap(), "the first promote");
+    let record_len = std::fs::metadata(&audit).unwrap().len();
+
+    // A writer that dies k bytes into its append, for random k: the file size limit makes the
+    // kernel cut the append there and kill the writer (SIGXFSZ). A SIGKILL sent at a random
+    // instant would almost never land inside the append: one write() of a few hundred bytes,
+    // microseconds of a run that takes a tenth of a second or more.
+    let mut rng = XorShift(0x2545_F491_4F6C_DD1D ^ u64::from(std::process::id()));
+    let (mut expected, mut torn_expected) = (vec!["first".to_owned()], 0);
+    for round in 1..=12 {
+        let before = std::fs::metadata(&audit).unwrap().len();
+        let cut = rng.next() % record_len;
+        let limit = format!("--fsize={}", before + cut);
+        let tag = format!("killed-{round}");
+        let killed = home
+            .command("prlimit")
+            .args(["--core=0", &limit, "--", IMGCTL, "promote", &source, &destination, "--tag", &tag])
+            .args(["--audit-log", &audit_arg])
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(killed.status.signal(), Some(25), "round {round}: not killed mid-append: {}", stderr(&killed));
+        assert_eq!(
+            std::fs::metadata(&audit).unwrap().len(),
+            before + cut,
+            "round {round}: the append was cut at {cut}"
+        );
+        torn_expected += usize::from(cut > 0);
+
+        let tag = format!("after-{round}");
+        assert_success(&promote(&tag).unwrap(), &format!("round {round}: the promote after the kill"));
+        expected.push(tag);
+        let (tags, torn) = audit_lines(&audit);
+        assert_eq!(
+            tags, expected,
+            "round {round} (cut at {cut} of {record_len} bytes): a complete record is unreadable"
+        );
+        assert_eq!(torn, torn_expected, "round {round}: torn lines stay apart");
+    }
 }

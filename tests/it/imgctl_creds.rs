@@ -312,3 +312,26 @@ fn configure_docker_names_the_logins_a_foreign_creds_store_keeps_and_restore_put
     assert_success(&out, "configure-docker");
     assert_eq!(stderr(&out), "");
 }
+
+#[test]
+fn a_relative_imgctl_config_dir_is_refused_not_resolved_against_the_working_directory() {
+    let home = TestHome::new("relative-dirs");
+    let elsewhere = home.dir.join("some-project");
+    fs::create_dir(&elsewhere).unwrap();
+    let absolute = home.dir.join("absolute").display().to_string();
+    for (config, data, named) in
+        [("rel-config", absolute.as_str(), "IMGCTL_CONFIG_DIR"), (absolute.as_str(), "rel-data", "IMGCTL_DATA_DIR")]
+    {
+        let out = common::run_with_stdin(
+            home.command(common::HELPER)
+                .arg("store")
+                .env("IMGCTL_CONFIG_DIR", config)
+                .env("IMGCTL_DATA_DIR", data)
+                .current_dir(&elsewhere),
+            br#"{"ServerURL":"reg.example.com","Username":"u","Secret":"not-kept"}"#,
+        );
+        assert!(!out.status.success(), "{named} relative was accepted: {}", stdout(&out));
+        assert!(stdout(&out).contains(&format!("{named} is the relative path")), "{}", stdout(&out));
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "{named}: a store was made in the working directory");
+    }
+}

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so the harness in `common/` compiles once. Each module
 //! runs the real binaries against real peers that its tests start and stop themselves.
 
+mod ci_examples;
 mod common;
 mod concurrency;
 mod deploy;
@@ -16,6 +17,8 @@ mod installer;
 mod migrate_pass;
 mod promote;
 mod registry_credentials;
+mod sample_hooks;
 mod secret_service;
+mod shared_host;
 mod swarm_peers;
 mod token_registry;
