@@ -52,7 +52,12 @@ fn a_helper_waiting_on_stdin_is_closed_to_other_processes_of_its_user() {
     plain.0.stdout.as_mut().unwrap().read_exact(&mut echo).unwrap();
     assert_eq!(&echo, b"ready\n", "cat runs as nobody");
     let seen = environ_as_seen_by_nobody(&home, plain.0.id());
-    assert!(seen.status.success() && common::contains(&seen.stdout, passphrase.as_bytes()), "{seen:?}");
+    assert!(
+        seen.status.success() && common::contains(&seen.stdout, passphrase.as_bytes()),
+        "nobody could not read the environment of its own cat: {} {}",
+        seen.status,
+        common::stderr(&seen)
+    );
 
     let mut helper = Running(
         as_nobody(&home)
