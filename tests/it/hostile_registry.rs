@@ -122,10 +122,13 @@ fn an_oversized_manifest_is_refused() {
     assert!(stderr(&out).contains("is larger than 4194304 bytes"), "{}", stderr(&out));
 }
 
-/// A promotion within the hostile registry, from `plain` to `repository`.
-fn promote_within(s: &Setup, repository: &str) -> Output {
+/// A promotion within the hostile registry, from `plain` to `repository`; None when it is still
+/// running after two minutes (it is killed then).
+fn promote_within(s: &Setup, repository: &str) -> Option<Output> {
     let destination = format!("{}/{repository}:1", s.hostile.addr);
-    s.home.imgctl(&["promote", &s.source("plain"), &destination, "--audit-log", "audit.jsonl"], b"")
+    let mut command = s.home.command(IMGCTL);
+    command.args(["promote", &s.source("plain"), &destination, "--audit-log", "audit.jsonl"]);
+    run_within(&mut command, Duration::from_secs(120))
 }
 
 #[test]
@@ -176,39 +179,56 @@ fn rand_index(n: usize) -> usize {
 }
 
 #[test]
-fn an_upload_location_that_merely_starts_like_the_registry_gets_no_credentials() {
-    let (s, lookalike, second) = lookalike_setup("hostile-lookalike");
-
+fn an_upload_location_on_a_port_that_starts_like_the_registrys_gets_no_credentials() {
     // http://127.0.0.1:P<d>/…: another port, so another origin, whatever the text says.
+    let (s, lookalike, _) = lookalike_setup("hostile-lookalike-port");
     let out = promote_within(&s, "upload-prefix");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(s.leaked_to().is_empty(), "Authorization went to {lookalike}: {:?}", s.leaked_to());
-    assert!(stderr(&out).contains(&format!("{lookalike} answered 401")), "{}", stderr(&out));
-
-    // http://127.0.0.1:P@127.0.0.2:Q/…: user info that spells the registry, before another host.
-    let out = promote_within(&s, "upload-userinfo");
+    let out = out.expect("the promotion ends");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(s.leaked_to().is_empty(), "Authorization went to {second}: {:?}", s.leaked_to());
-    assert!(stderr(&out).contains("as its upload location; refusing it: it carries user info"), "{}", stderr(&out));
-    assert!(!stderr(&out).contains(&format!("127.0.0.1:{}@", s.hostile.addr.rsplit(':').next().unwrap())));
+    assert!(stderr(&out).contains(&format!("{lookalike} answered 401")), "{}", stderr(&out));
 }
 
 #[test]
-fn a_token_realm_with_user_info_or_in_plain_http_elsewhere_gets_no_credentials() {
-    let s = setup("hostile-realm");
-    let out = s.home.imgctl(&["resolve", &s.source("realm-userinfo")], b"");
+fn an_upload_location_with_user_info_spelling_the_registry_is_refused() {
+    // http://127.0.0.1:P@127.0.0.2:Q/…: the registry's name as user info, then another host.
+    let (s, _, second) = lookalike_setup("hostile-lookalike-userinfo");
+    let out = promote_within(&s, "upload-userinfo");
+    assert!(s.leaked_to().is_empty(), "Authorization went to {second}: {:?}", s.leaked_to());
+    assert_eq!(s.hostile.seen.redirected.load(Ordering::SeqCst), 0, "nothing was sent to {second}");
+    let out = out.expect("the promotion ends");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("as its upload location; refusing it: it carries user info"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("http://{second}/upload/userinfo")), "{}", stderr(&out));
+}
+
+#[test]
+fn a_token_realm_with_user_info_gets_no_credentials() {
+    let s = setup("hostile-realm-userinfo");
+    let out = s.home.imgctl(&["resolve", &s.source("realm-userinfo")], b"");
     assert!(s.leaked_to().is_empty(), "the credential went to the realm: {:?}", s.leaked_to());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("as its token realm; refusing it: it carries user info"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("hunter2"), "the realm's password is not repeated: {}", stderr(&out));
+}
 
-    // A realm on another host is fine over HTTPS, but this one is plain HTTP across the network.
+#[test]
+fn a_plain_http_token_realm_on_another_host_gets_no_credentials() {
+    // A realm on another host is fine over HTTPS; this one is plain HTTP across the network.
+    let s = setup("hostile-realm-plain");
     let wiretap = Wiretap::start();
     let out = s.imgctl_with(&["resolve", &s.source("realm-plain")], &wiretap.env());
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let heard = wiretap.heard.lock().unwrap();
     assert!(heard.credentials.is_empty(), "credentials crossed the network in clear: {:?}", heard.credentials);
-    assert!(stderr(&out).contains("refusing it: it is plain HTTP to a host"), "{}", stderr(&out));
+    assert!(heard.plain.is_empty() && heard.tunnels.is_empty(), "the realm was not contacted: {:?}", heard.plain);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "named http://auth.hostile.test/token as its token realm; refusing it: it is plain HTTP to a host"
+        ),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -222,10 +242,11 @@ fn a_registry_named_127_dot_something_is_not_loopback() {
     let mut command = home.command(IMGCTL);
     command.args(["resolve", &format!("{registry}/app:1")]).envs(wiretap.env());
     let out = run_with_stdin(&mut command, b"");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let heard = wiretap.heard.lock().unwrap();
+    assert!(heard.credentials.is_empty(), "credentials in clear to {registry}: {:?}", heard.credentials);
     assert!(heard.plain.is_empty(), "plain HTTP to a name that is not loopback: {:?}", heard.plain);
     assert!(heard.tunnels.iter().any(|t| t == registry), "HTTPS was tried: {:?}", heard.tunnels);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
 
 #[test]
@@ -250,15 +271,20 @@ fn endless_bodies_are_read_no_further_than_their_caps() {
             "the registry sent more than the 100000 bytes its descriptor says",
         ),
     ];
+    let mut failures = Vec::new();
     for (what, args, said) in cases {
         let before = s.hostile.seen.body_bytes_taken.load(Ordering::SeqCst);
         let out = s.home.imgctl(&args, b"");
         let taken = s.hostile.seen.body_bytes_taken.load(Ordering::SeqCst) - before;
-        assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr(&out));
-        assert!(stderr(&out).contains(said), "{what}: {}", stderr(&out));
         // What the client read, plus what the sockets buffer: far below the body's length.
-        assert!(taken < ENDLESS / 8, "{what}: {taken} of {ENDLESS} bytes taken");
+        if taken >= ENDLESS / 8 {
+            failures.push(format!("{what}: {taken} of {ENDLESS} bytes taken"));
+        }
+        if out.status.code() != Some(1) || !stderr(&out).contains(said) {
+            failures.push(format!("{what}: {:?}, {}", out.status.code(), stderr(&out)));
+        }
     }
+    assert!(failures.is_empty(), "{failures:#?}");
     let partial = walk_sizes(&s.home.dir.join("layout"));
     assert!(partial.iter().all(|(_, size)| *size <= 100_000), "nothing on disk past a descriptor's size: {partial:?}");
 }
@@ -304,24 +330,25 @@ fn a_registry_that_trickles_bytes_is_given_up_on() {
 }
 
 #[test]
-fn a_huge_or_tiny_token_lifetime_neither_panics_nor_costs_a_token_per_request() {
-    let s = setup("hostile-token-lifetime");
+fn a_token_that_never_expires_does_not_overflow_the_clock() {
     // expires_in: u64::MAX.
-    let out = s.promote("token-forever");
-    assert_success(&out, "promote with a token that never expires");
+    let s = setup("hostile-token-forever");
+    assert_success(&s.promote("token-forever"), "promote with a token that never expires");
+}
 
+#[test]
+fn a_token_of_one_second_is_not_fetched_per_request() {
     // expires_in: 1, taken as the token spec's floor of 60 s: one token for the whole copy.
-    let before = s.hostile.seen.token_requests.load(Ordering::SeqCst);
-    let out = s.promote("token-instant");
-    assert_success(&out, "promote with a token of one second");
-    let tokens = s.hostile.seen.token_requests.load(Ordering::SeqCst) - before;
+    let s = setup("hostile-token-instant");
+    assert_success(&s.promote("token-instant"), "promote with a token of one second");
+    let tokens = s.hostile.seen.token_requests.load(Ordering::SeqCst);
     assert_eq!(tokens, 1, "token requests for one manifest and two blobs");
 }
 
 #[test]
 fn a_registry_answering_503_gets_one_retry_budget_per_blob() {
     let s = setup("hostile-503");
-    let out = promote_within(&s, "post-503");
+    let out = promote_within(&s, "post-503").expect("the promotion ends");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains(": 503"), "{}", stderr(&out));
     // Six attempts per blob (the default policy), two blobs; the copy stops at the first failure.

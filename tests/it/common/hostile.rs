@@ -157,6 +157,8 @@ fn accept_loop(listener: TcpListener, server: Arc<Server>, handle: fn(&mut TcpSt
                 break;
             }
             let Ok(mut stream) = stream else { continue };
+            // A client that announces a body it never sends does not hold a thread forever.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
             let server = server.clone();
             thread::spawn(move || {
                 if let Some(request) = read_request(&mut stream) {

@@ -44,6 +44,7 @@ impl Wiretap {
                         break;
                     }
                     let Ok(mut stream) = stream else { continue };
+                    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
                     let heard = heard.clone();
                     thread::spawn(move || listen(&mut stream, &heard));
                 }
