@@ -9,7 +9,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Response, StatusCode, Url};
 
 use super::challenge::Scope;
-use super::client::{BlobCopy, ByteStream, Call, DownloadError, OnBytes, RegistryClient};
+use super::client::{BlobCopy, ByteStream, Call, DownloadError, OnBytes, Outgoing, RegistryClient};
 use super::error::RegistryError;
 use super::origin::redacted;
 use super::retry::RetryBudget;
@@ -44,7 +44,14 @@ impl RegistryClient {
     ) -> Result<bool, RegistryError> {
         let url = self.repo_url(repository, &format!("blobs/{digest}"))?;
         let scopes = [Scope::pull(repository.repository())];
-        let call = Call { reference: repository, scopes: &scopes, method: "HEAD", url: &url, budget, streamed: None };
+        let call = Call {
+            reference: repository,
+            scopes: &scopes,
+            method: "HEAD",
+            url: &url,
+            budget,
+            sends: Outgoing::Nothing,
+        };
         let response = self.send(call, |http| http.head(&url)).await?;
         match response.status() {
             s if s.is_success() => Ok(true),
@@ -95,8 +102,14 @@ impl RegistryClient {
             scopes.push(Scope::pull(source.repository()));
             start = format!("{start}?mount={}&from={}", blob.digest, source.repository());
         }
-        let call =
-            Call { reference: destination, scopes: &scopes, method: "POST", url: &start, budget, streamed: None };
+        let call = Call {
+            reference: destination,
+            scopes: &scopes,
+            method: "POST",
+            url: &start,
+            budget,
+            sends: Outgoing::Nothing,
+        };
         let response = self.send(call, |http| http.post(&start).header(CONTENT_LENGTH, "0")).await?;
         let location = match response.status() {
             StatusCode::CREATED if same_registry => return Ok(BlobCopy::Mounted),
@@ -121,7 +134,8 @@ impl RegistryClient {
         let url = self.repo_url(source, &format!("blobs/{}", blob.digest))?;
         let what = format!("blob {} of {}", blob.digest, source.name());
         let pull = [Scope::pull(source.repository())];
-        let call = Call { reference: source, scopes: &pull, method: "GET", url: &url, budget, streamed: None };
+        let call =
+            Call { reference: source, scopes: &pull, method: "GET", url: &url, budget, sends: Outgoing::Nothing };
         let response = self.send(call, |http| http.get(&url)).await?;
         self.expect_success(source, "GET", &url, response, &what).await
     }
@@ -154,7 +168,8 @@ impl RegistryClient {
         location.query_pairs_mut().append_pair("digest", blob.digest.as_str());
         let put = location.to_string();
         let body = Mutex::new(Some(reqwest::Body::wrap_stream(verified)));
-        let call = Call { reference: destination, scopes, method: "PUT", url: &put, budget, streamed: Some(&meter) };
+        let call =
+            Call { reference: destination, scopes, method: "PUT", url: &put, budget, sends: Outgoing::Once(&meter) };
         let response = self
             .send(call, |http| {
                 let request =
@@ -194,7 +209,7 @@ impl RegistryClient {
             method: "POST",
             url: &start,
             budget: &budget,
-            streamed: None,
+            sends: Outgoing::Nothing,
         };
         let response = self.send(call, |http| http.post(&start).header(CONTENT_LENGTH, "0")).await?;
         if response.status() != StatusCode::ACCEPTED {

@@ -2,6 +2,7 @@
 //! every read runs under the watchdog, so a registry that answers without end (an error page of
 //! hundreds of MiB, an endless token response) or drop by drop costs neither memory nor time.
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::Response;
 
@@ -64,4 +65,15 @@ pub async fn error_message(response: Response, watchdog: &Throughput) -> Option<
     let body = read_capped(response, MAX_SMALL_BODY, watchdog).await.ok()?;
     let errors: Errors = serde_json::from_slice(&body).ok()?;
     errors.errors.into_iter().next().map(|e| format!("{} {}", e.code, e.message).trim().to_owned())
+}
+
+/// `bytes` as a request body that `meter` counts as the HTTP client takes it, in 64 KiB pieces,
+/// so the watchdog sees an upload progress.
+pub fn counted(bytes: Bytes, meter: Meter) -> reqwest::Body {
+    const PIECE: usize = 64 * 1024;
+    let pieces = (0..bytes.len()).step_by(PIECE).map(move |at| bytes.slice(at..(at + PIECE).min(bytes.len())));
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces).map(move |piece| {
+        meter.add(piece.len() as u64);
+        Ok::<_, std::convert::Infallible>(piece)
+    }))
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use tokio::sync::Mutex;
 
@@ -111,10 +111,20 @@ pub(super) struct Call<'a> {
     pub method: &'static str,
     pub url: &'a str,
     pub budget: &'a RetryBudget,
-    /// Counts a streamed request body as it goes out. Such a body streams once, so the request
-    /// is not retried here: a transient failure goes back to the caller, which restarts the
-    /// whole transfer on the same budget.
-    pub streamed: Option<&'a Meter>,
+    pub sends: Outgoing<'a>,
+}
+
+/// What a request sends, as retries and the watchdog see it.
+#[derive(Clone, Copy)]
+pub(super) enum Outgoing<'a> {
+    /// No body.
+    Nothing,
+    /// A body built anew for each attempt, counted by the meter as it goes out.
+    Replayable(&'a Meter),
+    /// A body that streams once (a blob from its source), counted by the meter. The request is
+    /// not retried here: a transient failure goes back to the caller, which restarts the whole
+    /// transfer on the same budget.
+    Once(&'a Meter),
 }
 
 /// A registry client shared by every copy of a run.
@@ -179,21 +189,25 @@ impl RegistryClient {
         call: Call<'_>,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let Call { reference, scopes, method, url, budget, streamed } = call;
+        let Call { reference, scopes, method, url, budget, sends } = call;
         let registry = reference.api_host();
         let origin = self.registry_url(registry)?;
         let target = Url::parse(url)
             .map_err(|_| RegistryError::Protocol { url: url.to_owned(), message: "not a URL".into() })?;
         let credentialed = same_origin(&origin, &target);
         let authorizer = self.authorizer(registry).await?;
-        let retry = |asked| if streamed.is_some() { None } else { budget.next_wait(asked) };
+        let (meter, replayable) = match sends {
+            Outgoing::Nothing => (Meter::default(), true),
+            Outgoing::Replayable(meter) => (meter.clone(), true),
+            Outgoing::Once(meter) => (meter.clone(), false),
+        };
+        let retry = |asked| if replayable { budget.next_wait(asked) } else { None };
         let mut reauthorized = false;
         loop {
             let mut request = build(&self.http);
             if credentialed && let Some(header) = authorizer.header(&self.http, scopes).await? {
                 request = request.header(AUTHORIZATION, header.expose());
             }
-            let meter = streamed.cloned().unwrap_or_default();
             let wait = match self.options.min_throughput.watch(&meter, request.send()).await {
                 Ok(Ok(response)) if response.status() == StatusCode::UNAUTHORIZED => {
                     if !same_origin(&origin, response.url()) {
@@ -259,7 +273,8 @@ impl RegistryClient {
         let accept = manifest::ACCEPTED.join(", ");
         let scopes = [Scope::pull(reference.repository())];
         let budget = self.budget();
-        let call = Call { reference, scopes: &scopes, method: "GET", url: &url, budget: &budget, streamed: None };
+        let call =
+            Call { reference, scopes: &scopes, method: "GET", url: &url, budget: &budget, sends: Outgoing::Nothing };
         let response = self.send(call, |http| http.get(&url).header(ACCEPT, &accept)).await?;
         let what = format!("manifest {reference}");
         let response = self.expect_success(reference, "GET", &url, response, &what).await?;
@@ -297,7 +312,8 @@ impl RegistryClient {
         let accept = manifest::ACCEPTED.join(", ");
         let scopes = [Scope::pull(reference.repository())];
         let budget = self.budget();
-        let call = Call { reference, scopes: &scopes, method: "HEAD", url: &url, budget: &budget, streamed: None };
+        let call =
+            Call { reference, scopes: &scopes, method: "HEAD", url: &url, budget: &budget, sends: Outgoing::Nothing };
         let response = self.send(call, |http| http.head(&url).header(ACCEPT, &accept)).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -319,12 +335,18 @@ impl RegistryClient {
     ) -> Result<(), RegistryError> {
         let url = self.repo_url(repository, &format!("manifests/{target}"))?;
         let scopes = [Scope::push(repository.repository())];
-        let body = Bytes::from(manifest.bytes.clone());
+        let bytes = Bytes::from(manifest.bytes.clone());
         let budget = self.budget();
-        let call =
-            Call { reference: repository, scopes: &scopes, method: "PUT", url: &url, budget: &budget, streamed: None };
+        let meter = Meter::default();
+        let sends = Outgoing::Replayable(&meter);
+        let call = Call { reference: repository, scopes: &scopes, method: "PUT", url: &url, budget: &budget, sends };
         let response = self
-            .send(call, |http| http.put(&url).header(CONTENT_TYPE, &manifest.media_type).body(body.clone()))
+            .send(call, |http| {
+                http.put(&url)
+                    .header(CONTENT_TYPE, &manifest.media_type)
+                    .header(CONTENT_LENGTH, bytes.len())
+                    .body(body::counted(bytes.clone(), meter.clone()))
+            })
             .await?;
         let response = self.expect_success(repository, "PUT", &url, response, "manifest").await?;
         if let Some(stored) = header_digest(&response)
@@ -349,8 +371,14 @@ impl RegistryClient {
         let url = self.repo_url(repository, &format!("referrers/{digest}"))?;
         let scopes = [Scope::pull(repository.repository())];
         let budget = self.budget();
-        let call =
-            Call { reference: repository, scopes: &scopes, method: "GET", url: &url, budget: &budget, streamed: None };
+        let call = Call {
+            reference: repository,
+            scopes: &scopes,
+            method: "GET",
+            url: &url,
+            budget: &budget,
+            sends: Outgoing::Nothing,
+        };
         let response = self.send(call, |http| http.get(&url).header(ACCEPT, manifest::OCI_INDEX)).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
