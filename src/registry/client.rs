@@ -1,5 +1,5 @@
 //! An OCI distribution client: manifests by raw bytes, blobs streamed from one registry to
-//! another with their digest verified on the way ([`super::blobs`]), cross-repository mounts,
+//! another with their digest verified on the way (in `blobs.rs`), cross-repository mounts,
 //! retries.
 //!
 //! Written on reqwest rather than oci-client: imgctl needs what oci-client 0.18 does not give —
@@ -65,7 +65,8 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// How long connecting may take.
     pub connect_timeout: Duration,
-    /// The least every request must move, from sending it to the end of its answer's body.
+    /// The least every request must move, from sending it to the end of its answer's body
+    /// (the `imgctl` commands read it from `IMGCTL_MIN_THROUGHPUT`, see [`Throughput::from_env`]).
     pub min_throughput: Throughput,
 }
 
