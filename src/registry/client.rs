@@ -45,7 +45,7 @@ pub enum DownloadError {
     /// The registry side.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// Reading the body or writing the sink.
+    /// Writing the sink (reading the body is the registry side).
     #[error("writing the blob: {0}")]
     Write(#[source] std::io::Error),
 }
