@@ -8,20 +8,29 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tokio::sync::Mutex;
 
+use super::body::{self, BodyError, MAX_SMALL_BODY};
 use super::challenge::{Challenge, Scope, token_query};
 use super::credentials::RegistryCredential;
 use super::error::RegistryError;
+use super::origin::{PlainHttp, redacted};
+use super::watchdog::{Meter, Throughput};
 use crate::credential::Secret;
 
 /// Tokens are dropped this long before they expire, so none expires in flight.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
-/// The lifetime of a token whose response names none (the token spec's default).
-const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// The lifetime of a token whose response names none, and the shortest one believed: the token
+/// spec's default, and its floor ("a token should never be returned with less than 60 seconds
+/// to live"); a shorter one would cost a token request per registry request.
+const MIN_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest lifetime believed: a day (a larger `expires_in` would overflow the clock).
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What one registry asks for and what imgctl has for it.
 pub struct Authorizer {
     registry: String,
     credential: RegistryCredential,
+    plain_http: PlainHttp,
+    watchdog: Throughput,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<Vec<Scope>, (Secret, Instant)>>,
 }
@@ -37,21 +46,34 @@ struct TokenResponse {
 }
 
 impl Authorizer {
-    /// An authorizer for `registry` presenting `credential`.
-    pub fn new(registry: &str, credential: RegistryCredential) -> Self {
+    /// An authorizer for `registry` presenting `credential`; token realms must pass
+    /// `plain_http`, token requests move at least `watchdog`.
+    pub fn new(registry: &str, credential: RegistryCredential, plain_http: PlainHttp, watchdog: Throughput) -> Self {
         Self {
             registry: registry.to_owned(),
             credential,
+            plain_http,
+            watchdog,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records the challenge of a 401 and forgets the cached tokens (one was refused, and any
-    /// covering token may be the one).
+    /// Records the challenge of a 401 from the registry's origin and forgets the cached tokens
+    /// (one was refused, and any covering token may be the one). A Bearer realm may be on
+    /// another host (Docker Hub's is), but it gets the credential, so it must not be weaker
+    /// than HTTPS unless plain HTTP is allowed for its host, nor carry user info.
     pub async fn challenged(&self, header: &str) -> Result<(), RegistryError> {
         let challenge = Challenge::parse(header)
             .map_err(|source| RegistryError::Challenge { registry: self.registry.clone(), source })?;
+        if let Challenge::Bearer { realm, .. } = &challenge {
+            self.plain_http.check_realm(realm).map_err(|reason| RegistryError::UnsafeUrl {
+                registry: self.registry.clone(),
+                what: "token realm",
+                url: redacted(realm),
+                reason,
+            })?;
+        }
         *self.challenge.lock().await = Some(challenge);
         self.tokens.lock().await.clear();
         Ok(())
@@ -125,22 +147,37 @@ impl Authorizer {
                 }
             }
         };
-        let response = request.send().await.map_err(|e| failed(e.without_url().to_string()))?;
+        let response = match self.watchdog.watch(&Meter::default(), request.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(failed(e.without_url().to_string())),
+            Err(stalled) => return Err(failed(stalled.to_string())),
+        };
         let status = response.status();
         if !status.is_success() {
             let hint = if status.as_u16() == 401 { ": the credential was refused" } else { "" };
             return Err(failed(format!("status {status}{hint}")));
         }
+        // The body holds the token: wiped once parsed.
+        let bytes = zeroize::Zeroizing::new(match body::read_capped(response, MAX_SMALL_BODY, &self.watchdog).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::Transport(e)) => return Err(failed(e.without_url().to_string())),
+            Err(e) => return Err(failed(e.to_string())),
+        });
         let body: TokenResponse =
-            response.json().await.map_err(|_| failed("the answer is not a token response".into()))?;
+            serde_json::from_slice(&bytes).map_err(|_| failed("the answer is not a token response".into()))?;
         let token = body
             .token
             .or(body.access_token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| failed("no token in the answer".into()))?;
-        let lifetime = body.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        let lifetime = body.expires_in.map_or(MIN_LIFETIME, lifetime);
         Ok((token, lifetime))
     }
+}
+
+/// How long to keep a token the registry says lives `expires_in` seconds.
+fn lifetime(expires_in: u64) -> Duration {
+    Duration::from_secs(expires_in).clamp(MIN_LIFETIME, MAX_LIFETIME)
 }
 
 /// Whether a token for `have` also authorizes `want` (push includes pull).
@@ -158,6 +195,14 @@ fn sorted(scopes: &[Scope]) -> Vec<Scope> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_lifetimes_are_clamped_to_a_minute_and_a_day() {
+        assert_eq!(lifetime(0), MIN_LIFETIME);
+        assert_eq!(lifetime(1), MIN_LIFETIME);
+        assert_eq!(lifetime(300), Duration::from_secs(300));
+        assert_eq!(lifetime(u64::MAX), MAX_LIFETIME);
+    }
 
     #[test]
     fn a_push_token_covers_pull_and_subsets() {

@@ -3,6 +3,8 @@
 use crate::digest::Digest;
 use crate::registry::challenge::InvalidChallenge;
 use crate::registry::credentials::ResolveError;
+use crate::registry::origin::Refusal;
+use crate::registry::watchdog::Stalled;
 
 /// A failed registry operation.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,54 @@ pub enum RegistryError {
         #[source]
         source: InvalidChallenge,
     },
+    /// A 401 came from another origin than the registry's (after a redirect, or from an upload
+    /// location elsewhere): its challenge may not steer where the registry's credential goes.
+    #[error(
+        "{host} answered 401 to a request for {registry}: imgctl sends {registry}'s credential only to {registry} and the token realm it names, so it does not answer a challenge from {host}"
+    )]
+    ForeignChallenge {
+        /// The registry.
+        registry: String,
+        /// `host[:port]` that sent the 401.
+        host: String,
+    },
+    /// The registry named a token realm or an upload location imgctl does not follow.
+    #[error("{registry} named {url} as its {what}; refusing it: {reason}")]
+    UnsafeUrl {
+        /// The registry.
+        registry: String,
+        /// `token realm` or `upload location`.
+        what: &'static str,
+        /// The URL, without user info.
+        url: String,
+        /// What is wrong with it.
+        reason: Refusal,
+    },
+    /// The registry name is not `host[:port]`.
+    #[error("{registry:?} is not a registry host (host or host:port)")]
+    InvalidRegistry {
+        /// The name.
+        registry: String,
+    },
+    /// A request moved too slowly (see `ClientOptions::min_throughput`).
+    #[error("{method} {url}: {source}; set IMGCTL_MIN_THROUGHPUT (e.g. 16KiB/60s) if the link is this slow")]
+    Stalled {
+        /// The HTTP method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// The rule it broke.
+        #[source]
+        source: Stalled,
+    },
+    /// A blob came with more bytes than its descriptor says; reading stopped there.
+    #[error("{what}: the registry sent more than the {size} bytes its descriptor says; stopped reading there")]
+    BlobTooLarge {
+        /// What was read.
+        what: String,
+        /// The descriptor's size.
+        size: u64,
+    },
     /// The token endpoint failed.
     #[error("getting a token from {realm}: {message}")]
     Token {
@@ -106,6 +156,7 @@ impl RegistryError {
                 source.is_connect() || source.is_timeout() || source.is_request() || source.is_body()
             }
             Self::Status { status, .. } => super::retry::is_retryable_status(*status),
+            Self::Stalled { .. } => true,
             _ => false,
         }
     }

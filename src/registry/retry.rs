@@ -3,7 +3,12 @@
 //! Connection errors, 408, 429 and 5xx but 501/505 are worth another try; the wait is
 //! exponential with full jitter (so a burst of clients does not retry in lockstep), and a
 //! `Retry-After` from the registry is honoured, within a cap.
+//!
+//! One [`RetryBudget`] covers one operation (a manifest read, a blob copy): the request retries
+//! inside it and the restarts of a whole blob transfer draw on the same attempts, so retries
+//! never multiply.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// How many times and how long to retry.
@@ -44,6 +49,38 @@ impl RetryPolicy {
     }
 }
 
+/// The retries left to one operation, shared by every request it makes.
+#[derive(Debug)]
+pub struct RetryBudget {
+    policy: RetryPolicy,
+    retries: AtomicU32,
+}
+
+impl RetryBudget {
+    /// A fresh budget of `policy.max_attempts` attempts.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self { policy, retries: AtomicU32::new(0) }
+    }
+
+    /// Takes one retry: the wait before it, or None when the attempts are used up.
+    pub fn next_wait(&self, retry_after: Option<Duration>) -> Option<Duration> {
+        let retry = self.retries.fetch_add(1, Ordering::SeqCst);
+        let wait = self.policy.delay(retry, retry_after, jitter());
+        if wait.is_none() {
+            // Stay exhausted however often it is asked.
+            self.retries.store(retry, Ordering::SeqCst);
+        }
+        wait
+    }
+}
+
+/// A draw in [0, 1) for the backoff's jitter: the clock's nanoseconds are random enough to
+/// keep clients out of lockstep, and need no generator.
+fn jitter() -> f64 {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1_000_000) / 1_000_000.0
+}
+
 /// A `Retry-After` value: delta-seconds or an HTTP-date (relative to `now`).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -79,6 +116,14 @@ mod tests {
         assert_eq!(policy.delay(4, None, 0.5), None, "five attempts: four retries");
         let huge = RetryPolicy { max_attempts: 100, ..policy };
         assert_eq!(huge.delay(60, None, 1.0).unwrap(), Duration::from_secs(1), "no overflow, capped");
+    }
+
+    #[test]
+    fn one_budget_holds_every_retry_of_an_operation() {
+        let policy = RetryPolicy { max_attempts: 4, base: Duration::ZERO, max_delay: Duration::ZERO };
+        let budget = RetryBudget::new(policy);
+        let granted = (0..10).filter(|_| budget.next_wait(None).is_some()).count();
+        assert_eq!(granted, 3, "four attempts: three retries, whoever asks");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use imgctl::docker_config::DockerConfig;
 use imgctl::manifest::{self, Parsed};
 use imgctl::promote::{self, Promotion, PromotionResult, audit};
 use imgctl::reference::Reference;
-use imgctl::registry::{ClientOptions, RegistryClient};
+use imgctl::registry::{ClientOptions, RegistryClient, Throughput};
 
 use crate::cli::{Command, Output, Promote, RegistryArgs};
 
@@ -76,11 +76,10 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
 pub fn client(args: &RegistryArgs) -> Result<RegistryClient> {
     let docker_dir =
         DockerConfig::default_dir().ok_or("cannot find docker's config directory: set DOCKER_CONFIG or HOME")?;
-    Ok(RegistryClient::new(ClientOptions {
-        docker_dir,
-        insecure_registries: args.insecure.clone(),
-        retry: Default::default(),
-    })?)
+    let mut options = ClientOptions::new(docker_dir);
+    options.insecure_registries = args.insecure.clone();
+    options.min_throughput = Throughput::from_env()?;
+    Ok(RegistryClient::new(options)?)
 }
 
 async fn resolve(reference: &str, args: &RegistryArgs, output: Output) -> Result<ExitCode> {

@@ -1,33 +1,53 @@
 //! A hostile registry inside the test process: it serves one small image from memory under
 //! several repositories, each misbehaving in its own way, behind Basic auth. One request per
-//! connection (`Connection: close`), so the server stays a page of std code.
+//! connection (`Connection: close`), so the server stays a page of std code. Beside it runs
+//! `elsewhere`, another origin (a CDN, an upload store, a token thief) that records who sent it
+//! what; [`wiretap`] plays the hosts that are not on loopback.
+
+pub mod wiretap;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use super::oci::sha256_digest;
 
-/// What the server has seen.
+/// How much an endless body offers before it ends (old clients read all of it).
+pub const ENDLESS: u64 = 256 * 1024 * 1024;
+
+/// What the servers have seen.
 #[derive(Default)]
 pub struct Seen {
     /// Requests answered with an injected 429 or 503.
     pub injected_failures: AtomicUsize,
-    /// Requests the redirect target received.
+    /// Requests the other origin received.
     pub redirected: AtomicUsize,
-    /// Whether any request to the redirect target carried an Authorization header.
+    /// Whether any request to the other origin carried an Authorization header.
     pub leaked_authorization: AtomicBool,
+    /// Paths the other origin received with an Authorization header.
+    pub leaked_to: Mutex<Vec<String>>,
+    /// POSTs that would open an upload session.
+    pub upload_posts: AtomicUsize,
+    /// Token requests answered.
+    pub token_requests: AtomicUsize,
+    /// Bytes of endless or trickled bodies the client took (written before it hung up).
+    pub body_bytes_taken: AtomicU64,
 }
 
 pub struct HostileRegistry {
     pub addr: String,
+    /// The other origin: another port, so another origin to the client.
+    pub elsewhere: String,
     pub seen: Arc<Seen>,
     /// The served image's manifest digest.
     pub digest: String,
     stop: Arc<AtomicBool>,
+    /// The other listeners, woken on drop.
+    wake: Vec<String>,
 }
 
 struct Image {
@@ -52,68 +72,62 @@ fn image() -> Image {
     Image { manifest, blobs, layer: layer_digest }
 }
 
+/// Everything a connection handler needs.
+struct Server {
+    image: Image,
+    seen: Arc<Seen>,
+    stop: Arc<AtomicBool>,
+    counter: Mutex<usize>,
+    basic: String,
+    addr: String,
+    elsewhere: String,
+    /// Upload locations the `upload-*` repositories answer a POST with.
+    upload_locations: HashMap<String, String>,
+}
+
 impl HostileRegistry {
-    /// Starts the server (and its redirect target) on loopback; `user`/`password` is the only
+    /// Starts the server (and its other origin) on loopback; `user`/`password` is the only
     /// credential it accepts.
     pub fn start(user: &str, password: &str) -> Self {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), Vec::new(), user, password, HashMap::new())
+    }
+
+    /// Starts the server on `listener`, with `lookalikes` as more listeners of the other origin;
+    /// the repository `upload-<name>` answers an upload POST with the Location
+    /// `upload_locations[name]`.
+    pub fn start_on(
+        listener: TcpListener,
+        lookalikes: Vec<TcpListener>,
+        user: &str,
+        password: &str,
+        upload_locations: HashMap<String, String>,
+    ) -> Self {
         use base64::Engine;
-        let expected =
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
-        let image = Arc::new(image());
-        let digest = sha256_digest(&image.manifest);
+        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
         let seen = Arc::new(Seen::default());
         let stop = Arc::new(AtomicBool::new(false));
-
-        // The redirect target: another port, so another origin; it must never see credentials.
         let target = TcpListener::bind("127.0.0.1:0").unwrap();
-        let target_addr = target.local_addr().unwrap().to_string();
-        {
-            let (image, seen, stop) = (image.clone(), seen.clone(), stop.clone());
-            thread::spawn(move || {
-                for stream in target.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(mut stream) = stream else { continue };
-                    let Some((_, path, headers)) = read_request(&mut stream) else { continue };
-                    seen.redirected.fetch_add(1, Ordering::SeqCst);
-                    if headers.contains_key("authorization") {
-                        seen.leaked_authorization.store(true, Ordering::SeqCst);
-                    }
-                    let digest = path.rsplit('/').next().unwrap_or("");
-                    match image.blobs.get(digest) {
-                        Some(blob) => respond(&mut stream, 200, &[], blob),
-                        None => respond(&mut stream, 404, &[], b""),
-                    }
-                }
-            });
-        }
-
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let elsewhere = target.local_addr().unwrap().to_string();
         let addr = listener.local_addr().unwrap().to_string();
-        let counter = Arc::new(Mutex::new(0usize));
-        {
-            let (image, seen, stop) = (image.clone(), seen.clone(), stop.clone());
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(mut stream) = stream else { continue };
-                    let (image, seen, counter, expected, target_addr) =
-                        (image.clone(), seen.clone(), counter.clone(), expected.clone(), target_addr.clone());
-                    thread::spawn(move || {
-                        let Some((method, path, headers)) = read_request(&mut stream) else { return };
-                        if headers.get("authorization") != Some(&expected) {
-                            let challenge = ("WWW-Authenticate", "Basic realm=\"hostile\"".to_string());
-                            return respond(&mut stream, 401, &[challenge], b"");
-                        }
-                        serve(&mut stream, &method, &path, &image, &seen, &counter, &target_addr);
-                    });
-                }
-            });
+        let server = Arc::new(Server {
+            image: image(),
+            seen: seen.clone(),
+            stop: stop.clone(),
+            counter: Mutex::new(0),
+            basic,
+            addr: addr.clone(),
+            elsewhere: elsewhere.clone(),
+            upload_locations,
+        });
+        let digest = sha256_digest(&server.image.manifest);
+        let mut wake = vec![elsewhere.clone()];
+        for lookalike in lookalikes {
+            wake.push(lookalike.local_addr().unwrap().to_string());
+            accept_loop(lookalike, server.clone(), serve_elsewhere);
         }
-        Self { addr, seen, digest, stop }
+        accept_loop(target, server.clone(), serve_elsewhere);
+        accept_loop(listener, server, serve_registry);
+        Self { addr, elsewhere, seen, digest, stop, wake }
     }
 }
 
@@ -121,28 +135,139 @@ impl Drop for HostileRegistry {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loops so they see the flag.
-        let _ = TcpStream::connect(&self.addr);
+        for addr in std::iter::once(&self.addr).chain(&self.wake) {
+            let _ = TcpStream::connect(addr);
+        }
     }
 }
 
-fn serve(
-    stream: &mut TcpStream,
-    method: &str,
-    path: &str,
-    image: &Image,
-    seen: &Seen,
-    counter: &Mutex<usize>,
-    target: &str,
-) {
+/// A request as the servers see it.
+pub struct Request {
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    pub query: String,
+    pub headers: HashMap<String, String>,
+}
+
+fn accept_loop(listener: TcpListener, server: Arc<Server>, handle: fn(&mut TcpStream, Request, &Server)) {
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            if server.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(mut stream) = stream else { continue };
+            // A client that announces a body it never sends does not hold a thread forever.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            let server = server.clone();
+            thread::spawn(move || {
+                if let Some(request) = read_request(&mut stream) {
+                    handle(&mut stream, request, &server);
+                }
+            });
+        }
+    });
+}
+
+/// The other origin: serves blobs (a CDN), answers 401 with a challenge naming itself, hands
+/// out tokens to whoever asks, takes uploads; records every credential it is sent.
+fn serve_elsewhere(stream: &mut TcpStream, request: Request, server: &Server) {
+    let seen = &server.seen;
+    seen.redirected.fetch_add(1, Ordering::SeqCst);
+    if request.headers.contains_key("authorization") {
+        seen.leaked_authorization.store(true, Ordering::SeqCst);
+        seen.leaked_to.lock().unwrap().push(format!("{} {}", request.method, request.path));
+    }
+    if request.path.starts_with("/cdn-401/") {
+        let realm = format!("Bearer realm=\"http://{}/steal\",service=\"cdn\"", server.elsewhere);
+        return respond(stream, 401, &[("WWW-Authenticate", realm)], b"");
+    }
+    if request.path.starts_with("/steal") || request.path.starts_with("/token") {
+        return respond(stream, 200, &[], br#"{"token":"stolen"}"#);
+    }
+    if request.path.starts_with("/upload") {
+        return respond(stream, 401, &[("WWW-Authenticate", "Basic realm=\"elsewhere\"".into())], b"");
+    }
+    let digest = request.path.rsplit('/').next().unwrap_or("");
+    match server.image.blobs.get(digest) {
+        Some(blob) => respond(stream, 200, &[], blob),
+        None => respond(stream, 404, &[], b""),
+    }
+}
+
+/// The repository and what of it a `/v2/` path names: (repository, "manifest" | "blob" |
+/// "upload" | "referrers", reference).
+fn route(path: &str) -> Option<(&str, &'static str, &str)> {
+    let rest = path.strip_prefix("/v2/")?;
+    for (marker, kind) in
+        [("/blobs/uploads/", "upload"), ("/manifests/", "manifest"), ("/blobs/", "blob"), ("/referrers/", "referrers")]
+    {
+        if let Some(i) = rest.find(marker) {
+            return Some((&rest[..i], kind, &rest[i + marker.len()..]));
+        }
+    }
+    None
+}
+
+fn serve_registry(stream: &mut TcpStream, request: Request, server: &Server) {
+    let Request { method, path, headers, .. } = &request;
+    if let Some(repository) = path.strip_prefix("/token/") {
+        return serve_token(stream, repository, headers, server);
+    }
+    let route = route(path);
+    let repository = route.map_or("", |(repository, _, _)| repository);
+    // Repositories whose challenge is their misbehaviour: they answer 401 whatever is sent.
+    let realm = match repository {
+        "realm-userinfo" => Some(format!("http://thief:hunter2@{}/token", server.elsewhere)),
+        "realm-plain" => Some("http://auth.hostile.test/token".to_owned()),
+        "huge-token" => Some(format!("http://{}/token/huge-token", server.addr)),
+        _ => None,
+    };
+    if let Some(realm) = realm {
+        let challenge = format!("Bearer realm=\"{realm}\",service=\"hostile\"");
+        return respond(stream, 401, &[("WWW-Authenticate", challenge)], b"");
+    }
+    // Token repositories take the token their realm handed out; the others, Basic.
+    let accepted = match repository {
+        "token-forever" | "token-instant" => format!("Bearer t-{repository}"),
+        _ => server.basic.clone(),
+    };
+    if headers.get("authorization") != Some(&accepted) {
+        let challenge = match repository {
+            "token-forever" | "token-instant" => {
+                format!("Bearer realm=\"http://{}/token/{repository}\",service=\"hostile\"", server.addr)
+            }
+            _ => "Basic realm=\"hostile\"".to_owned(),
+        };
+        return respond(stream, 401, &[("WWW-Authenticate", challenge)], b"");
+    }
     if path == "/v2/" {
         return respond(stream, 200, &[], b"{}");
     }
-    let Some(rest) = path.strip_prefix("/v2/") else { return respond(stream, 404, &[], b"") };
-    let (repository, kind, reference) = match (rest.find("/manifests/"), rest.find("/blobs/")) {
-        (Some(i), _) => (&rest[..i], "manifest", &rest[i + "/manifests/".len()..]),
-        (_, Some(i)) => (&rest[..i], "blob", &rest[i + "/blobs/".len()..]),
-        _ => return respond(stream, 404, &[], b""),
+    match route {
+        Some((repository, kind, reference)) => serve(stream, method, repository, kind, reference, server),
+        None => respond(stream, 404, &[], b""),
+    }
+}
+
+/// The token endpoint of the `token-*` repositories, for the registry's Basic credential.
+fn serve_token(stream: &mut TcpStream, repository: &str, headers: &HashMap<String, String>, server: &Server) {
+    if headers.get("authorization") != Some(&server.basic) {
+        return respond(stream, 401, &[], b"");
+    }
+    server.seen.token_requests.fetch_add(1, Ordering::SeqCst);
+    let expires_in: u64 = match repository {
+        "token-forever" => u64::MAX,
+        "token-instant" => 1,
+        // A token answer that never ends.
+        _ => return endless(stream, 200, &[], &server.seen),
     };
+    let body = serde_json::json!({"token": format!("t-{repository}"), "expires_in": expires_in});
+    respond(stream, 200, &[], body.to_string().as_bytes())
+}
+
+fn serve(stream: &mut TcpStream, method: &str, repository: &str, kind: &str, reference: &str, server: &Server) {
+    let (image, seen) = (&server.image, &*server.seen);
     let content_type = ("Content-Type", "application/vnd.oci.image.manifest.v1+json".to_string());
     let digest_header = |d: &str| ("Docker-Content-Digest", d.to_string());
     let head = method == "HEAD";
@@ -150,7 +275,7 @@ fn serve(
         // Every other request fails: a 429 with Retry-After first, then 503s.
         ("flaky", _) => {
             let n = {
-                let mut n = counter.lock().unwrap();
+                let mut n = server.counter.lock().unwrap();
                 *n += 1;
                 *n
             };
@@ -181,11 +306,38 @@ fn serve(
         }
         // Blobs are served from another origin, as registries do with object storage.
         ("redirect", "blob") if !head => {
-            respond(stream, 307, &[("Location", format!("http://{target}/storage/{reference}"))], b"")
+            respond(stream, 307, &[("Location", format!("http://{}/storage/{reference}", server.elsewhere))], b"")
+        }
+        // ... and that origin answers 401 with a challenge of its own.
+        ("cdn-401", "blob") if !head => {
+            respond(stream, 307, &[("Location", format!("http://{}/cdn-401/{reference}", server.elsewhere))], b"")
         }
         ("huge", "manifest") => {
             let bytes = vec![b' '; 5 * 1024 * 1024];
             respond(stream, 200, &[content_type], if head { b"" } else { &bytes })
+        }
+        // An error page without end.
+        ("huge-error", "manifest") => endless(stream, 400, &[], seen),
+        ("huge-referrers", "referrers") => {
+            endless(stream, 200, &[("Content-Type", "application/vnd.oci.image.index.v1+json".into())], seen)
+        }
+        // The layer goes on past its size.
+        ("endless-blob", "blob") if reference == image.layer && !head => endless(stream, 200, &[], seen),
+        // The manifest, a byte at a time, a tenth of a second apart, never complete.
+        ("trickle", "manifest") if !head => trickle(stream, content_type, &server.stop, seen),
+        // Destinations: nothing is there, and uploads fail or are sent elsewhere.
+        (destination, "blob") if destination.starts_with("upload-") || destination == "post-503" => {
+            respond(stream, 404, &[], b"")
+        }
+        ("post-503", "upload") => {
+            seen.upload_posts.fetch_add(1, Ordering::SeqCst);
+            respond(stream, 503, &[], b"")
+        }
+        (destination, "upload") if destination.starts_with("upload-") => {
+            seen.upload_posts.fetch_add(1, Ordering::SeqCst);
+            let name = &destination["upload-".len()..];
+            let location = server.upload_locations.get(name).cloned().unwrap_or_else(|| "/nowhere".into());
+            respond(stream, 202, &[("Location", location)], b"")
         }
         _ => serve_image(stream, head, kind, reference, image, &content_type),
     }
@@ -201,7 +353,8 @@ fn serve_image(
 ) {
     let body: Option<&[u8]> = match kind {
         "manifest" => Some(&image.manifest),
-        _ => image.blobs.get(reference).map(Vec::as_slice),
+        "blob" => image.blobs.get(reference).map(Vec::as_slice),
+        _ => None,
     };
     match body {
         Some(body) => {
@@ -213,12 +366,55 @@ fn serve_image(
     }
 }
 
-fn read_request(stream: &mut TcpStream) -> Option<(String, String, HashMap<String, String>)> {
+/// A body without Content-Length, [`ENDLESS`] bytes long, ended early only by the client
+/// hanging up; what the client took is added to `seen.body_bytes_taken`.
+fn endless(stream: &mut TcpStream, status: u16, headers: &[(&str, String)], seen: &Seen) {
+    let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut written = 0;
+    while written < ENDLESS {
+        match stream.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                written += n as u64;
+                seen.body_bytes_taken.fetch_add(n as u64, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// A 4 MiB manifest announced, sent a byte every 100 ms until the client hangs up or the
+/// server stops.
+fn trickle(stream: &mut TcpStream, content_type: (&str, String), stop: &AtomicBool, seen: &Seen) {
+    let head = format!(
+        "HTTP/1.1 200 X\r\nContent-Length: {}\r\nConnection: close\r\n{}: {}\r\n\r\n",
+        4 * 1024 * 1024,
+        content_type.0,
+        content_type.1
+    );
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    while !stop.load(Ordering::SeqCst) && stream.write_all(b" ").is_ok() {
+        seen.body_bytes_taken.fetch_add(1, Ordering::SeqCst);
+        // The misbehaviour itself: a peer that is slow on purpose.
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let (method, target) = (parts.next()?.to_owned(), parts.next()?.to_owned());
     let mut headers = HashMap::new();
     loop {
         let mut header = String::new();
@@ -230,9 +426,11 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, String, HashMap<Strin
         }
     }
     let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; length];
+    // Uploads are taken whole, up to a blob's worth; nothing here needs the bytes.
+    let mut body = vec![0; length.min(1 << 20)];
     reader.read_exact(&mut body).ok()?;
-    Some((method, path.split('?').next().unwrap_or("").to_owned(), headers))
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    Some(Request { method, path: path.to_owned(), query: query.to_owned(), headers })
 }
 
 fn respond(stream: &mut TcpStream, status: u16, headers: &[(&str, String)], body: &[u8]) {
