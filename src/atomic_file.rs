@@ -23,12 +23,8 @@ const ATTEMPTS: usize = 4;
 /// Racing writers never share a temporary file; callers that race on the same `path` must
 /// still serialize themselves to keep each other's contents.
 pub fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
-    let (tmp, mut file) = create_temporary(dir, name, mode)?;
+    let (tmp, mut file) = create_beside(path, mode)?;
+    let dir = parent(path);
     let result = (|| {
         // The mode given at creation is narrowed by the umask; a file nginx must read (0644)
         // needs exactly its mode.
@@ -42,6 +38,20 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// A new file beside `path` (`<name>.tmp-<random hex>`, mode `mode`), created by this call and
+/// no one else's: for a caller that streams into it and renames it over `path` itself.
+pub fn create_beside(path: &Path, mode: u32) -> io::Result<(PathBuf, File)> {
+    let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
+    create_temporary(parent(path), name, mode)
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// A new file `dir/<name>.tmp-<random hex>`, created by this call and no one else's.

@@ -199,8 +199,9 @@ async fn pull_tree(
                     report.record(BlobCopy::Present);
                     continue;
                 }
-                let tmp = path.with_extension("partial");
-                let mut file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
+                // A fresh, unguessable name: a link planted beside the blob is never written through.
+                let (tmp, file) = atomic_file::create_beside(&path, 0o644).map_err(io(&path))?;
+                let mut file = tokio::fs::File::from_std(file);
                 match client.download_blob(source, &blob, &mut file).await {
                     Ok(bytes) => {
                         file.sync_all().await.map_err(io(&tmp))?;

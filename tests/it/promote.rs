@@ -260,3 +260,38 @@ fn referrers_follow_the_digest_with_the_fallback_tag_scheme() {
     assert_eq!(index["manifests"][0]["digest"], sbom.as_str());
     assert!(!home.imgctl(&["resolve", &format!("{}/prod/plain:{fallback}", prod.addr)], b"").status.success());
 }
+
+#[test]
+fn a_link_planted_beside_a_pulled_blob_is_never_written_through() {
+    let (home, staging, _prod) = two_registries("layout-link");
+    let built = Layout::two_platform(&home.dir, "build-7", 2, 4 * 1024);
+    let staged = format!("{}/staging/linked:build-7", staging.addr);
+    imgctl_json(&home, &["push", &built.dir.display().to_string(), &staged]);
+
+    // Someone who can write into the layout's directory links the names a download could use
+    // to a file of theirs.
+    let out_dir = home.dir.join("pulled");
+    let blobs = out_dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let victim = home.dir.join("victim");
+    fs::write(&victim, "untouched").unwrap();
+    let mut planted = 0;
+    for entry in fs::read_dir(built.dir.join("blobs/sha256")).unwrap() {
+        let hex = entry.unwrap().file_name().into_string().unwrap();
+        for name in [format!("{hex}.partial"), format!("{hex}.tmp-{}", std::process::id())] {
+            std::os::unix::fs::symlink(&victim, blobs.join(name)).unwrap();
+            planted += 1;
+        }
+    }
+    assert!(planted >= 12, "{planted} links");
+
+    imgctl_json(&home, &["pull", &staged, &out_dir.display().to_string()]);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched", "a download was written through a planted link");
+    for entry in fs::read_dir(&blobs).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if !name.contains('.') {
+            assert!(entry.file_type().unwrap().is_file(), "blob {name} is not a regular file");
+        }
+    }
+}
