@@ -17,6 +17,7 @@ pub mod health;
 pub mod history;
 pub mod hooks;
 pub mod lock;
+pub mod names;
 pub mod nginx;
 pub mod plan;
 mod rolling;

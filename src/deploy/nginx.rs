@@ -128,15 +128,19 @@ pub enum ProxyError {
     NoServers(String),
 }
 
+const HEADER: &str = "# Written by imgctl deploy: edits are overwritten by the next deploy.\n";
+
 /// Renders the upstream file for `traffic`.
+///
+/// No comment holds a value taken as it is from the compose file: a line break in one would
+/// end the comment and make the rest a directive. The state line is JSON, whose strings
+/// escape every control character, so it stays one line whatever the values hold; the
+/// upstream name and the addresses are checked when the compose file is read.
 pub fn render(upstream: &str, traffic: &Traffic) -> String {
     let state = serde_json::to_string(traffic).expect("traffic serializes");
-    let mut text = format!(
-        "# Written by imgctl deploy {service}: edits are overwritten by the next deploy.\n{STATE_PREFIX}{state}\nupstream {upstream} {{\n",
-        service = traffic.service
-    );
+    let mut text = format!("{HEADER}{STATE_PREFIX}{state}\nupstream {upstream} {{\n");
     for server in &traffic.servers {
-        text.push_str(&format!("    server {} weight={};  # {}\n", server.addr, server.weight, server.container));
+        text.push_str(&format!("    server {} weight={};\n", server.addr, server.weight));
     }
     text.push_str("}\n");
     text
@@ -308,13 +312,30 @@ mod tests {
     #[test]
     fn the_state_line_round_trips_through_the_file() {
         let text = render("web_upstream", &traffic());
-        assert!(
-            text.contains("upstream web_upstream {\n    server 127.0.0.1:32768 weight=9;  # web-blue-1\n"),
-            "{text}"
-        );
+        assert!(text.contains("upstream web_upstream {\n    server 127.0.0.1:32768 weight=9;\n"), "{text}");
         assert_eq!(parse_state(&text).unwrap(), Some(traffic()));
         assert_eq!(parse_state("upstream web { server 127.0.0.1:80; }").unwrap(), None);
         assert!(parse_state("# imgctl-state: {broken").is_err());
+    }
+
+    #[test]
+    fn no_value_breaks_out_of_a_comment_line() {
+        // A service and container name holding a line break and a directive: only the JSON
+        // state line may carry them, escaped.
+        let mut hostile = traffic();
+        hostile.service = "web\nserver 198.51.100.1:80;".into();
+        hostile.servers[0].container = "web-blue-1\nserver 198.51.100.2:80;".into();
+        let text = render("web_upstream", &hostile);
+        for line in text.lines() {
+            let known = line == HEADER.trim_end()
+                || line.starts_with(STATE_PREFIX)
+                || line == "upstream web_upstream {"
+                || line == "}"
+                || line.starts_with("    server 127.0.0.1:3276");
+            assert!(known, "a line imgctl did not mean to write: {line:?}\n{text}");
+            assert!(!line.contains("198.51.100") || line.starts_with(STATE_PREFIX), "{line:?}");
+        }
+        assert_eq!(parse_state(&text).unwrap(), Some(hostile));
     }
 
     #[test]

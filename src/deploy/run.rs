@@ -444,7 +444,7 @@ impl<'a> Run<'a> {
             .iter()
             .filter_map(|r| {
                 r.addr.map(|addr| Server {
-                    addr: format!("{host}:{}", addr.port()),
+                    addr: super::names::host_port(host, addr.port()),
                     weight,
                     container: r.name.clone(),
                     color: r.color,

@@ -15,6 +15,7 @@ use super::compose::{
     healthcheck, key_values, parse_duration, port_from_service, relative_volume, scalar, update_config, volumes, words,
 };
 use super::docker::Healthcheck;
+use super::names;
 
 /// The file names tried, in order, when no compose file is given (as `docker compose` does).
 pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
@@ -50,6 +51,19 @@ pub enum SpecError {
         service: String,
         /// The services it has.
         known: String,
+    },
+    /// A value imgctl writes into nginx's configuration is not a plain name: written as it is,
+    /// it could end the directive and add others.
+    #[error("{path}: {key} is {value:?}; it goes into nginx's configuration, so it must be {rule}")]
+    UnsafeValue {
+        /// The file.
+        path: PathBuf,
+        /// The key (`x-imgctl.proxy.upstream`, ...).
+        key: String,
+        /// The value refused.
+        value: String,
+        /// What it may be.
+        rule: &'static str,
     },
 }
 
@@ -290,6 +304,16 @@ pub fn load(path: &Path, service: &str) -> Result<ServiceSpec, SpecError> {
 /// Reads `service` from compose YAML `text` (relative paths are taken from `path`'s folder).
 pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, SpecError> {
     let invalid = |message: String| SpecError::Invalid { path: path.into(), message };
+    let unsafe_value = |key: &str, value: &str, rule| SpecError::UnsafeValue {
+        path: path.into(),
+        key: key.into(),
+        value: value.into(),
+        rule,
+    };
+    // Container, swarm service and upstream names are made of the service name.
+    if !names::is_service_name(service) {
+        return Err(unsafe_value("the service name", service, names::SERVICE_RULE));
+    }
     let document: Value = serde_norway::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let services = document.get("services").and_then(Value::as_object).ok_or_else(|| invalid("no services".into()))?;
     let Some(body) = services.get(service) else {
@@ -327,6 +351,12 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
             .ok_or_else(|| invalid(format!("{}: 1 to 64", at("deploy.replicas"))))? as u32,
     };
     let mut settings = settings(&extension, service, ports, base).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
+    if !names::is_upstream_name(&settings.proxy.upstream) {
+        return Err(unsafe_value("x-imgctl.proxy.upstream", &settings.proxy.upstream, names::UPSTREAM_RULE));
+    }
+    if !names::is_host(&settings.proxy.host) {
+        return Err(unsafe_value("x-imgctl.proxy.host", &settings.proxy.host, names::HOST_RULE));
+    }
     let grace_set = extension.get("stop_grace").is_some();
     if let (Some(grace), false) = (field("stop_grace_period"), grace_set) {
         settings.stop_grace =
@@ -666,6 +696,20 @@ services:
     }
 
     #[test]
+    fn a_service_name_that_is_not_composes_is_refused_before_it_reaches_nginx() {
+        for name in ["web;", "web\nupstream", "-web", "web {"] {
+            let yaml = format!(
+                "services: {{{name:?}: {{image: x, expose: [80]}}}}\nx-imgctl: {{proxy: {{upstream_file: u}}, health: {{path: /h}}}}"
+            );
+            let error = parse(&yaml, Path::new("compose.yaml"), name).unwrap_err();
+            assert!(
+                matches!(&error, SpecError::UnsafeValue { key, value, .. } if key == "the service name" && value == name),
+                "{name:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn refusals_name_the_field() {
         let cases = [
             ("services: {web: {image: x, expose: [80]}}", "upstream_file"),
@@ -697,6 +741,14 @@ services:
                 "needs a compose healthcheck",
             ),
             ("services: [", "compose.yaml: did not find expected node content at line 2"),
+            (
+                "services: {web: {image: x, expose: [80]}}\nx-imgctl: {proxy: {upstream_file: u, upstream: 'web; } server { listen 8081; location / { proxy_pass http://198.51.100.1; } } upstream x {'}, health: {path: /h}}",
+                "x-imgctl.proxy.upstream is \"web; } server {",
+            ),
+            (
+                "services: {web: {image: x, expose: [80]}}\nx-imgctl: {proxy: {upstream_file: u, host: \"127.0.0.1:1 down;\\n    server 198.51.100.1\"}, health: {path: /h}}",
+                "x-imgctl.proxy.host is \"127.0.0.1:1 down;\\n    server 198.51.100.1\"",
+            ),
         ];
         for (yaml, expected) in cases {
             let error = parse(yaml, Path::new("compose.yaml"), "web").unwrap_err().to_string();
