@@ -10,6 +10,7 @@
 //! - [`strategy`] runs a deploy (blue/green, canary, continue, abort, rollback; the rolling
 //!   update in `rolling`) in the context of [`run`]; [`status`] reads without changing.
 
+pub mod child_env;
 pub mod color;
 pub mod compose;
 pub mod docker;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::child_env::ChildEnv;
 use super::color::Color;
 use super::spec::ProxySettings;
 
@@ -157,12 +158,13 @@ pub fn parse_state(text: &str) -> Result<Option<Traffic>, String> {
 #[derive(Debug)]
 pub struct Switch<'a> {
     settings: &'a ProxySettings,
+    env: ChildEnv,
 }
 
 impl<'a> Switch<'a> {
-    /// A switch driven by `settings`.
-    pub fn new(settings: &'a ProxySettings) -> Self {
-        Self { settings }
+    /// A switch driven by `settings`, running its test and reload commands with `env`.
+    pub fn new(settings: &'a ProxySettings, env: ChildEnv) -> Self {
+        Self { settings, env }
     }
 
     /// The upstream file.
@@ -215,11 +217,11 @@ impl<'a> Switch<'a> {
                 let _ = std::fs::remove_file(path);
             }
         };
-        if let Err(output) = run(&self.settings.test) {
+        if let Err(output) = run(&self.settings.test, &self.env) {
             restore();
             return Err(ProxyError::TestFailed { command: self.settings.test.join(" "), output });
         }
-        if let Err(output) = run(&self.settings.reload) {
+        if let Err(output) = run(&self.settings.reload, &self.env) {
             restore();
             return Err(ProxyError::ReloadFailed { command: self.settings.reload.join(" "), output });
         }
@@ -228,17 +230,18 @@ impl<'a> Switch<'a> {
 
     /// Reloads nginx with the file as it is (after a crash between writing and reloading).
     pub fn reload(&self) -> Result<(), ProxyError> {
-        run(&self.settings.test)
+        run(&self.settings.test, &self.env)
             .map_err(|output| ProxyError::TestFailed { command: self.settings.test.join(" "), output })?;
-        run(&self.settings.reload)
+        run(&self.settings.reload, &self.env)
             .map_err(|output| ProxyError::ReloadFailed { command: self.settings.reload.join(" "), output })
     }
 }
 
-/// Runs `argv`; `Err` holds its combined output (trimmed) when it fails or cannot start.
-fn run(argv: &[String]) -> Result<(), String> {
+/// Runs `argv` with `env`; `Err` holds its combined output (trimmed) when it fails or cannot
+/// start.
+fn run(argv: &[String], env: &ChildEnv) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
-    match Command::new(program).args(args).stdin(std::process::Stdio::null()).output() {
+    match env.apply(&mut Command::new(program)).args(args).stdin(std::process::Stdio::null()).output() {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => {
             let mut text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
@@ -362,6 +365,31 @@ mod tests {
         }
     }
 
+    fn env() -> ChildEnv {
+        ChildEnv::select([("PATH".into(), "/usr/bin:/bin".into())], &[])
+    }
+
+    #[test]
+    fn the_test_and_reload_commands_get_only_the_allowed_environment() {
+        let dir = std::env::temp_dir().join(format!("imgctl-nginx-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let parent = [
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("IMGCTL_PASSPHRASE".into(), "hunter2".into()),
+            ("NGINX_CONF".into(), "/etc/nginx/test.conf".into()),
+        ];
+        let env = ChildEnv::select(parent, &["NGINX_CONF".to_owned()]);
+        let dump = |name: &str| format!("env > {}", dir.join(name).display());
+        let proxy = settings(&dir, &dump("test.env"), &dump("reload.env"));
+        Switch::new(&proxy, env).apply(&traffic()).unwrap();
+        for name in ["test.env", "reload.env"] {
+            let seen = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert!(seen.contains("NGINX_CONF=/etc/nginx/test.conf\n"), "{name}: {seen}");
+            assert!(!seen.contains("IMGCTL_PASSPHRASE") && !seen.contains("hunter2"), "{name}: {seen}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn settings(dir: &Path, test: &str, reload: &str) -> ProxySettings {
         ProxySettings {
             upstream_file: dir.join("web.conf"),
@@ -380,23 +408,23 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let good = settings(&dir, "true", "true");
         let first = traffic();
-        Switch::new(&good).apply(&first).unwrap();
+        Switch::new(&good, env()).apply(&first).unwrap();
         let before = std::fs::read(dir.join("web.conf")).unwrap();
 
         let mut second = traffic();
         second.phase = Phase::Stable;
         let refused = settings(&dir, "echo 'emerg: bad' >&2; exit 1", "true");
-        let error = Switch::new(&refused).apply(&second).unwrap_err();
+        let error = Switch::new(&refused, env()).apply(&second).unwrap_err();
         assert!(matches!(error, ProxyError::TestFailed { ref output, .. } if output.contains("emerg: bad")), "{error}");
         assert_eq!(std::fs::read(dir.join("web.conf")).unwrap(), before);
 
         let reload_fails = settings(&dir, "true", "exit 3");
-        assert!(matches!(Switch::new(&reload_fails).apply(&second), Err(ProxyError::ReloadFailed { .. })));
-        assert_eq!(Switch::new(&good).read().unwrap(), Some(first));
+        assert!(matches!(Switch::new(&reload_fails, env()).apply(&second), Err(ProxyError::ReloadFailed { .. })));
+        assert_eq!(Switch::new(&good, env()).read().unwrap(), Some(first));
 
         let mut empty = traffic();
         empty.servers.clear();
-        assert!(matches!(Switch::new(&good).apply(&empty), Err(ProxyError::NoServers(_))));
+        assert!(matches!(Switch::new(&good, env()).apply(&empty), Err(ProxyError::NoServers(_))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

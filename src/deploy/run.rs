@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::child_env::ChildEnv;
 use super::color::{Color, label};
 use super::docker::{ContainerSpec, ContainerState, DockerEngine, EngineError, PullAuth, Replica};
 use super::health::{self, HealthError};
@@ -213,7 +214,7 @@ impl<'a> Run<'a> {
             spec,
             options,
             engine,
-            switch: Switch::new(&spec.settings.proxy),
+            switch: Switch::new(&spec.settings.proxy, ChildEnv::inherit(&spec.settings.pass_env)),
             events,
             id: new_id(),
             action: action.name(),
@@ -504,23 +505,28 @@ impl<'a> Run<'a> {
         result
     }
 
-    /// Runs a hook with the run's `IMGCTL_*` variables.
+    /// Runs a hook with the run's `IMGCTL_*` variables, the allowed part of imgctl's
+    /// environment and `x-imgctl.pass_env`. What it prints goes to the events, for the
+    /// person watching; the error, which the history keeps, says only how it ended.
     pub async fn hook(&mut self, hook: Hook, vars: &HookVars) -> Result<(), HookError> {
         let settings = &self.spec.settings;
         let dir = settings.hooks_dir.clone();
         let limit = settings.hook_timeout;
-        let env = vars.env(self);
+        let env = ChildEnv::inherit(&settings.pass_env).with(vars.env(self));
         let since = Instant::now();
         let ran = tokio::task::spawn_blocking(move || hooks::run(&dir, hook, &env, limit))
             .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-        if let Some(ran) = ran {
-            self.record(format!("hook {}", hook.file_name()), since);
-            for line in ran.output.lines() {
-                self.events.note(&format!("{}: {line}", hook.file_name()));
-            }
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let output = match &ran {
+            Ok(Some(ran)) => ran.output.text(),
+            Ok(None) => return Ok(()),
+            Err(e) => e.output(),
+        };
+        for line in output.lines() {
+            self.events.note(&format!("{}: {line}", hook.file_name()));
         }
-        Ok(())
+        self.record(format!("hook {}", hook.file_name()), since);
+        ran.map(|_| ())
     }
 
     /// Waits `duration` (drains, keep-warm, canary pauses).

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::child_env;
 use super::compose::{
     healthcheck, key_values, parse_duration, port_from_service, relative_volume, scalar, update_config, volumes, words,
 };
@@ -234,6 +235,9 @@ pub struct DeploySettings {
     pub hooks_dir: PathBuf,
     /// A hook's time limit.
     pub hook_timeout: Duration,
+    /// Variables of imgctl's environment that hooks and the proxy's test and reload commands
+    /// get besides the allowed ones (`PATH`, `HOME`, `USER`, `LANG`, `LC_*`, `TZ`, `TMPDIR`).
+    pub pass_env: Vec<String>,
     /// How long the old color keeps running after the switch, so a rollback is instant.
     pub keep_warm: Duration,
     /// The shortest wait between taking replicas out of traffic and stopping them.
@@ -457,6 +461,7 @@ fn settings(
         proxy: Option<RawProxy>,
         hooks: Option<PathBuf>,
         hook_timeout: Option<Value>,
+        pass_env: Option<Vec<String>>,
         keep_warm: Option<Value>,
         drain: Option<Value>,
         stop_grace: Option<Value>,
@@ -578,6 +583,10 @@ fn settings(
         converge_timeout: duration(swarm.converge_timeout, Duration::from_secs(300), "swarm.converge_timeout")?,
     };
     let strategy = raw.strategy.unwrap_or_default();
+    let pass_env = raw.pass_env.unwrap_or_default();
+    if let Some((name, why)) = pass_env.iter().find_map(|n| child_env::refuse_pass_env(n).map(|why| (n, why))) {
+        return Err(format!("pass_env: {name:?} {why}"));
+    }
     if target == Target::Swarm && strategy != Strategy::Rolling && swarm.network.is_none() {
         return Err(format!(
             "target swarm with strategy {}: set swarm.network, the overlay network nginx reaches the services on",
@@ -593,6 +602,7 @@ fn settings(
         proxy,
         hooks_dir: relative(raw.hooks.unwrap_or_else(|| PathBuf::from("hooks"))),
         hook_timeout: duration(raw.hook_timeout, Duration::from_secs(60), "hook_timeout")?,
+        pass_env,
         keep_warm: duration(raw.keep_warm, Duration::from_secs(30), "keep_warm")?,
         drain: duration(raw.drain, Duration::from_secs(2), "drain")?,
         stop_grace: duration(raw.stop_grace, Duration::from_secs(10), "stop_grace")?,
@@ -611,6 +621,7 @@ x-imgctl:
     upstream_file: nginx/upstreams/web.conf
     reload: docker exec proxy nginx -s reload
   keep_warm: 1m
+  pass_env: [SMOKE_PATHS]
 services:
   web:
     image: registry.example.com/team/web:1.4
@@ -677,6 +688,7 @@ services:
         assert_eq!(s.proxy.reload, ["docker", "exec", "proxy", "nginx", "-s", "reload"]);
         assert_eq!(s.proxy.test, ["nginx", "-t", "-q"]);
         assert_eq!(s.hooks_dir, Path::new("/srv/app/hooks"));
+        assert_eq!(s.pass_env, ["SMOKE_PATHS"]);
         assert_eq!(
             s.canary_steps,
             [
@@ -741,6 +753,10 @@ services:
                 "needs a compose healthcheck",
             ),
             ("services: [", "compose.yaml: did not find expected node content at line 2"),
+            (
+                "services: {web: {image: x, expose: [80]}}\nx-imgctl: {proxy: {upstream_file: u}, health: {path: /h}, pass_env: [SMOKE_PATHS, IMGCTL_PASSPHRASE]}",
+                "x-imgctl: pass_env: \"IMGCTL_PASSPHRASE\" is a secret of imgctl's own",
+            ),
             (
                 "services: {web: {image: x, expose: [80]}}\nx-imgctl: {proxy: {upstream_file: u, upstream: 'web; } server { listen 8081; location / { proxy_pass http://198.51.100.1; } } upstream x {'}, health: {path: /h}}",
                 "x-imgctl.proxy.upstream is \"web; } server {",

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::child_env::ChildEnv;
 use super::color::Color;
 use super::docker::{DockerEngine, Replica};
 use super::history::{self, Record};
@@ -58,7 +59,7 @@ pub struct Status {
 
 /// Reads the service's state from the engine, the upstream file, the lock and the history.
 pub async fn status(spec: &ServiceSpec, options: &Options) -> Result<Status, DeployError> {
-    let traffic = Switch::new(&spec.settings.proxy).read()?;
+    let traffic = Switch::new(&spec.settings.proxy, ChildEnv::inherit(&spec.settings.pass_env)).read()?;
     let engine = DockerEngine::connect().await?;
     let replicas = run::replicas(&engine, spec).await?;
     let mut services = Vec::new();
@@ -96,7 +97,7 @@ pub fn history(options: &Options, service: &str) -> Result<Vec<Record>, DeployEr
 
 /// What `action` would do now, step by step, without doing any of it.
 pub async fn preview(spec: &ServiceSpec, options: &Options, action: &Action) -> Result<Vec<String>, DeployError> {
-    let traffic = Switch::new(&spec.settings.proxy).read()?;
+    let traffic = Switch::new(&spec.settings.proxy, ChildEnv::inherit(&spec.settings.pass_env)).read()?;
     let replicas = run::replicas(&DockerEngine::connect().await?, spec).await?;
     Ok(preview_lines(spec, options, action, traffic.as_ref(), &replicas))
 }
