@@ -188,7 +188,8 @@ fn blue_green_v1_to_v2_under_load_drops_no_request() {
     // A tag is refused unless --resolve pins it; the digest is what gets recorded.
     let tag = format!("{}:v1", site.images.repo);
     let out = site.imgctl(&["deploy", &site.service, "--image", &tag]);
-    assert!(!out.status.success() && stderr(&out).contains("is a tag, and a tag can move"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is a tag, and a tag can move"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let out = site.imgctl(&["deploy", &site.service, "--image", &tag, "--resolve", "-o", "json"]);
     assert_success(&out, "deploy --resolve");
     assert_eq!(report(&out)["digest"], site.images.v1.digest.as_str());
@@ -345,7 +346,8 @@ fn canary_10_50_100_with_continue_and_abort() {
     assert!((0.3..0.7).contains(&ratio), "v2 share at 50%: {ratio} ({v1} v1, {v2} v2)");
     // A new deploy is refused while the canary waits.
     let refused = site.deploy(&site.images.v3.digest, &[]);
-    assert!(!refused.status.success() && stderr(&refused).contains("--continue"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--continue"), "{}", stderr(&refused));
+    assert_eq!(refused.status.code(), Some(3), "a deploy in flight");
 
     let out = site.imgctl(&["deploy", &site.service, "--continue"]);
     let close = close.stop();
@@ -366,7 +368,8 @@ fn canary_10_50_100_with_continue_and_abort() {
     assert_eq!(site.serving(), "v2");
     assert_eq!(site.count("blue", "running"), 0, "the aborted canary is removed");
     let out = site.imgctl(&["deploy", &site.service, "--abort"]);
-    assert!(!out.status.success() && stderr(&out).contains("no paused deploy"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no paused deploy"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "nothing to abort: a usage error");
 }
 
 #[test]
@@ -513,7 +516,7 @@ fn a_deploy_killed_mid_way_is_reconciled_by_the_next_and_two_at_once_are_refused
 
     // Meanwhile a second deploy is refused and told who holds the lock.
     let second = site.deploy(&site.images.v3.digest, &[]);
-    assert!(!second.status.success(), "{}", stdout(&second));
+    assert_eq!(second.status.code(), Some(3), "the lock is held: {}", stdout(&second));
     let err = stderr(&second);
     assert!(
         err.contains("locked by another run") && err.contains(&format!("deploy {}", site.images.v2.digest)),

@@ -1,11 +1,22 @@
 //! `imgctl`: parse the command line, run one library call, print, exit.
 
+/// `println!` that hands the write's error back instead of panicking: when stdout is a pipe
+/// the reader has closed (`imgctl history web | head -1`), the command stops printing and
+/// `main` counts it a success, as `head` asked for no more.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod cli;
 mod creds;
 mod deploy;
 mod images;
 mod progress;
 
+use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,16 +35,29 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(error) if broken_pipe(&*error) => ExitCode::SUCCESS,
         Err(error) => {
             report(&*error);
-            ExitCode::FAILURE
+            ExitCode::from(deploy::exit_code(&*error))
         }
     }
 }
 
+/// Whether `error`, or one of its causes, is a write to a closed pipe.
+fn broken_pipe(error: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 /// Prints an error and its causes on stderr, one per line.
 #[allow(clippy::print_stderr)]
-fn report(error: &(dyn std::error::Error + 'static)) {
+fn report(error: &(dyn Error + 'static)) {
     eprintln!("error: {error}");
     let mut source = error.source();
     while let Some(cause) = source {
