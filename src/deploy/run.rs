@@ -9,12 +9,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::child_env::ChildEnv;
 use super::color::{Color, label};
-use super::docker::{ContainerSpec, ContainerState, DockerEngine, EngineError, PullAuth, Replica};
+use super::docker::{ContainerSpec, DockerEngine, EngineError, PullAuth};
 use super::health::{self, HealthError};
 use super::history::{self, Outcome, Record, StepTiming};
 use super::hooks::{self, Hook, HookError};
 use super::lock::{self, DeployLock, Holder, LockError};
-use super::nginx::{Phase, ProxyError, Server, Switch, Traffic};
+use super::model::{ContainerState, Phase, Replica, Server, Traffic};
+use super::nginx::{ProxyError, Switch};
 use super::spec::{ServiceSpec, Strategy, Target};
 use super::swarm_target;
 use crate::digest::Digest;

@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use super::child_env::ChildEnv;
 use super::color::Color;
-use super::docker::{DockerEngine, Replica};
+use super::docker::DockerEngine;
 use super::history::{self, Record};
 use super::lock::{self, Holder};
-use super::nginx::{Phase, Switch, Traffic};
+use super::model::{Phase, Replica, Traffic};
+use super::nginx::Switch;
 use super::plan;
 use super::run::{self, Action, DeployError, Options, history_dir, lock_dir};
 use super::spec::{ServiceSpec, Strategy, Target};

@@ -14,9 +14,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::color::{Color, label};
-use super::docker::{ContainerState, DockerEngine, EngineError, Health, Replica};
+use super::docker::{DockerEngine, EngineError};
 use super::history::Outcome;
 use super::hooks::Hook;
+use super::model::{ContainerState, Health, Replica};
 use super::run::{DeployError, Report, Run};
 use super::spec::ServiceSpec;
 use super::strategy::{Start, end, failed};
