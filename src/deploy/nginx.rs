@@ -52,6 +52,9 @@ pub enum ProxyError {
         /// What it printed.
         output: String,
     },
+    /// The service has no upstream file (swarm's own rolling update) to send traffic with.
+    #[error("{0} has no x-imgctl.proxy.upstream_file: imgctl moves no traffic for it")]
+    NoSwitch(String),
     /// No server would be left in the upstream.
     #[error("refusing to write an upstream for {0} with no server: nginx would point at nothing")]
     NoServers(String),
@@ -95,14 +98,15 @@ impl<'a> Switch<'a> {
         Self { settings, env }
     }
 
-    /// The upstream file.
-    pub fn path(&self) -> &Path {
-        &self.settings.upstream_file
+    /// The upstream file (`None`: the service has no switch).
+    pub fn path(&self) -> Option<&Path> {
+        self.settings.upstream_file.as_deref()
     }
 
-    /// The state in the upstream file (`None`: no file, or one imgctl has not written yet).
+    /// The state in the upstream file (`None`: no switch, no file, or one imgctl has not
+    /// written yet).
     pub fn read(&self) -> Result<Option<Traffic>, ProxyError> {
-        let path = self.path();
+        let Some(path) = self.path() else { return Ok(None) };
         match std::fs::read_to_string(path) {
             Ok(text) => parse_state(&text).map_err(|reason| ProxyError::DamagedState { path: path.into(), reason }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -118,7 +122,7 @@ impl<'a> Switch<'a> {
             return Err(ProxyError::NoServers(traffic.service.clone()));
         }
         let started = Instant::now();
-        let path = self.path();
+        let Some(path) = self.path() else { return Err(ProxyError::NoSwitch(traffic.service.clone())) };
         let previous = match std::fs::read(path) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -158,6 +162,9 @@ impl<'a> Switch<'a> {
 
     /// Reloads nginx with the file as it is (after a crash between writing and reloading).
     pub fn reload(&self) -> Result<(), ProxyError> {
+        if self.path().is_none() {
+            return Ok(());
+        }
         run(&self.settings.test, &self.env)
             .map_err(|output| ProxyError::TestFailed { command: self.settings.test.join(" "), output })?;
         run(&self.settings.reload, &self.env)
@@ -322,7 +329,7 @@ mod tests {
 
     fn settings(dir: &Path, test: &str, reload: &str) -> ProxySettings {
         ProxySettings {
-            upstream_file: dir.join("web.conf"),
+            upstream_file: Some(dir.join("web.conf")),
             upstream: "web".into(),
             test: vec!["sh".into(), "-c".into(), test.into()],
             reload: vec!["sh".into(), "-c".into(), reload.into()],

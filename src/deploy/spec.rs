@@ -135,8 +135,9 @@ pub struct HealthGate {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ProxySettings {
     /// The file imgctl writes the service's `upstream` block into; nginx.conf includes it in
-    /// its `http` block.
-    pub upstream_file: PathBuf,
+    /// its `http` block. `None`: no switch, as swarm's own rolling update moves no traffic
+    /// through imgctl.
+    pub upstream_file: Option<PathBuf>,
     /// The upstream's name (what `proxy_pass http://NAME` names). Default: the service name.
     pub upstream: String,
     /// The configuration test, run after the file is written (default `nginx -t -q`).
@@ -482,12 +483,11 @@ fn settings(
     };
     let proxy = raw.proxy.unwrap_or_default();
     let proxy = ProxySettings {
-        upstream_file: relative(match proxy.upstream_file {
-            Some(file) => file,
-            // Swarm's own rolling update moves no traffic through imgctl: no upstream file.
-            None if raw.target == Some(Target::Swarm) && raw.strategy == Some(Strategy::Rolling) => PathBuf::new(),
+        upstream_file: match proxy.upstream_file {
+            Some(file) => Some(relative(file)),
+            None if raw.target == Some(Target::Swarm) && raw.strategy == Some(Strategy::Rolling) => None,
             None => return Err("proxy.upstream_file is required: the file nginx includes for the upstream".into()),
-        }),
+        },
         upstream: proxy.upstream.unwrap_or_else(|| service.to_owned()),
         test: argv(proxy.test, &["nginx", "-t", "-q"], "proxy.test")?,
         reload: argv(proxy.reload, &["nginx", "-s", "reload"], "proxy.reload")?,
@@ -630,7 +630,7 @@ services:
         assert_eq!(s.health.path.as_deref(), Some("/health"));
         assert_eq!(s.health.deadline, Duration::from_secs(30));
         assert_eq!(s.keep_warm, Duration::from_secs(5), "the service's block wins over the top level");
-        assert_eq!(s.proxy.upstream_file, Path::new("/srv/app/nginx/upstreams/web.conf"));
+        assert_eq!(s.proxy.upstream_file.as_deref(), Some(Path::new("/srv/app/nginx/upstreams/web.conf")));
         assert_eq!(s.proxy.upstream, "web");
         assert_eq!(s.proxy.reload, ["docker", "exec", "proxy", "nginx", "-s", "reload"]);
         assert_eq!(s.proxy.test, ["nginx", "-t", "-q"]);
@@ -652,6 +652,7 @@ services:
         let settings = parse(yaml, Path::new("compose.yaml"), "web").unwrap().settings;
         assert_eq!((settings.target, settings.strategy), (Target::Swarm, Strategy::Rolling));
         assert_eq!(settings.swarm, SwarmSettings { network: None, converge_timeout: Duration::from_secs(120) });
+        assert_eq!(settings.proxy.upstream_file, None, "no switch");
     }
 
     #[test]

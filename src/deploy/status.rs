@@ -236,7 +236,7 @@ fn preview_lines(
     }
     lines.push(format!(
         "switch: write {}, {}, {}",
-        s.proxy.upstream_file.display(),
+        s.proxy.upstream_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "no upstream file".into()),
         s.proxy.test.join(" "),
         s.proxy.reload.join(" ")
     ));
