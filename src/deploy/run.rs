@@ -416,7 +416,7 @@ impl<'a> Run<'a> {
             entrypoint: spec.entrypoint.clone(),
             working_dir: spec.working_dir.clone(),
             user: spec.user.clone(),
-            port: Some(spec.settings.port),
+            port: spec.settings.port,
             healthcheck: spec.healthcheck.clone(),
             volumes: spec.volumes.clone(),
             networks: spec.networks.clone(),
@@ -429,8 +429,9 @@ impl<'a> Run<'a> {
     pub fn servers(&self, replicas: &[Replica], weight: u32) -> Vec<Server> {
         if self.swarm() {
             // tasks.NAME resolves to the tasks' addresses on the overlay network (swarm's VIP
-            // needs IPVS in the kernel, which not every host has).
-            let port = self.spec.settings.port;
+            // needs IPVS in the kernel, which not every host has). Without a port (a rolling
+            // worker) there is nothing to point nginx at.
+            let Some(port) = self.spec.settings.port else { return Vec::new() };
             return replicas
                 .iter()
                 .map(|r| Server {

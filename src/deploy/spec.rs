@@ -172,8 +172,9 @@ pub struct DeploySettings {
     pub swarm: SwarmSettings,
     /// Blue/green (default), rolling or canary.
     pub strategy: Strategy,
-    /// The container port nginx talks to.
-    pub port: u16,
+    /// The container port nginx talks to; `None` only where nothing reaches the replicas
+    /// through imgctl (swarm's own rolling update: a queue worker listens on nothing).
+    pub port: Option<u16>,
     /// The gate for new replicas.
     pub health: HealthGate,
     /// The traffic switch.
@@ -322,8 +323,7 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
     }
     if settings.health.path.is_none() && healthcheck.is_none() {
         return Err(invalid(format!(
-            "service {service} has no health check: set x-imgctl.health.path (an HTTP path on port {}) or a compose healthcheck",
-            settings.port
+            "service {service} has no health check: set x-imgctl.health.path (an HTTP path on its port) or a compose healthcheck"
         )));
     }
 
@@ -472,7 +472,12 @@ fn settings(
     };
     let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
-    let port = raw.port.or(compose_port).ok_or("no port: set x-imgctl.port, or expose/ports in the service")?;
+    let swarm_rolling = raw.target == Some(Target::Swarm) && raw.strategy == Some(Strategy::Rolling);
+    let port = match raw.port.or(compose_port) {
+        Some(port) => Some(port),
+        None if swarm_rolling => None,
+        None => return Err("no port: set x-imgctl.port, or expose/ports in the service".into()),
+    };
     let health = raw.health.unwrap_or_default();
     let health = HealthGate {
         path: health.path.map(|p| if p.starts_with('/') { p } else { format!("/{p}") }),
@@ -485,7 +490,7 @@ fn settings(
     let proxy = ProxySettings {
         upstream_file: match proxy.upstream_file {
             Some(file) => Some(relative(file)),
-            None if raw.target == Some(Target::Swarm) && raw.strategy == Some(Strategy::Rolling) => None,
+            None if swarm_rolling => None,
             None => return Err("proxy.upstream_file is required: the file nginx includes for the upstream".into()),
         },
         upstream: proxy.upstream.unwrap_or_else(|| service.to_owned()),
@@ -626,7 +631,7 @@ services:
         assert_eq!(spec.rollback_config, UpdateConfig::default());
         let s = spec.settings;
         assert_eq!(s.strategy, Strategy::Canary);
-        assert_eq!(s.port, 8080);
+        assert_eq!(s.port, Some(8080));
         assert_eq!(s.health.path.as_deref(), Some("/health"));
         assert_eq!(s.health.deadline, Duration::from_secs(30));
         assert_eq!(s.keep_warm, Duration::from_secs(5), "the service's block wins over the top level");
@@ -644,6 +649,15 @@ services:
                 CanaryStep { weight: 100, pause: None }
             ]
         );
+    }
+
+    #[test]
+    fn a_swarm_rolling_worker_needs_no_port() {
+        let yaml = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {target: swarm, strategy: rolling}\n";
+        let settings = parse(yaml, Path::new("compose.yaml"), "worker").unwrap().settings;
+        assert_eq!((settings.port, settings.proxy.upstream_file), (None, None));
+        let engine = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {proxy: {upstream_file: u}}\n";
+        assert!(parse(engine, Path::new("compose.yaml"), "worker").unwrap_err().to_string().contains("no port"));
     }
 
     #[test]

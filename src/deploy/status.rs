@@ -204,14 +204,16 @@ fn preview_lines(
             lines.push(match s.target {
                 Target::Engine => format!(
                     "start {color} x{} on {}:<ephemeral> -> container port {}",
-                    spec.replicas, s.proxy.host, s.port
+                    spec.replicas,
+                    s.proxy.host,
+                    s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
                 ),
                 Target::Swarm => format!(
                     "create or update swarm service {}-{color} x{} on {}; nginx reaches it as tasks.{0}-{color}:{}",
                     spec.name,
                     spec.replicas,
                     s.swarm.network.as_deref().unwrap_or("-"),
-                    s.port
+                    s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
                 ),
             });
             lines.push(format!("health gate: {gate}"));
