@@ -7,8 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::docker::Healthcheck;
-use super::spec::{FailureAction, Order, UpdateConfig};
+use super::model::{FailureAction, Healthcheck, Order, UpdateConfig};
 
 pub(super) fn scalar(value: &Value) -> String {
     match value {

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::docker::{ContainerState, DockerEngine, EngineError, Health, Replica};
+use super::docker::{DockerEngine, EngineError};
+use super::model::{ContainerState, Health, Replica};
 use super::spec::HealthGate;
 
 /// A replica did not become healthy.

@@ -9,82 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use super::color::Color;
+use super::child_env::ChildEnv;
+use super::model::Traffic;
 use super::spec::ProxySettings;
 
 const STATE_PREFIX: &str = "# imgctl-state: ";
-
-/// Where traffic goes, and the deploy state that goes with it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Traffic {
-    /// The compose service.
-    pub service: String,
-    /// The stable color: all traffic's home when nothing is in flight.
-    pub live: Color,
-    /// The digest the live color runs.
-    pub live_digest: String,
-    /// The deploy that wrote this file.
-    pub deploy_id: String,
-    /// What is in flight.
-    pub phase: Phase,
-    /// The upstream servers.
-    pub servers: Vec<Server>,
-}
-
-/// What a deploy left in flight.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Phase {
-    /// All traffic on the live color.
-    Stable,
-    /// A canary: part of the traffic on `color`, step `step` (from 0) of the configured steps.
-    Canary {
-        /// The new color.
-        color: Color,
-        /// Its image (`repo@sha256:...`).
-        image: String,
-        /// Its digest.
-        digest: String,
-        /// The step reached.
-        step: usize,
-        /// Percent of traffic on the new color.
-        weight: u32,
-    },
-    /// Stopped before the switch, waiting for `--continue` (`--no-auto-promote`): the new color
-    /// runs and is healthy but has no traffic.
-    AwaitingPromotion {
-        /// The new color.
-        color: Color,
-        /// Its image (`repo@sha256:...`).
-        image: String,
-        /// Its digest.
-        digest: String,
-    },
-    /// A rolling update replacing the live color's replicas with `color`'s.
-    Rolling {
-        /// The new color.
-        color: Color,
-        /// Its image (`repo@sha256:...`).
-        image: String,
-        /// Its digest.
-        digest: String,
-    },
-}
-
-/// One upstream server: a replica's published address.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Server {
-    /// `host:port`.
-    pub addr: String,
-    /// nginx's weight (at least 1).
-    pub weight: u32,
-    /// The container's name.
-    pub container: String,
-    /// Its color.
-    pub color: Color,
-}
 
 /// The switch failed; the previous file is back in place.
 #[derive(Debug, thiserror::Error)]
@@ -123,20 +52,27 @@ pub enum ProxyError {
         /// What it printed.
         output: String,
     },
+    /// The service has no upstream file (swarm's own rolling update) to send traffic with.
+    #[error("{0} has no x-imgctl.proxy.upstream_file: imgctl moves no traffic for it")]
+    NoSwitch(String),
     /// No server would be left in the upstream.
     #[error("refusing to write an upstream for {0} with no server: nginx would point at nothing")]
     NoServers(String),
 }
 
+const HEADER: &str = "# Written by imgctl deploy: edits are overwritten by the next deploy.\n";
+
 /// Renders the upstream file for `traffic`.
+///
+/// No comment holds a value taken as it is from the compose file: a line break in one would
+/// end the comment and make the rest a directive. The state line is JSON, whose strings
+/// escape every control character, so it stays one line whatever the values hold; the
+/// upstream name and the addresses are checked when the compose file is read.
 pub fn render(upstream: &str, traffic: &Traffic) -> String {
     let state = serde_json::to_string(traffic).expect("traffic serializes");
-    let mut text = format!(
-        "# Written by imgctl deploy {service}: edits are overwritten by the next deploy.\n{STATE_PREFIX}{state}\nupstream {upstream} {{\n",
-        service = traffic.service
-    );
+    let mut text = format!("{HEADER}{STATE_PREFIX}{state}\nupstream {upstream} {{\n");
     for server in &traffic.servers {
-        text.push_str(&format!("    server {} weight={};  # {}\n", server.addr, server.weight, server.container));
+        text.push_str(&format!("    server {} weight={};\n", server.addr, server.weight));
     }
     text.push_str("}\n");
     text
@@ -153,22 +89,24 @@ pub fn parse_state(text: &str) -> Result<Option<Traffic>, String> {
 #[derive(Debug)]
 pub struct Switch<'a> {
     settings: &'a ProxySettings,
+    env: ChildEnv,
 }
 
 impl<'a> Switch<'a> {
-    /// A switch driven by `settings`.
-    pub fn new(settings: &'a ProxySettings) -> Self {
-        Self { settings }
+    /// A switch driven by `settings`, running its test and reload commands with `env`.
+    pub fn new(settings: &'a ProxySettings, env: ChildEnv) -> Self {
+        Self { settings, env }
     }
 
-    /// The upstream file.
-    pub fn path(&self) -> &Path {
-        &self.settings.upstream_file
+    /// The upstream file (`None`: the service has no switch).
+    pub fn path(&self) -> Option<&Path> {
+        self.settings.upstream_file.as_deref()
     }
 
-    /// The state in the upstream file (`None`: no file, or one imgctl has not written yet).
+    /// The state in the upstream file (`None`: no switch, no file, or one imgctl has not
+    /// written yet).
     pub fn read(&self) -> Result<Option<Traffic>, ProxyError> {
-        let path = self.path();
+        let Some(path) = self.path() else { return Ok(None) };
         match std::fs::read_to_string(path) {
             Ok(text) => parse_state(&text).map_err(|reason| ProxyError::DamagedState { path: path.into(), reason }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -184,7 +122,7 @@ impl<'a> Switch<'a> {
             return Err(ProxyError::NoServers(traffic.service.clone()));
         }
         let started = Instant::now();
-        let path = self.path();
+        let Some(path) = self.path() else { return Err(ProxyError::NoSwitch(traffic.service.clone())) };
         let previous = match std::fs::read(path) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -211,11 +149,11 @@ impl<'a> Switch<'a> {
                 let _ = std::fs::remove_file(path);
             }
         };
-        if let Err(output) = run(&self.settings.test) {
+        if let Err(output) = run(&self.settings.test, &self.env) {
             restore();
             return Err(ProxyError::TestFailed { command: self.settings.test.join(" "), output });
         }
-        if let Err(output) = run(&self.settings.reload) {
+        if let Err(output) = run(&self.settings.reload, &self.env) {
             restore();
             return Err(ProxyError::ReloadFailed { command: self.settings.reload.join(" "), output });
         }
@@ -224,17 +162,21 @@ impl<'a> Switch<'a> {
 
     /// Reloads nginx with the file as it is (after a crash between writing and reloading).
     pub fn reload(&self) -> Result<(), ProxyError> {
-        run(&self.settings.test)
+        if self.path().is_none() {
+            return Ok(());
+        }
+        run(&self.settings.test, &self.env)
             .map_err(|output| ProxyError::TestFailed { command: self.settings.test.join(" "), output })?;
-        run(&self.settings.reload)
+        run(&self.settings.reload, &self.env)
             .map_err(|output| ProxyError::ReloadFailed { command: self.settings.reload.join(" "), output })
     }
 }
 
-/// Runs `argv`; `Err` holds its combined output (trimmed) when it fails or cannot start.
-fn run(argv: &[String]) -> Result<(), String> {
+/// Runs `argv` with `env`; `Err` holds its combined output (trimmed) when it fails or cannot
+/// start.
+fn run(argv: &[String], env: &ChildEnv) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
-    match Command::new(program).args(args).stdin(std::process::Stdio::null()).output() {
+    match env.apply(&mut Command::new(program)).args(args).stdin(std::process::Stdio::null()).output() {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => {
             let mut text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
@@ -274,6 +216,8 @@ fn gcd(a: u32, b: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::color::Color;
+    use crate::deploy::model::{Phase, Server};
 
     fn traffic() -> Traffic {
         Traffic {
@@ -308,13 +252,30 @@ mod tests {
     #[test]
     fn the_state_line_round_trips_through_the_file() {
         let text = render("web_upstream", &traffic());
-        assert!(
-            text.contains("upstream web_upstream {\n    server 127.0.0.1:32768 weight=9;  # web-blue-1\n"),
-            "{text}"
-        );
+        assert!(text.contains("upstream web_upstream {\n    server 127.0.0.1:32768 weight=9;\n"), "{text}");
         assert_eq!(parse_state(&text).unwrap(), Some(traffic()));
         assert_eq!(parse_state("upstream web { server 127.0.0.1:80; }").unwrap(), None);
         assert!(parse_state("# imgctl-state: {broken").is_err());
+    }
+
+    #[test]
+    fn no_value_breaks_out_of_a_comment_line() {
+        // A service and container name holding a line break and a directive: only the JSON
+        // state line may carry them, escaped.
+        let mut hostile = traffic();
+        hostile.service = "web\nserver 198.51.100.1:80;".into();
+        hostile.servers[0].container = "web-blue-1\nserver 198.51.100.2:80;".into();
+        let text = render("web_upstream", &hostile);
+        for line in text.lines() {
+            let known = line == HEADER.trim_end()
+                || line.starts_with(STATE_PREFIX)
+                || line == "upstream web_upstream {"
+                || line == "}"
+                || line.starts_with("    server 127.0.0.1:3276");
+            assert!(known, "a line imgctl did not mean to write: {line:?}\n{text}");
+            assert!(!line.contains("198.51.100") || line.starts_with(STATE_PREFIX), "{line:?}");
+        }
+        assert_eq!(parse_state(&text).unwrap(), Some(hostile));
     }
 
     #[test]
@@ -341,9 +302,34 @@ mod tests {
         }
     }
 
+    fn env() -> ChildEnv {
+        ChildEnv::select([("PATH".into(), "/usr/bin:/bin".into())], &[])
+    }
+
+    #[test]
+    fn the_test_and_reload_commands_get_only_the_allowed_environment() {
+        let dir = std::env::temp_dir().join(format!("imgctl-nginx-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let parent = [
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("IMGCTL_PASSPHRASE".into(), "hunter2".into()),
+            ("NGINX_CONF".into(), "/etc/nginx/test.conf".into()),
+        ];
+        let env = ChildEnv::select(parent, &["NGINX_CONF".to_owned()]);
+        let dump = |name: &str| format!("env > {}", dir.join(name).display());
+        let proxy = settings(&dir, &dump("test.env"), &dump("reload.env"));
+        Switch::new(&proxy, env).apply(&traffic()).unwrap();
+        for name in ["test.env", "reload.env"] {
+            let seen = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert!(seen.contains("NGINX_CONF=/etc/nginx/test.conf\n"), "{name}: {seen}");
+            assert!(!seen.contains("IMGCTL_PASSPHRASE") && !seen.contains("hunter2"), "{name}: {seen}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn settings(dir: &Path, test: &str, reload: &str) -> ProxySettings {
         ProxySettings {
-            upstream_file: dir.join("web.conf"),
+            upstream_file: Some(dir.join("web.conf")),
             upstream: "web".into(),
             test: vec!["sh".into(), "-c".into(), test.into()],
             reload: vec!["sh".into(), "-c".into(), reload.into()],
@@ -359,23 +345,23 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let good = settings(&dir, "true", "true");
         let first = traffic();
-        Switch::new(&good).apply(&first).unwrap();
+        Switch::new(&good, env()).apply(&first).unwrap();
         let before = std::fs::read(dir.join("web.conf")).unwrap();
 
         let mut second = traffic();
         second.phase = Phase::Stable;
         let refused = settings(&dir, "echo 'emerg: bad' >&2; exit 1", "true");
-        let error = Switch::new(&refused).apply(&second).unwrap_err();
+        let error = Switch::new(&refused, env()).apply(&second).unwrap_err();
         assert!(matches!(error, ProxyError::TestFailed { ref output, .. } if output.contains("emerg: bad")), "{error}");
         assert_eq!(std::fs::read(dir.join("web.conf")).unwrap(), before);
 
         let reload_fails = settings(&dir, "true", "exit 3");
-        assert!(matches!(Switch::new(&reload_fails).apply(&second), Err(ProxyError::ReloadFailed { .. })));
-        assert_eq!(Switch::new(&good).read().unwrap(), Some(first));
+        assert!(matches!(Switch::new(&reload_fails, env()).apply(&second), Err(ProxyError::ReloadFailed { .. })));
+        assert_eq!(Switch::new(&good, env()).read().unwrap(), Some(first));
 
         let mut empty = traffic();
         empty.servers.clear();
-        assert!(matches!(Switch::new(&good).apply(&empty), Err(ProxyError::NoServers(_))));
+        assert!(matches!(Switch::new(&good, env()).apply(&empty), Err(ProxyError::NoServers(_))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,9 +2,8 @@
 //! earlier one, how replicas are batched, and when a rolling update's failures stop it.
 
 use super::color::Color;
-use super::docker::{ContainerState, Replica};
-use super::nginx::{Phase, Traffic};
-use super::spec::UpdateConfig;
+use super::model::UpdateConfig;
+use super::model::{ContainerState, Phase, Replica, Traffic};
 
 /// What a run must do before it starts its own work, decided from the upstream file's state
 /// and the containers the engine has.
@@ -61,7 +60,7 @@ pub enum AfterBatch {
 /// Swarm's rule: failures are tolerated while `failed / total <= max_failure_ratio`; past
 /// that, `failure_action` applies (`continue` goes on regardless).
 pub fn after_batch(failed: u32, total: u32, config: &UpdateConfig) -> AfterBatch {
-    use super::spec::FailureAction;
+    use super::model::FailureAction;
     if failed == 0 || f64::from(failed) / f64::from(total.max(1)) <= config.max_failure_ratio {
         return AfterBatch::Proceed;
     }
@@ -75,9 +74,8 @@ pub fn after_batch(failed: u32, total: u32, config: &UpdateConfig) -> AfterBatch
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::docker::Health;
-    use crate::deploy::nginx::Server;
-    use crate::deploy::spec::FailureAction;
+    use crate::deploy::model::FailureAction;
+    use crate::deploy::model::{Health, Server};
 
     fn replica(name: &str, color: Color, state: ContainerState) -> Replica {
         Replica {

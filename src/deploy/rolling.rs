@@ -2,13 +2,11 @@
 //! compose's `deploy.update_config`, and the way back, batch by batch with `rollback_config`.
 
 use super::color::Color;
-use super::docker::{ContainerState, Replica};
 use super::history::Outcome;
 use super::hooks::Hook;
-use super::nginx::{Phase, Traffic};
+use super::model::{ContainerState, Order, Phase, Replica, Traffic};
 use super::plan::{self, AfterBatch};
 use super::run::{DeployError, Report, Run};
-use super::spec::Order;
 use super::strategy::{Start, end, failed, watch};
 
 /// Rolling: replace the live color's replicas batch by batch (`deploy.update_config`).

@@ -7,13 +7,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::child_env::ChildEnv;
 use super::color::{Color, label};
-use super::docker::{ContainerSpec, ContainerState, DockerEngine, EngineError, PullAuth, Replica};
+use super::docker::{ContainerSpec, DockerEngine, EngineError, PullAuth};
 use super::health::{self, HealthError};
 use super::history::{self, Outcome, Record, StepTiming};
 use super::hooks::{self, Hook, HookError};
 use super::lock::{self, DeployLock, Holder, LockError};
-use super::nginx::{Phase, ProxyError, Server, Switch, Traffic};
+use super::model::{ContainerState, Phase, Replica, Server, Traffic};
+use super::nginx::{ProxyError, Switch};
 use super::spec::{ServiceSpec, Strategy, Target};
 use super::swarm_target;
 use crate::digest::Digest;
@@ -213,7 +215,7 @@ impl<'a> Run<'a> {
             spec,
             options,
             engine,
-            switch: Switch::new(&spec.settings.proxy),
+            switch: Switch::new(&spec.settings.proxy, ChildEnv::inherit(&spec.settings.pass_env)),
             events,
             id: new_id(),
             action: action.name(),
@@ -414,7 +416,7 @@ impl<'a> Run<'a> {
             entrypoint: spec.entrypoint.clone(),
             working_dir: spec.working_dir.clone(),
             user: spec.user.clone(),
-            port: Some(spec.settings.port),
+            port: spec.settings.port,
             healthcheck: spec.healthcheck.clone(),
             volumes: spec.volumes.clone(),
             networks: spec.networks.clone(),
@@ -427,8 +429,9 @@ impl<'a> Run<'a> {
     pub fn servers(&self, replicas: &[Replica], weight: u32) -> Vec<Server> {
         if self.swarm() {
             // tasks.NAME resolves to the tasks' addresses on the overlay network (swarm's VIP
-            // needs IPVS in the kernel, which not every host has).
-            let port = self.spec.settings.port;
+            // needs IPVS in the kernel, which not every host has). Without a port (a rolling
+            // worker) there is nothing to point nginx at.
+            let Some(port) = self.spec.settings.port else { return Vec::new() };
             return replicas
                 .iter()
                 .map(|r| Server {
@@ -444,7 +447,7 @@ impl<'a> Run<'a> {
             .iter()
             .filter_map(|r| {
                 r.addr.map(|addr| Server {
-                    addr: format!("{host}:{}", addr.port()),
+                    addr: super::names::host_port(host, addr.port()),
                     weight,
                     container: r.name.clone(),
                     color: r.color,
@@ -504,23 +507,28 @@ impl<'a> Run<'a> {
         result
     }
 
-    /// Runs a hook with the run's `IMGCTL_*` variables.
+    /// Runs a hook with the run's `IMGCTL_*` variables, the allowed part of imgctl's
+    /// environment and `x-imgctl.pass_env`. What it prints goes to the events, for the
+    /// person watching; the error, which the history keeps, says only how it ended.
     pub async fn hook(&mut self, hook: Hook, vars: &HookVars) -> Result<(), HookError> {
         let settings = &self.spec.settings;
         let dir = settings.hooks_dir.clone();
         let limit = settings.hook_timeout;
-        let env = vars.env(self);
+        let env = ChildEnv::inherit(&settings.pass_env).with(vars.env(self));
         let since = Instant::now();
         let ran = tokio::task::spawn_blocking(move || hooks::run(&dir, hook, &env, limit))
             .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-        if let Some(ran) = ran {
-            self.record(format!("hook {}", hook.file_name()), since);
-            for line in ran.output.lines() {
-                self.events.note(&format!("{}: {line}", hook.file_name()));
-            }
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let output = match &ran {
+            Ok(Some(ran)) => ran.output.text(),
+            Ok(None) => return Ok(()),
+            Err(e) => e.output(),
+        };
+        for line in output.lines() {
+            self.events.note(&format!("{}: {line}", hook.file_name()));
         }
-        Ok(())
+        self.record(format!("hook {}", hook.file_name()), since);
+        ran.map(|_| ())
     }
 
     /// Waits `duration` (drains, keep-warm, canary pauses).

@@ -11,10 +11,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::child_env;
 use super::compose::{
     healthcheck, key_values, parse_duration, port_from_service, relative_volume, scalar, update_config, volumes, words,
 };
-use super::docker::Healthcheck;
+use super::model::{Healthcheck, UpdateConfig};
+use super::names;
 
 /// The file names tried, in order, when no compose file is given (as `docker compose` does).
 pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
@@ -50,6 +52,19 @@ pub enum SpecError {
         service: String,
         /// The services it has.
         known: String,
+    },
+    /// A value imgctl writes into nginx's configuration is not a plain name: written as it is,
+    /// it could end the directive and add others.
+    #[error("{path}: {key} is {value:?}; it goes into nginx's configuration, so it must be {rule}")]
+    UnsafeValue {
+        /// The file.
+        path: PathBuf,
+        /// The key (`x-imgctl.proxy.upstream`, ...).
+        key: String,
+        /// The value refused.
+        value: String,
+        /// What it may be.
+        rule: &'static str,
     },
 }
 
@@ -100,60 +115,6 @@ pub struct SwarmSettings {
     pub converge_timeout: Duration,
 }
 
-/// What to do when a rolling batch fails (compose `failure_action`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailureAction {
-    /// Stop the update where it is (traffic stays on what is healthy).
-    #[default]
-    Pause,
-    /// Count the failure and go on with the next batch.
-    Continue,
-    /// Put every replica back on the previous version.
-    Rollback,
-}
-
-/// Whether a replaced replica stops before or after its successor starts (compose `order`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Order {
-    /// Take the old replica out of traffic and stop it, then start the new one.
-    #[default]
-    StopFirst,
-    /// Start the new replica, put it in traffic, then stop the old one.
-    StartFirst,
-}
-
-/// compose `deploy.update_config` / `deploy.rollback_config`, with swarm's defaults.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct UpdateConfig {
-    /// Replicas replaced at once (0 means all).
-    pub parallelism: u32,
-    /// Wait between batches.
-    pub delay: Duration,
-    /// How long a replaced batch is watched for failure.
-    pub monitor: Duration,
-    /// What a failed batch leads to.
-    pub failure_action: FailureAction,
-    /// Stop-first or start-first.
-    pub order: Order,
-    /// The share of replicas that may fail before `failure_action` applies.
-    pub max_failure_ratio: f64,
-}
-
-impl Default for UpdateConfig {
-    fn default() -> Self {
-        Self {
-            parallelism: 1,
-            delay: Duration::ZERO,
-            monitor: Duration::from_secs(5),
-            failure_action: FailureAction::Pause,
-            order: Order::StopFirst,
-            max_failure_ratio: 0.0,
-        }
-    }
-}
-
 /// The health gate a new replica must pass before it gets traffic.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct HealthGate {
@@ -174,8 +135,9 @@ pub struct HealthGate {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ProxySettings {
     /// The file imgctl writes the service's `upstream` block into; nginx.conf includes it in
-    /// its `http` block.
-    pub upstream_file: PathBuf,
+    /// its `http` block. `None`: no switch, as swarm's own rolling update moves no traffic
+    /// through imgctl.
+    pub upstream_file: Option<PathBuf>,
     /// The upstream's name (what `proxy_pass http://NAME` names). Default: the service name.
     pub upstream: String,
     /// The configuration test, run after the file is written (default `nginx -t -q`).
@@ -210,8 +172,9 @@ pub struct DeploySettings {
     pub swarm: SwarmSettings,
     /// Blue/green (default), rolling or canary.
     pub strategy: Strategy,
-    /// The container port nginx talks to.
-    pub port: u16,
+    /// The container port nginx talks to; `None` only where nothing reaches the replicas
+    /// through imgctl (swarm's own rolling update: a queue worker listens on nothing).
+    pub port: Option<u16>,
     /// The gate for new replicas.
     pub health: HealthGate,
     /// The traffic switch.
@@ -220,6 +183,9 @@ pub struct DeploySettings {
     pub hooks_dir: PathBuf,
     /// A hook's time limit.
     pub hook_timeout: Duration,
+    /// Variables of imgctl's environment that hooks and the proxy's test and reload commands
+    /// get besides the allowed ones (`PATH`, `HOME`, `USER`, `LANG`, `LC_*`, `TZ`, `TMPDIR`).
+    pub pass_env: Vec<String>,
     /// How long the old color keeps running after the switch, so a rollback is instant.
     pub keep_warm: Duration,
     /// The shortest wait between taking replicas out of traffic and stopping them.
@@ -290,6 +256,16 @@ pub fn load(path: &Path, service: &str) -> Result<ServiceSpec, SpecError> {
 /// Reads `service` from compose YAML `text` (relative paths are taken from `path`'s folder).
 pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, SpecError> {
     let invalid = |message: String| SpecError::Invalid { path: path.into(), message };
+    let unsafe_value = |key: &str, value: &str, rule| SpecError::UnsafeValue {
+        path: path.into(),
+        key: key.into(),
+        value: value.into(),
+        rule,
+    };
+    // Container, swarm service and upstream names are made of the service name.
+    if !names::is_service_name(service) {
+        return Err(unsafe_value("the service name", service, names::SERVICE_RULE));
+    }
     let document: Value = serde_norway::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let services = document.get("services").and_then(Value::as_object).ok_or_else(|| invalid("no services".into()))?;
     let Some(body) = services.get(service) else {
@@ -327,6 +303,12 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
             .ok_or_else(|| invalid(format!("{}: 1 to 64", at("deploy.replicas"))))? as u32,
     };
     let mut settings = settings(&extension, service, ports, base).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
+    if !names::is_upstream_name(&settings.proxy.upstream) {
+        return Err(unsafe_value("x-imgctl.proxy.upstream", &settings.proxy.upstream, names::UPSTREAM_RULE));
+    }
+    if !names::is_host(&settings.proxy.host) {
+        return Err(unsafe_value("x-imgctl.proxy.host", &settings.proxy.host, names::HOST_RULE));
+    }
     let grace_set = extension.get("stop_grace").is_some();
     if let (Some(grace), false) = (field("stop_grace_period"), grace_set) {
         settings.stop_grace =
@@ -341,8 +323,7 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
     }
     if settings.health.path.is_none() && healthcheck.is_none() {
         return Err(invalid(format!(
-            "service {service} has no health check: set x-imgctl.health.path (an HTTP path on port {}) or a compose healthcheck",
-            settings.port
+            "service {service} has no health check: set x-imgctl.health.path (an HTTP path on its port) or a compose healthcheck"
         )));
     }
 
@@ -427,6 +408,7 @@ fn settings(
         proxy: Option<RawProxy>,
         hooks: Option<PathBuf>,
         hook_timeout: Option<Value>,
+        pass_env: Option<Vec<String>>,
         keep_warm: Option<Value>,
         drain: Option<Value>,
         stop_grace: Option<Value>,
@@ -490,7 +472,12 @@ fn settings(
     };
     let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
-    let port = raw.port.or(compose_port).ok_or("no port: set x-imgctl.port, or expose/ports in the service")?;
+    let swarm_rolling = raw.target == Some(Target::Swarm) && raw.strategy == Some(Strategy::Rolling);
+    let port = match raw.port.or(compose_port) {
+        Some(port) => Some(port),
+        None if swarm_rolling => None,
+        None => return Err("no port: set x-imgctl.port, or expose/ports in the service".into()),
+    };
     let health = raw.health.unwrap_or_default();
     let health = HealthGate {
         path: health.path.map(|p| if p.starts_with('/') { p } else { format!("/{p}") }),
@@ -501,12 +488,11 @@ fn settings(
     };
     let proxy = raw.proxy.unwrap_or_default();
     let proxy = ProxySettings {
-        upstream_file: relative(match proxy.upstream_file {
-            Some(file) => file,
-            // Swarm's own rolling update moves no traffic through imgctl: no upstream file.
-            None if raw.target == Some(Target::Swarm) && raw.strategy == Some(Strategy::Rolling) => PathBuf::new(),
+        upstream_file: match proxy.upstream_file {
+            Some(file) => Some(relative(file)),
+            None if swarm_rolling => None,
             None => return Err("proxy.upstream_file is required: the file nginx includes for the upstream".into()),
-        }),
+        },
         upstream: proxy.upstream.unwrap_or_else(|| service.to_owned()),
         test: argv(proxy.test, &["nginx", "-t", "-q"], "proxy.test")?,
         reload: argv(proxy.reload, &["nginx", "-s", "reload"], "proxy.reload")?,
@@ -548,6 +534,10 @@ fn settings(
         converge_timeout: duration(swarm.converge_timeout, Duration::from_secs(300), "swarm.converge_timeout")?,
     };
     let strategy = raw.strategy.unwrap_or_default();
+    let pass_env = raw.pass_env.unwrap_or_default();
+    if let Some((name, why)) = pass_env.iter().find_map(|n| child_env::refuse_pass_env(n).map(|why| (n, why))) {
+        return Err(format!("pass_env: {name:?} {why}"));
+    }
     if target == Target::Swarm && strategy != Strategy::Rolling && swarm.network.is_none() {
         return Err(format!(
             "target swarm with strategy {}: set swarm.network, the overlay network nginx reaches the services on",
@@ -563,6 +553,7 @@ fn settings(
         proxy,
         hooks_dir: relative(raw.hooks.unwrap_or_else(|| PathBuf::from("hooks"))),
         hook_timeout: duration(raw.hook_timeout, Duration::from_secs(60), "hook_timeout")?,
+        pass_env,
         keep_warm: duration(raw.keep_warm, Duration::from_secs(30), "keep_warm")?,
         drain: duration(raw.drain, Duration::from_secs(2), "drain")?,
         stop_grace: duration(raw.stop_grace, Duration::from_secs(10), "stop_grace")?,
@@ -574,6 +565,7 @@ fn settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::model::{FailureAction, Order};
 
     const COMPOSE: &str = r#"
 x-imgctl:
@@ -581,6 +573,7 @@ x-imgctl:
     upstream_file: nginx/upstreams/web.conf
     reload: docker exec proxy nginx -s reload
   keep_warm: 1m
+  pass_env: [SMOKE_PATHS]
 services:
   web:
     image: registry.example.com/team/web:1.4
@@ -638,15 +631,16 @@ services:
         assert_eq!(spec.rollback_config, UpdateConfig::default());
         let s = spec.settings;
         assert_eq!(s.strategy, Strategy::Canary);
-        assert_eq!(s.port, 8080);
+        assert_eq!(s.port, Some(8080));
         assert_eq!(s.health.path.as_deref(), Some("/health"));
         assert_eq!(s.health.deadline, Duration::from_secs(30));
         assert_eq!(s.keep_warm, Duration::from_secs(5), "the service's block wins over the top level");
-        assert_eq!(s.proxy.upstream_file, Path::new("/srv/app/nginx/upstreams/web.conf"));
+        assert_eq!(s.proxy.upstream_file.as_deref(), Some(Path::new("/srv/app/nginx/upstreams/web.conf")));
         assert_eq!(s.proxy.upstream, "web");
         assert_eq!(s.proxy.reload, ["docker", "exec", "proxy", "nginx", "-s", "reload"]);
         assert_eq!(s.proxy.test, ["nginx", "-t", "-q"]);
         assert_eq!(s.hooks_dir, Path::new("/srv/app/hooks"));
+        assert_eq!(s.pass_env, ["SMOKE_PATHS"]);
         assert_eq!(
             s.canary_steps,
             [
@@ -658,11 +652,35 @@ services:
     }
 
     #[test]
+    fn a_swarm_rolling_worker_needs_no_port() {
+        let yaml = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {target: swarm, strategy: rolling}\n";
+        let settings = parse(yaml, Path::new("compose.yaml"), "worker").unwrap().settings;
+        assert_eq!((settings.port, settings.proxy.upstream_file), (None, None));
+        let engine = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {proxy: {upstream_file: u}}\n";
+        assert!(parse(engine, Path::new("compose.yaml"), "worker").unwrap_err().to_string().contains("no port"));
+    }
+
+    #[test]
     fn a_swarm_rolling_service_needs_no_proxy() {
         let yaml = "services:\n  web:\n    image: r/web\n    expose: [8080]\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {target: swarm, strategy: rolling, swarm: {converge_timeout: 2m}}\n";
         let settings = parse(yaml, Path::new("compose.yaml"), "web").unwrap().settings;
         assert_eq!((settings.target, settings.strategy), (Target::Swarm, Strategy::Rolling));
         assert_eq!(settings.swarm, SwarmSettings { network: None, converge_timeout: Duration::from_secs(120) });
+        assert_eq!(settings.proxy.upstream_file, None, "no switch");
+    }
+
+    #[test]
+    fn a_service_name_that_is_not_composes_is_refused_before_it_reaches_nginx() {
+        for name in ["web;", "web\nupstream", "-web", "web {"] {
+            let yaml = format!(
+                "services: {{{name:?}: {{image: x, expose: [80]}}}}\nx-imgctl: {{proxy: {{upstream_file: u}}, health: {{path: /h}}}}"
+            );
+            let error = parse(&yaml, Path::new("compose.yaml"), name).unwrap_err();
+            assert!(
+                matches!(&error, SpecError::UnsafeValue { key, value, .. } if key == "the service name" && value == name),
+                "{name:?}: {error}"
+            );
+        }
     }
 
     #[test]
@@ -697,6 +715,18 @@ services:
                 "needs a compose healthcheck",
             ),
             ("services: [", "compose.yaml: did not find expected node content at line 2"),
+            (
+                "services: {web: {image: x, expose: [80]}}\nx-imgctl: {proxy: {upstream_file: u}, health: {path: /h}, pass_env: [SMOKE_PATHS, IMGCTL_PASSPHRASE]}",
+                "x-imgctl: pass_env: \"IMGCTL_PASSPHRASE\" is a secret of imgctl's own",
+            ),
+            (
+                "services: {web: {image: x, expose: [80]}}\nx-imgctl: {proxy: {upstream_file: u, upstream: 'web; } server { listen 8081; location / { proxy_pass http://198.51.100.1; } } upstream x {'}, health: {path: /h}}",
+                "x-imgctl.proxy.upstream is \"web; } server {",
+            ),
+            (
+                "services: {web: {image: x, expose: [80]}}\nx-imgctl: {proxy: {upstream_file: u, host: \"127.0.0.1:1 down;\\n    server 198.51.100.1\"}, health: {path: /h}}",
+                "x-imgctl.proxy.host is \"127.0.0.1:1 down;\\n    server 198.51.100.1\"",
+            ),
         ];
         for (yaml, expected) in cases {
             let error = parse(yaml, Path::new("compose.yaml"), "web").unwrap_err().to_string();

@@ -3,11 +3,13 @@
 
 use serde::Serialize;
 
+use super::child_env::ChildEnv;
 use super::color::Color;
-use super::docker::{DockerEngine, Replica};
+use super::docker::DockerEngine;
 use super::history::{self, Record};
 use super::lock::{self, Holder};
-use super::nginx::{Phase, Switch, Traffic};
+use super::model::{Phase, Replica, Traffic};
+use super::nginx::Switch;
 use super::plan;
 use super::run::{self, Action, DeployError, Options, history_dir, lock_dir};
 use super::spec::{ServiceSpec, Strategy, Target};
@@ -58,7 +60,7 @@ pub struct Status {
 
 /// Reads the service's state from the engine, the upstream file, the lock and the history.
 pub async fn status(spec: &ServiceSpec, options: &Options) -> Result<Status, DeployError> {
-    let traffic = Switch::new(&spec.settings.proxy).read()?;
+    let traffic = Switch::new(&spec.settings.proxy, ChildEnv::inherit(&spec.settings.pass_env)).read()?;
     let engine = DockerEngine::connect().await?;
     let replicas = run::replicas(&engine, spec).await?;
     let mut services = Vec::new();
@@ -96,7 +98,7 @@ pub fn history(options: &Options, service: &str) -> Result<Vec<Record>, DeployEr
 
 /// What `action` would do now, step by step, without doing any of it.
 pub async fn preview(spec: &ServiceSpec, options: &Options, action: &Action) -> Result<Vec<String>, DeployError> {
-    let traffic = Switch::new(&spec.settings.proxy).read()?;
+    let traffic = Switch::new(&spec.settings.proxy, ChildEnv::inherit(&spec.settings.pass_env)).read()?;
     let replicas = run::replicas(&DockerEngine::connect().await?, spec).await?;
     Ok(preview_lines(spec, options, action, traffic.as_ref(), &replicas))
 }
@@ -202,14 +204,16 @@ fn preview_lines(
             lines.push(match s.target {
                 Target::Engine => format!(
                     "start {color} x{} on {}:<ephemeral> -> container port {}",
-                    spec.replicas, s.proxy.host, s.port
+                    spec.replicas,
+                    s.proxy.host,
+                    s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
                 ),
                 Target::Swarm => format!(
                     "create or update swarm service {}-{color} x{} on {}; nginx reaches it as tasks.{0}-{color}:{}",
                     spec.name,
                     spec.replicas,
                     s.swarm.network.as_deref().unwrap_or("-"),
-                    s.port
+                    s.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
                 ),
             });
             lines.push(format!("health gate: {gate}"));
@@ -234,7 +238,7 @@ fn preview_lines(
     }
     lines.push(format!(
         "switch: write {}, {}, {}",
-        s.proxy.upstream_file.display(),
+        s.proxy.upstream_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "no upstream file".into()),
         s.proxy.test.join(" "),
         s.proxy.reload.join(" ")
     ));

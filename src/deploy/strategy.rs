@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use super::color::Color;
-use super::docker::{ContainerState, Replica};
 use super::history::{self, Outcome};
 use super::hooks::Hook;
-use super::nginx::{Phase, Traffic, canary_weights};
+use super::model::{ContainerState, Phase, Replica, Traffic};
+use super::nginx::canary_weights;
 use super::plan;
 use super::rolling;
 use super::run::{Action, DeployError, Events, HookVars, Options, PinnedImage, Report, Run, history_dir};

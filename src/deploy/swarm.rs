@@ -16,8 +16,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{ListTasksOptionsBuilder, UpdateServiceOptionsBuilder};
 
-use super::docker::{DockerEngine, EngineError, Healthcheck, PullAuth, health_config};
-use super::spec::{FailureAction, Order, UpdateConfig};
+use super::docker::{DockerEngine, EngineError, PullAuth, health_config};
+use super::model::{FailureAction, Healthcheck, Order, UpdateConfig};
 
 /// What a swarm service should be (built from the compose service).
 #[derive(Clone, Debug, Default, PartialEq)]

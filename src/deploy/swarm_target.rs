@@ -14,13 +14,57 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::color::{Color, label};
-use super::docker::{ContainerState, DockerEngine, EngineError, Health, Replica};
+use super::docker::{DockerEngine, EngineError};
 use super::history::Outcome;
 use super::hooks::Hook;
+use super::model::{ContainerState, Health, Replica};
 use super::run::{DeployError, Report, Run};
 use super::spec::ServiceSpec;
 use super::strategy::{Start, end, failed};
 use super::swarm::{ServiceState, SwarmServiceSpec, TaskInfo, converged, failure_reason};
+
+/// How a swarm update this run followed failed to converge.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UpdateFailure {
+    /// Swarm rolled the update back itself (`failure_action: rollback`).
+    #[error("swarm rolled the update back (rollback_completed): {why}")]
+    RolledBack {
+        /// Why its tasks failed.
+        why: String,
+    },
+    /// Swarm paused the update (`failure_action: pause`).
+    #[error(
+        "swarm paused the update ({state}): {why}; `imgctl rollback {service}` goes back, `docker service update {name}` resumes"
+    )]
+    Paused {
+        /// `paused` or `rollback_paused`.
+        state: String,
+        /// Why its tasks failed.
+        why: String,
+        /// The compose service.
+        service: String,
+        /// The swarm service.
+        name: String,
+    },
+    /// The update ran past `swarm.converge_timeout`.
+    #[error("{name} did not converge within {limit:?} ({state}): {why}")]
+    NotConverged {
+        /// The swarm service.
+        name: String,
+        /// The limit.
+        limit: Duration,
+        /// Its update state then.
+        state: String,
+        /// Why its tasks failed, or the last progress seen.
+        why: String,
+    },
+    /// The service was removed while the update ran.
+    #[error("{0} vanished")]
+    Vanished(String),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
 
 /// The service of `color`.
 pub fn color_service(spec: &ServiceSpec, color: Color) -> String {
@@ -250,10 +294,11 @@ pub async fn rolling(run: &mut Run<'_>, start: &Start, color: Color) -> Result<R
             }
             Ok(report)
         }
-        Err(reason) => {
+        Err(failure) => {
+            let reason = failure.to_string();
             let mut vars = start.vars(color);
             vars.reason = Some(reason.clone());
-            if reason.contains("rolled")
+            if matches!(failure, UpdateFailure::RolledBack { .. })
                 && let Err(e) = run.hook(Hook::OnRollback, &vars).await
             {
                 run.events.note(&e.to_string());
@@ -291,7 +336,7 @@ pub async fn rollback(run: &mut Run<'_>) -> Result<Report, DeployError> {
             }
             end(run, &start, Color::Blue, Outcome::Succeeded, None, None)
         }
-        Err(reason) => failed(run, &start, Color::Blue, reason),
+        Err(failure) => failed(run, &start, Color::Blue, failure.to_string()),
     }
 }
 
@@ -306,14 +351,14 @@ async fn follow(
     before: Option<String>,
     known: &HashSet<String>,
     rolling_back: bool,
-) -> Result<(), String> {
+) -> Result<(), UpdateFailure> {
     let limit = run.spec.settings.swarm.converge_timeout;
     let since = Instant::now();
     let mut ours = false;
     let mut last = String::new();
     let result = loop {
-        let service = run.engine.service(name).await.map_err(|e| e.to_string())?.ok_or(format!("{name} vanished"))?;
-        let tasks = run.engine.tasks(name).await.map_err(|e| e.to_string())?;
+        let service = run.engine.service(name).await?.ok_or_else(|| UpdateFailure::Vanished(name.to_owned()))?;
+        let tasks = run.engine.tasks(name).await?;
         let state = service.update.as_ref().map(|u| u.state.clone()).unwrap_or_default();
         let message = service.update.as_ref().map(|u| u.message.clone()).unwrap_or_default();
         ours |= matches!(state.as_str(), "updating" | "rollback_started") || Some(&state) != before.as_ref();
@@ -335,23 +380,25 @@ async fn follow(
             (_, "") if !rolling_back && done => break Ok(()),
             (true, "rollback_completed") if rolling_back && done => break Ok(()),
             (true, "rollback_completed") => {
-                let why = failure_reason(&tasks).unwrap_or(message);
-                break Err(format!("swarm rolled the update back (rollback_completed): {why}"));
+                break Err(UpdateFailure::RolledBack { why: failure_reason(&tasks).unwrap_or(message) });
             }
             (true, "paused" | "rollback_paused") => {
-                let why = failure_reason(&tasks).unwrap_or(message);
-                break Err(format!(
-                    "swarm paused the update ({state}): {why}; `imgctl rollback {0}` goes back, `docker service update {name}` resumes",
-                    run.spec.name
-                ));
+                break Err(UpdateFailure::Paused {
+                    state,
+                    why: failure_reason(&tasks).unwrap_or(message),
+                    service: run.spec.name.clone(),
+                    name: name.to_owned(),
+                });
             }
             _ => {}
         }
         if since.elapsed() >= limit {
-            break Err(format!(
-                "{name} did not converge within {limit:?} ({state}): {}",
-                failure_reason(&tasks).unwrap_or(last.clone())
-            ));
+            break Err(UpdateFailure::NotConverged {
+                name: name.to_owned(),
+                limit,
+                state,
+                why: failure_reason(&tasks).unwrap_or(last.clone()),
+            });
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };

@@ -188,7 +188,8 @@ fn blue_green_v1_to_v2_under_load_drops_no_request() {
     // A tag is refused unless --resolve pins it; the digest is what gets recorded.
     let tag = format!("{}:v1", site.images.repo);
     let out = site.imgctl(&["deploy", &site.service, "--image", &tag]);
-    assert!(!out.status.success() && stderr(&out).contains("is a tag, and a tag can move"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is a tag, and a tag can move"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let out = site.imgctl(&["deploy", &site.service, "--image", &tag, "--resolve", "-o", "json"]);
     assert_success(&out, "deploy --resolve");
     assert_eq!(report(&out)["digest"], site.images.v1.digest.as_str());
@@ -255,12 +256,14 @@ fn rollback_after_a_good_deploy_is_instant_and_drops_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     let close = close.stop();
     assert_success(&out, "rollback");
-    assert_eq!(report(&out)["digest"], site.images.v1.digest.as_str());
-    assert!(
-        !stderr(&out).contains("pull"),
-        "the stopped blue color is started again, nothing pulled: {}",
-        stderr(&out)
-    );
+    let result = report(&out);
+    assert_eq!(result["digest"], site.images.v1.digest.as_str());
+    // Instant: the stopped blue replicas are started again; nothing is pulled or created (a
+    // rollback that rebuilds pulls first).
+    let steps: Vec<&str> = result["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert!(!steps.iter().any(|s| s.starts_with("pull")), "{steps:?}");
+    assert_eq!(steps.first(), Some(&"start blue x2"), "{steps:?}");
+    assert!(steps.contains(&"switch") && steps.contains(&"stop green x2"), "{steps:?}");
     assert_clean(&close, &["v1", "v2"], "during the rollback");
     assert_eq!(site.serving(), "v1");
     assert_eq!(site.live(), "blue");
@@ -345,7 +348,8 @@ fn canary_10_50_100_with_continue_and_abort() {
     assert!((0.3..0.7).contains(&ratio), "v2 share at 50%: {ratio} ({v1} v1, {v2} v2)");
     // A new deploy is refused while the canary waits.
     let refused = site.deploy(&site.images.v3.digest, &[]);
-    assert!(!refused.status.success() && stderr(&refused).contains("--continue"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--continue"), "{}", stderr(&refused));
+    assert_eq!(refused.status.code(), Some(3), "a deploy in flight");
 
     let out = site.imgctl(&["deploy", &site.service, "--continue"]);
     let close = close.stop();
@@ -366,7 +370,8 @@ fn canary_10_50_100_with_continue_and_abort() {
     assert_eq!(site.serving(), "v2");
     assert_eq!(site.count("blue", "running"), 0, "the aborted canary is removed");
     let out = site.imgctl(&["deploy", &site.service, "--abort"]);
-    assert!(!out.status.success() && stderr(&out).contains("no paused deploy"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no paused deploy"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "nothing to abort: a usage error");
 }
 
 #[test]
@@ -385,6 +390,8 @@ fn no_auto_promote_holds_the_switch_for_a_judgement() {
 #[test]
 fn hooks_gate_the_switch_and_a_failed_post_switch_moves_traffic_back() {
     let site = Site::new("hook");
+    // The notifier writes where IMGCTL_NOTIFY_FILE says: hooks get it only when passed.
+    site.compose(1, "", "      pass_env: [IMGCTL_NOTIFY_FILE]");
     // The repository's sample hooks, as a user would copy them.
     let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks");
     for name in ["pre-switch", "post-deploy"] {
@@ -406,10 +413,13 @@ fn hooks_gate_the_switch_and_a_failed_post_switch_moves_traffic_back() {
     let out = site.deploy(&site.images.v2.digest, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout(&out).contains("pre-switch") && stdout(&out).contains("smoke test of green at 127.0.0.1:"),
+        stdout(&out).contains("the pre-switch hook") && stdout(&out).contains("exit status: 1"),
         "{}",
         stdout(&out)
     );
+    // What the hook printed is for the person watching (stderr), not for the report.
+    assert!(stderr(&out).contains("smoke test of green at 127.0.0.1:"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("smoke test of"), "{}", stdout(&out));
     assert_eq!(site.serving(), "v1");
     assert_eq!(site.count("green", "running"), 0);
 
@@ -425,10 +435,63 @@ fn hooks_gate_the_switch_and_a_failed_post_switch_moves_traffic_back() {
     let close = close.stop();
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("traffic is back on blue"), "{}", stdout(&out));
-    assert!(fs::read_to_string(site.dir.join("rolled-back")).unwrap().contains("error rate too high"));
+    let reason = fs::read_to_string(site.dir.join("rolled-back")).unwrap();
+    assert!(reason.contains("the post-switch hook") && reason.contains("exit status: 2"), "IMGCTL_REASON: {reason}");
+    assert!(!reason.contains("error rate too high"), "a hook's output is not the next hook's input: {reason}");
     assert_eq!(close.failed(), 0, "{:?}", close.errors);
     assert_eq!(site.serving(), "v1");
     assert_eq!(site.live(), "blue");
+}
+
+#[test]
+fn hooks_get_no_imgctl_secret_and_their_output_stays_out_of_the_history() {
+    let mut site = Site::new("hookenv");
+    site.compose(1, "", "      pass_env: [SMOKE_PATHS]");
+    let passphrase = site.home.secret("passphrase");
+    let auth_config = format!(r#"{{"auths": {{"registry.invalid": {{"auth": "{}"}}}}}}"#, site.home.secret("auth"));
+    let printed = site.home.secret("token");
+    let dump = site.dir.join("pre-deploy.env");
+    site.hook(
+        "pre-deploy",
+        // The token is put together when the hook runs: the script itself must not hold it.
+        &format!(
+            "#!/bin/sh\nenv | grep -v '^_=' | cut -d= -f1 > {}\nprintf 'GITHUB_TOKEN=%s%s\\n' '{}' '{}'\nexit 1\n",
+            dump.display(),
+            &printed[..4],
+            &printed[4..]
+        ),
+    );
+    let out = site
+        .command(&["deploy", &site.service, "--digest", &site.images.v1.digest])
+        .env("IMGCTL_PASSPHRASE", &passphrase)
+        .env("DOCKER_AUTH_CONFIG", &auth_config)
+        .env("SMOKE_PATHS", "/health")
+        .env("CI_JOB_TOKEN", "not-passed")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{} {}", stdout(&out), stderr(&out));
+
+    let mut names: Vec<String> = fs::read_to_string(&dump).unwrap().lines().map(str::to_owned).collect();
+    names.sort();
+    assert!(!names.iter().any(|n| n == "IMGCTL_PASSPHRASE" || n == "DOCKER_AUTH_CONFIG"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "CI_JOB_TOKEN" || n == "DOCKER_CONFIG"), "not on the allow-list: {names:?}");
+    for expected in ["SMOKE_PATHS", "PATH", "HOME", "LANG", "IMGCTL_SERVICE", "IMGCTL_DIGEST", "IMGCTL_REASON"] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing: {names:?}");
+    }
+
+    // The report says the hook failed and how; the output went to the terminal only.
+    assert!(
+        stdout(&out).contains("the pre-deploy hook") && stdout(&out).contains("exit status: 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains(&printed), "{}", stdout(&out));
+    assert!(stderr(&out).contains(&format!("pre-deploy: GITHUB_TOKEN={printed}")), "{}", stderr(&out));
+    let history = site.history();
+    assert_eq!(history.last().unwrap()["outcome"], "failed");
+    assert!(!serde_json::to_string(&history).unwrap().contains(&printed), "{history:?}");
+    // And no file under HOME (the history, the lock) holds any of the three: TestHome's drop
+    // checks every file.
 }
 
 #[test]
@@ -455,7 +518,7 @@ fn a_deploy_killed_mid_way_is_reconciled_by_the_next_and_two_at_once_are_refused
 
     // Meanwhile a second deploy is refused and told who holds the lock.
     let second = site.deploy(&site.images.v3.digest, &[]);
-    assert!(!second.status.success(), "{}", stdout(&second));
+    assert_eq!(second.status.code(), Some(3), "the lock is held: {}", stdout(&second));
     let err = stderr(&second);
     assert!(
         err.contains("locked by another run") && err.contains(&format!("deploy {}", site.images.v2.digest)),

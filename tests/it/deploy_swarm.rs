@@ -213,6 +213,23 @@ fn swarm_rolling_update_good_bad_stop_first_and_rollback() {
         ("rollback", "succeeded"),
     ];
     assert_eq!(outcomes, expected.map(|(a, o)| (a.to_owned(), o.to_owned())));
+
+    // A rolling service needs no proxy block; `status` reads no upstream file then (it once
+    // read the compose file's directory as one: "Is a directory").
+    let compose = site.home.dir.join("compose.yaml");
+    let text = fs::read_to_string(&compose).unwrap();
+    fs::write(&compose, &text[..text.find("      proxy:\n").unwrap()]).unwrap();
+    let out = site.imgctl(&["status", &site.service, "-o", "json"]);
+    assert_success(&out, "status of a swarm rolling service without a proxy block");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["services"][0]["name"], site.service.as_str(), "{status}");
+
+    // Nor a port: a swarm rolling update of a worker that listens on nothing is deployed.
+    let text = fs::read_to_string(&compose).unwrap();
+    fs::write(&compose, text.replace("    expose: [\"8080\"]\n", "")).unwrap();
+    let out = site.deploy(&site.images.v3.digest);
+    assert_success(&out, "rolling update of a service with no port");
+    assert_eq!(site.running(&site.service), std::slice::from_ref(&site.images.v3.image));
 }
 
 #[test]

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use common::busybox::TestImage;
 use common::{random_hex, require};
 use imgctl::deploy::color::{Color, label};
-use imgctl::deploy::docker::{ContainerSpec, ContainerState, DockerEngine, EngineError, Health, Healthcheck};
+use imgctl::deploy::docker::{ContainerSpec, DockerEngine, EngineError};
+use imgctl::deploy::model::{ContainerState, Health, Healthcheck};
 
 /// Removes every container of the test's service, however the test ends (the docker CLI, so
 /// it works while unwinding and outside the runtime).

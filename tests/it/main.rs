@@ -5,6 +5,7 @@ mod ci_examples;
 mod common;
 mod concurrency;
 mod deploy;
+mod deploy_cli;
 mod deploy_peers;
 mod deploy_swarm;
 mod docker_cli;

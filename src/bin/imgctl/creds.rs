@@ -21,10 +21,6 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 const MAX_SECRET: usize = imgctl::credential::helper::MAX_INPUT;
 
 pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
-    // Every creds command may read or hold a secret: no core dump, no reading by others.
-    if let Err(e) = imgctl::credential::keep_memory_private() {
-        eprintln!("warning: cannot keep this process out of core dumps: {e}");
-    }
     // Commands that fix the configuration must work when the store cannot be opened.
     match command {
         Creds::Backend { choice: Some(choice) } => return set_backend(&choice, output),
@@ -41,13 +37,13 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
         Creds::Ls => {
             let entries = store.list()?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                Output::Json => outln!("{}", serde_json::to_string_pretty(&entries)?)?,
                 Output::Text if entries.is_empty() => eprintln!("no credentials stored ({})", store.describe()),
                 Output::Text => {
                     let width = entries.iter().map(|e| e.server_url.len()).max().unwrap_or(0).max(6);
-                    println!("{:width$}  USERNAME", "SERVER");
+                    outln!("{:width$}  USERNAME", "SERVER")?;
                     for entry in entries {
-                        println!("{:width$}  {}", entry.server_url, entry.username);
+                        outln!("{:width$}  {}", entry.server_url, entry.username)?;
                     }
                 }
             }
@@ -62,21 +58,25 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
                 }
             }
             match output {
-                Output::Json => println!("{}", serde_json::json!({ "removed": removed })),
-                Output::Text => removed.iter().for_each(|server| println!("removed {server}")),
+                Output::Json => outln!("{}", serde_json::json!({ "removed": removed }))?,
+                Output::Text => {
+                    for server in &removed {
+                        outln!("removed {server}")?;
+                    }
+                }
             }
         }
         Creds::Login(login) => {
             let credential = read_login(login)?;
             store.store(&credential)?;
             match output {
-                Output::Json => println!("{}", serde_json::json!({ "stored": credential.server_url })),
-                Output::Text => println!("stored {} for {}", credential.username, credential.server_url),
+                Output::Json => outln!("{}", serde_json::json!({ "stored": credential.server_url }))?,
+                Output::Text => outln!("stored {} for {}", credential.username, credential.server_url)?,
             }
         }
         Creds::Init { passphrase_stdin } => {
             let AnyStore::AgeFile(store) = store else {
-                println!("the {} backend needs no init ({})", store.backend(), store.describe());
+                outln!("the {} backend needs no init ({})", store.backend(), store.describe())?;
                 return Ok(ExitCode::SUCCESS);
             };
             let passphrase = passphrase_stdin.then(|| read_stdin_secret("the passphrase")).transpose()?;
@@ -84,16 +84,16 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
             let path = store.identity_path().display().to_string();
             match (output, outcome) {
                 (Output::Json, _) => {
-                    println!("{}", serde_json::json!({ "identity": path, "created": outcome == InitOutcome::Created }))
+                    outln!("{}", serde_json::json!({ "identity": path, "created": outcome == InitOutcome::Created }))?
                 }
-                (Output::Text, InitOutcome::Created) => println!("created identity {path}"),
-                (Output::Text, InitOutcome::Existed) => println!("identity {path} already exists; left as it is"),
+                (Output::Text, InitOutcome::Created) => outln!("created identity {path}")?,
+                (Output::Text, InitOutcome::Existed) => outln!("identity {path} already exists; left as it is")?,
             }
         }
         Creds::Doctor => {
             let report = doctor::run(&selection, &docker_dir()?, std::env::var_os("PATH").as_deref());
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
                 Output::Text => {
                     for check in &report.checks {
                         let mark = match check.status {
@@ -101,7 +101,7 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
                             doctor::Status::Warn => "warn",
                             doctor::Status::Fail => "FAIL",
                         };
-                        println!("{mark}  {:<13} {}", check.name, check.detail);
+                        outln!("{mark}  {:<13} {}", check.name, check.detail)?;
                     }
                 }
             }
@@ -128,7 +128,7 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
                     let source = imgctl::credential::secret_service::SecretServiceStore::new();
                     match migrate::from_secret_service(&source, store, options) {
                         Err(same @ migrate::MigrateError::SameStore) => {
-                            println!("{same}");
+                            outln!("{same}")?;
                             return Ok(ExitCode::SUCCESS);
                         }
                         other => other?,
@@ -148,26 +148,26 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
                 warn_stranded(stranded);
             }
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
                 Output::Text => {
                     print_migration(&report.migration, output)?;
                     if let Some(backup) = &report.backup {
-                        println!("backed up {} to {}", report.config_path.display(), backup.display());
+                        outln!("backed up {} to {}", report.config_path.display(), backup.display())?;
                     }
                     if report.changed {
-                        println!(
+                        outln!(
                             "{}: credsStore {} -> imgctl",
                             report.config_path.display(),
                             report.previous_creds_store.as_deref().unwrap_or("(unset)")
-                        );
+                        )?;
                     } else {
-                        println!("{}: credsStore is already imgctl", report.config_path.display());
+                        outln!("{}: credsStore is already imgctl", report.config_path.display())?;
                     }
                 }
             }
         }
         Creds::Backend { choice: None } => match output {
-            Output::Json => println!(
+            Output::Json => outln!(
                 "{}",
                 serde_json::json!({
                     "choice": selection.choice.to_string(),
@@ -175,8 +175,8 @@ pub fn run(command: Creds, output: Output) -> Result<ExitCode> {
                     "serving": store.backend().to_string(),
                     "fallback": selection.fallback.as_ref().map(ToString::to_string),
                 })
-            ),
-            Output::Text => println!("{} (chosen: {}; {})", store.backend(), selection.choice, store.describe()),
+            )?,
+            Output::Text => outln!("{} (chosen: {}; {})", store.backend(), selection.choice, store.describe())?,
         },
         Creds::Backend { choice: Some(_) } | Creds::ConfigureDocker { restore: true } | Creds::Which { .. } => {
             unreachable!("handled above")
@@ -201,7 +201,7 @@ fn which(registry: &str, output: Output) -> Result<ExitCode> {
         CredentialSource::None => "nothing configured".to_owned(),
     };
     match output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::json!({
                 "registry": registry,
@@ -210,9 +210,9 @@ fn which(registry: &str, output: Output) -> Result<ExitCode> {
                 "username": username,
                 "source": source,
             })
-        ),
+        )?,
         Output::Text => {
-            println!("{registry}: {kind}{} (from {from})", username.map(|u| format!(" {u}")).unwrap_or_default())
+            outln!("{registry}: {kind}{} (from {from})", username.map(|u| format!(" {u}")).unwrap_or_default())?
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -222,7 +222,7 @@ fn set_backend(choice: &str, output: Output) -> Result<ExitCode> {
     let choice: BackendChoice = choice.parse()?;
     let saved = backend::save_choice(&Dirs::from_env()?, choice)?;
     match output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::json!({
                 "backend": saved.backend.to_string(),
@@ -230,12 +230,12 @@ fn set_backend(choice: &str, output: Output) -> Result<ExitCode> {
                 "settings": saved.path,
                 "fallback": saved.fallback.as_ref().map(ToString::to_string),
             })
-        ),
+        )?,
         Output::Text => {
             if let Some(why) = &saved.fallback {
-                println!("auto chose age-file because {why}");
+                outln!("auto chose age-file because {why}")?;
             }
-            println!("backend set to {} in {}", saved.backend, saved.path.display());
+            outln!("backend set to {} in {}", saved.backend, saved.path.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -244,18 +244,18 @@ fn set_backend(choice: &str, output: Output) -> Result<ExitCode> {
 fn restore_docker(output: Output) -> Result<ExitCode> {
     let report = docker_setup::restore(&docker_dir()?)?;
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
         Output::Text => {
-            println!(
+            outln!(
                 "{}: credsStore restored to {}",
                 report.config_path.display(),
                 report.restored_creds_store.as_deref().unwrap_or("(unset)")
-            );
+            )?;
             if !report.login_again.is_empty() {
-                println!(
+                outln!(
                     "docker will ask for a login again for: {} (their credentials stay in imgctl's store; imgctl creds ls lists them)",
                     report.login_again.join(", ")
-                );
+                )?;
             }
         }
     }
@@ -277,24 +277,24 @@ fn warn_stranded(stranded: &docker_setup::StrandedLogins) {
 
 fn print_migration(report: &MigrationReport, output: Output) -> Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        outln!("{}", serde_json::to_string_pretty(report)?)?;
         return Ok(());
     }
     let verb = if report.dry_run { "would move" } else { "moved" };
     for server in &report.migrated {
-        println!("{verb} {server} from {} into the store", report.source);
+        outln!("{verb} {server} from {} into the store", report.source)?;
     }
     for skipped in &report.skipped {
         eprintln!("skipped {} ({:?}): {}", skipped.server_url, skipped.kind, skipped.reason);
     }
-    println!(
+    outln!(
         "{}: {} migrated, {} already in the store, {} skipped, {} removed from the source",
         report.source,
         report.migrated.len(),
         report.unchanged.len(),
         report.skipped.len(),
         report.removed_from_source
-    );
+    )?;
     Ok(())
 }
 

@@ -8,15 +8,48 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use imgctl::deploy::history::Outcome;
-use imgctl::deploy::spec::{self, ServiceSpec};
-use imgctl::deploy::{self, Action, Events, Options, PinnedImage, Report, status};
-use imgctl::digest::Digest;
+use imgctl::deploy::lock::LockError;
+use imgctl::deploy::spec::{self, ServiceSpec, SpecError};
+use imgctl::deploy::{self, Action, DeployError, Events, Options, PinnedImage, Report, status};
+use imgctl::digest::{Digest, InvalidDigest};
 use imgctl::docker_config::DockerConfig;
-use imgctl::reference::Reference;
+use imgctl::reference::{InvalidReference, Reference};
 
 use crate::cli::{Command, ComposeArgs, Deploy, Output};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// The run failed; traffic is where the report says (on the old version, unless switching
+/// back failed too).
+const EXIT_FAILED: u8 = 1;
+/// The command line or the compose file asks for something that cannot be done.
+const EXIT_USAGE: u8 = 2;
+/// Another run holds the service's lock, or a deploy is in flight (`--continue`, `--abort`).
+const EXIT_BUSY: u8 = 3;
+
+/// A command line that cannot be carried out as given.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+/// The exit status for an error that stopped a command: [`EXIT_USAGE`], [`EXIT_BUSY`], or
+/// [`EXIT_FAILED`] for anything else (and for every error of the other commands).
+pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
+    if let Some(error) = error.downcast_ref::<DeployError>() {
+        return match error {
+            DeployError::Lock(LockError::Held { .. }) | DeployError::InFlight { .. } => EXIT_BUSY,
+            DeployError::NothingInFlight { .. }
+            | DeployError::NothingToRollBack { .. }
+            | DeployError::NoLiveVersion(_)
+            | DeployError::NotASwarm => EXIT_USAGE,
+            _ => EXIT_FAILED,
+        };
+    }
+    if error.is::<SpecError>() || error.is::<Usage>() || error.is::<InvalidDigest>() || error.is::<InvalidReference>() {
+        return EXIT_USAGE;
+    }
+    EXIT_FAILED
+}
 
 pub fn run(command: Command, output: Output) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -43,11 +76,11 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                     records.drain(..records.len().saturating_sub(limit));
                 }
                 match output {
-                    Output::Json => println!("{}", serde_json::to_string_pretty(&records)?),
-                    Output::Text if records.is_empty() => println!("{service}: no deploys yet"),
+                    Output::Json => outln!("{}", serde_json::to_string_pretty(&records)?)?,
+                    Output::Text if records.is_empty() => outln!("{service}: no deploys yet")?,
                     Output::Text => {
                         for r in records {
-                            println!(
+                            outln!(
                                 "{}  {:<8} {:<9} {:<10} {} -> {}  {} by {}{}",
                                 r.started,
                                 r.action,
@@ -58,7 +91,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                                 r.color,
                                 r.performer,
                                 r.reason.map(|why| format!("\n    {why}")).unwrap_or_default()
-                            );
+                            )?;
                         }
                     }
                 }
@@ -82,11 +115,11 @@ async fn deploy_command(args: Deploy, output: Output) -> Result<ExitCode> {
     if args.dry_run {
         let lines = status::preview(&spec, &options, &action).await?;
         match output {
-            Output::Json => println!("{}", serde_json::json!({"service": spec.name, "dry_run": true, "plan": lines})),
+            Output::Json => outln!("{}", serde_json::json!({"service": spec.name, "dry_run": true, "plan": lines}))?,
             Output::Text => {
-                println!("{} {} ({}), dry run:", action.name(), spec.name, spec.settings.strategy.as_str());
+                outln!("{} {} ({}), dry run:", action.name(), spec.name, spec.settings.strategy.as_str())?;
                 for (i, line) in lines.iter().enumerate() {
-                    println!("  {:>2}. {line}", i + 1);
+                    outln!("  {:>2}. {line}", i + 1)?;
                 }
             }
         }
@@ -102,11 +135,11 @@ async fn pin(args: &Deploy, spec: &ServiceSpec) -> Result<PinnedImage> {
         (Some(digest), _) => {
             let digest: Digest = digest.parse()?;
             let image = spec.image.as_deref().ok_or_else(|| {
-                format!(
+                Usage(format!(
                     "service {} has no image in {}: give --image repo@{digest}",
                     spec.name,
                     spec.compose_file.display()
-                )
+                ))
             })?;
             (image.parse::<Reference>()?, digest)
         }
@@ -120,17 +153,18 @@ async fn pin(args: &Deploy, spec: &ServiceSpec) -> Result<PinnedImage> {
                     (reference, manifest.digest)
                 }
                 None => {
-                    return Err(format!(
+                    return Err(Usage(format!(
                         "{image} is a tag, and a tag can move: deploy a digest (--image repo@sha256:... or --digest), or add --resolve to pin the tag's digest now"
-                    )
+                    ))
                     .into());
                 }
             }
         }
         (None, None) => {
-            return Err(
-                "say what to deploy: --digest sha256:... or --image repo@sha256:... (or --continue / --abort)".into()
-            );
+            return Err(Usage(
+                "say what to deploy: --digest sha256:... or --image repo@sha256:... (or --continue / --abort)".into(),
+            )
+            .into());
         }
     };
     let repository: Reference = reference.name().parse()?;
@@ -182,7 +216,7 @@ impl Events for Printer {
 fn finish(report: Report, output: Output) -> Result<ExitCode> {
     let record = &report.record;
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
         Output::Text => {
             let what = match record.outcome {
                 Outcome::Succeeded => format!(
@@ -196,27 +230,27 @@ fn finish(report: Report, output: Output) -> Result<ExitCode> {
                 Outcome::Aborted => format!("{} {}: aborted", record.action, record.service),
                 Outcome::Failed => format!("{} {} FAILED", record.action, record.service),
             };
-            println!("{what}");
+            outln!("{what}")?;
             if let Some(reason) = &record.reason {
-                println!("  {reason}");
+                outln!("  {reason}")?;
             }
             if let (Some(switch), Some(traffic)) = (report.switch_ms, report.time_to_traffic_ms) {
-                println!(
+                outln!(
                     "  switch {switch} ms; traffic on the new color {traffic} ms after the start, health gates excluded"
-                );
+                )?;
             }
-            println!("  run {} (imgctl history {} shows every run)", record.id, record.service);
+            outln!("  run {} (imgctl history {} shows every run)", record.id, record.service)?;
         }
     }
-    Ok(if record.outcome == Outcome::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if record.outcome == Outcome::Failed { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS })
 }
 
 fn print_status(status: &status::Status, output: Output) -> Result<ExitCode> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(status)?);
+        outln!("{}", serde_json::to_string_pretty(status)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{}: {} ({})",
         status.service,
         match (&status.live, &status.live_digest) {
@@ -224,13 +258,13 @@ fn print_status(status: &status::Status, output: Output) -> Result<ExitCode> {
             _ => "no live version".into(),
         },
         status.phase
-    );
+    )?;
     if let Some(holder) = &status.lock {
-        println!("  locked: {holder}");
+        outln!("  locked: {holder}")?;
     }
     for r in &status.replicas {
         let replica = &r.replica;
-        println!(
+        outln!(
             "  {:<16} {:<6} {:<12} {:<8} {:<9} {:<22} {}",
             replica.name,
             replica.color.as_str(),
@@ -239,37 +273,37 @@ fn print_status(status: &status::Status, output: Output) -> Result<ExitCode> {
             format!("{:?}", replica.health).to_lowercase(),
             replica.addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             r.weight.map(|w| format!("in traffic, weight {w}")).unwrap_or_else(|| "no traffic".into())
-        );
+        )?;
     }
     for swarm in &status.services {
         let service = &swarm.service;
-        println!(
+        outln!(
             "  swarm service {} x{} {}{}",
             service.name,
             service.replicas,
             service.image.rsplit_once('@').map(|(_, digest)| short(digest)).unwrap_or(&service.image),
             service.update.as_ref().map(|u| format!(", update {}: {}", u.state, u.message)).unwrap_or_default()
-        );
+        )?;
         for task in &swarm.tasks {
-            println!(
+            outln!(
                 "    slot {:<3} {:<10} node {:<12} {:<19} {}",
                 task.slot,
                 task.state,
                 &task.node[..task.node.len().min(12)],
                 task.image.rsplit_once('@').map(|(_, digest)| short(digest)).unwrap_or(&task.image),
                 task.message
-            );
+            )?;
         }
     }
     for record in &status.recent {
-        println!(
+        outln!(
             "  {} {} {} {} by {}",
             record.started,
             record.action,
             short(&record.digest),
             format!("{:?}", record.outcome).to_lowercase(),
             record.performer
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

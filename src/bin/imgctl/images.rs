@@ -42,11 +42,11 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                 let source: Reference = reference.parse()?;
                 let (digest, report) = imgctl::layout::pull(&client(&registry)?, &source, &dir, name.as_deref()).await?;
                 match output {
-                    Output::Json => println!("{}", serde_json::json!({"reference": source.to_string(), "digest": digest, "dir": dir, "copy": report})),
-                    Output::Text => println!(
+                    Output::Json => outln!("{}", serde_json::json!({"reference": source.to_string(), "digest": digest, "dir": dir, "copy": report}))?,
+                    Output::Text => outln!(
                         "{digest}: {} manifest(s), {} blob(s) written ({} bytes), {} already there, in {}",
                         report.manifests, report.blobs_uploaded, report.bytes_uploaded, report.blobs_present, dir.display()
-                    ),
+                    )?,
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -55,8 +55,8 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                 let (digest, report, tag) =
                     imgctl::layout::push(&client(&registry)?, &dir, name.as_deref(), &destination, allow_tag_move).await?;
                 match output {
-                    Output::Json => println!("{}", serde_json::json!({"destination": destination.to_string(), "digest": digest, "copy": report, "tag": tag})),
-                    Output::Text => println!(
+                    Output::Json => outln!("{}", serde_json::json!({"destination": destination.to_string(), "digest": digest, "copy": report, "tag": tag}))?,
+                    Output::Text => outln!(
                         "{}@{digest}: {} manifest(s), {} blob(s) uploaded ({} bytes), {} already there{}",
                         destination.name(), report.manifests, report.blobs_uploaded, report.bytes_uploaded, report.blobs_present,
                         match (destination.tag(), &tag) {
@@ -65,7 +65,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                             (Some(t), Some(TagOutcome::Moved { from })) => format!("; {t} moved from {from}"),
                             _ => String::new(),
                         }
-                    ),
+                    )?,
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -86,11 +86,11 @@ async fn resolve(reference: &str, args: &RegistryArgs, output: Output) -> Result
     let reference: Reference = reference.parse()?;
     let manifest = client(args)?.get_manifest(&reference).await?;
     match output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::json!({"reference": reference.to_string(), "digest": manifest.digest, "media_type": manifest.media_type})
-        ),
-        Output::Text => println!("{}", manifest.digest),
+        )?,
+        Output::Text => outln!("{}", manifest.digest)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -119,18 +119,18 @@ async fn inspect(reference: &str, raw: bool, args: &RegistryArgs, output: Output
                     "subject": subject.as_ref().map(|s| s.digest.to_string()),
                 }),
             };
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"reference": reference.to_string(), "digest": manifest.digest, "media_type": manifest.media_type, "size": manifest.bytes.len(), "content": content})
-            );
+            )?;
         }
         Output::Text => {
-            println!(
+            outln!(
                 "{reference}\n  digest      {}\n  media type  {}\n  size        {}",
                 manifest.digest,
                 manifest.media_type,
                 manifest.bytes.len()
-            );
+            )?;
             match parsed {
                 Parsed::Index { manifests } => {
                     for m in manifests {
@@ -142,13 +142,13 @@ async fn inspect(reference: &str, raw: bool, args: &RegistryArgs, output: Output
                                 p.variant.map(|v| format!("/{v}")).unwrap_or_default()
                             )
                         });
-                        println!("  manifest    {} {} bytes {}", m.digest, m.size, platform.unwrap_or_default());
+                        outln!("  manifest    {} {} bytes {}", m.digest, m.size, platform.unwrap_or_default())?;
                     }
                 }
                 Parsed::Image { config, layers, .. } => {
-                    println!("  config      {} {} bytes", config.digest, config.size);
+                    outln!("  config      {} {} bytes", config.digest, config.size)?;
                     for layer in layers {
-                        println!("  layer       {} {} bytes", layer.digest, layer.size);
+                        outln!("  layer       {} {} bytes", layer.digest, layer.size)?;
                     }
                 }
             }
@@ -239,7 +239,7 @@ async fn promote_edges(
         }
     }
     match output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "promoted": promoted,
@@ -247,7 +247,7 @@ async fn promote_edges(
                     "source": edge.source.to_string(), "destination": edge.destination.name(), "tags": edge.tags, "error": error.to_string(),
                 })).collect::<Vec<_>>(),
             }))?
-        ),
+        )?,
         Output::Text => {
             for result in &promoted {
                 print_result(result, None, output)?;
@@ -255,7 +255,7 @@ async fn promote_edges(
             for (edge, error) in &failed {
                 eprintln!("FAILED {} -> {}: {error}", edge.source, edge.destination.name());
             }
-            println!(
+            outln!(
                 "{} promoted, {} failed{}",
                 promoted.len(),
                 failed.len(),
@@ -264,7 +264,7 @@ async fn promote_edges(
                 } else {
                     String::new()
                 }
-            );
+            )?;
         }
     }
     Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -294,17 +294,21 @@ async fn run_promotion(
 
 fn print_result(result: &PromotionResult, audit_log: Option<&std::path::Path>, output: Output) -> Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(result)?);
+        outln!("{}", serde_json::to_string_pretty(result)?)?;
         return Ok(());
     }
     let verb = if result.dry_run { "would copy" } else { "copied" };
-    println!("{verb} {} ({}) to {}", result.digest, result.source, result.destination);
+    outln!("{verb} {} ({}) to {}", result.digest, result.source, result.destination)?;
     let copy = &result.copy;
     if !result.dry_run && copy.manifests > 0 {
-        println!(
+        outln!(
             "  {} manifest(s); blobs: {} uploaded ({} bytes), {} mounted, {} already there",
-            copy.manifests, copy.blobs_uploaded, copy.bytes_uploaded, copy.blobs_mounted, copy.blobs_present
-        );
+            copy.manifests,
+            copy.blobs_uploaded,
+            copy.bytes_uploaded,
+            copy.blobs_mounted,
+            copy.blobs_present
+        )?;
     }
     for tag in &result.tags {
         let what = match (&tag.outcome, result.dry_run) {
@@ -314,17 +318,17 @@ fn print_result(result: &PromotionResult, audit_log: Option<&std::path::Path>, o
             (TagOutcome::Moved { from }, false) => format!("moved from {from}"),
             (TagOutcome::Moved { from }, true) => format!("would move from {from}"),
         };
-        println!("  {}:{} {what}", result.destination, tag.tag);
+        outln!("  {}:{} {what}", result.destination, tag.tag)?;
     }
     if let Some(referrers) = &result.referrers {
-        println!(
+        outln!(
             "  {} referrer(s) copied{}",
             referrers.copied.len(),
             referrers.fallback_tag.as_deref().map(|t| format!(", fallback tag {t} written")).unwrap_or_default()
-        );
+        )?;
     }
     if let Some(path) = audit_log.filter(|_| !result.dry_run) {
-        println!("  recorded in {}", path.display());
+        outln!("  recorded in {}", path.display())?;
     }
     Ok(())
 }

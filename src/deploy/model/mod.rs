@@ -1,0 +1,11 @@
+//! The nouns the flows, the targets and the switches share, with no I/O: a replica, where
+//! traffic goes, how replicas are replaced. Adapters (the bollard engine, nginx, the compose
+//! reader) import them from here, so no adapter owns what the others speak of.
+
+mod replica;
+mod traffic;
+mod update;
+
+pub use replica::{ContainerState, Health, Healthcheck, Replica};
+pub use traffic::{Phase, Server, Traffic};
+pub use update::{FailureAction, Order, UpdateConfig};

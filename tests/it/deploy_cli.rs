@@ -1,0 +1,84 @@
+//! `imgctl deploy | history` refusals and output that need no Docker Engine: the exit status
+//! of a configuration error, and a reader that closes stdout early.
+
+use crate::common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use common::{IMGCTL, TestHome, stderr, stdout};
+
+const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A compose file for service `web` in `dir`, with `extension` added to its `x-imgctl`.
+fn compose(dir: &Path, extension: &str) {
+    fs::create_dir_all(dir).unwrap();
+    let text = format!(
+        "services:\n  web:\n    image: registry.invalid/web:v1\n    expose: [\"8080\"]\n    x-imgctl:\n      health: {{path: /health}}\n      proxy:\n        upstream_file: upstreams/web.conf\n{extension}"
+    );
+    fs::write(dir.join("compose.yaml"), text).unwrap();
+}
+
+fn imgctl(home: &TestHome, dir: &Path, args: &[&str]) -> Output {
+    home.command(IMGCTL).args(args).current_dir(dir).stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn a_compose_value_that_would_inject_nginx_directives_is_refused_with_exit_2() {
+    let home = TestHome::new("deploy-inject");
+    let dir = home.dir.join("app");
+    // A whole server block in the upstream's name: `nginx -t` accepts the file it makes.
+    let hijack = "web; } server { listen 127.0.0.1:8099; location / { proxy_pass http://198.51.100.7; } } upstream x";
+    compose(&dir, &format!("        upstream: {hijack:?}\n"));
+    let out = imgctl(&home, &dir, &["deploy", "web", "--digest", DIGEST]);
+    assert_eq!(out.status.code(), Some(2), "{} {}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("x-imgctl.proxy.upstream is \"web; } server {"), "{}", stderr(&out));
+    assert!(!dir.join("upstreams/web.conf").exists(), "nothing was written for nginx");
+
+    compose(&dir, "        host: \"127.0.0.1:1 down;\\n    server 198.51.100.7\"\n");
+    let out = imgctl(&home, &dir, &["deploy", "web", "--digest", DIGEST]);
+    assert_eq!(out.status.code(), Some(2), "{} {}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("x-imgctl.proxy.host is"), "{}", stderr(&out));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let home = TestHome::new("deploy-usage");
+    let dir = home.dir.join("app");
+    compose(&dir, "");
+    for (args, says) in [
+        (&["deploy", "web"][..], "say what to deploy"),
+        (&["deploy", "web", "--digest", "sha256:abc"][..], "sha256"),
+        (&["deploy", "api", "--digest", DIGEST][..], "has no service \"api\""),
+        (&["history", "web", "-f", "missing.yaml"][..], "missing.yaml"),
+    ] {
+        let out = imgctl(&home, &dir, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_history_with_success() {
+    let home = TestHome::new("deploy-epipe");
+    let dir = home.dir.join("app");
+    compose(&dir, "");
+    for args in [&["history", "web"][..], &["history", "web", "-o", "json"][..]] {
+        // The reading end is closed before imgctl starts: its first write fails with EPIPE
+        // (`imgctl history web | head -1`, once head has read its line).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = home
+            .command(IMGCTL)
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}: nothing to say about a reader that left");
+    }
+}
