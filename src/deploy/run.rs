@@ -1,69 +1,30 @@
-//! One run of `imgctl deploy | rollback`: the context every strategy works in (engine, nginx
-//! switch, lock, hooks, step timings) and the effects they share.
+//! The interpreter of one run of `imgctl deploy | rollback`: takes the lock, observes, asks
+//! the [`core`](super::core) for steps and carries each out against the service's target and
+//! traffic switch, timing them, until the core says the run is over.
 //!
-//! The rule that keeps requests flowing: containers leave nginx's upstream before they are
-//! stopped (after a drain wait), and join it only after the health gate.
+//! The rule that keeps requests flowing: replicas leave the switch before they are stopped
+//! (after a drain wait), and join it only after their health gate. Every switch is built from
+//! the addresses the replicas have at that moment, so a restart that gave a container a new
+//! port never leaves the proxy pointing at the old one.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::child_env::ChildEnv;
-use super::color::{Color, label};
-use super::docker::{ContainerSpec, DockerEngine, EngineError, PullAuth};
-use super::health::{self, HealthError};
+use super::color::Color;
+use super::core::{Action, HookFacts, Machine, Observed, Past, Refusal, Route, Settings, Share, Step, Verdict};
+use super::docker::PullAuth;
+use super::failure::StepError;
+use super::health;
 use super::history::{self, Outcome, Record, StepTiming};
-use super::hooks::{self, Hook, HookError};
+use super::hooks::{self, Hook};
 use super::lock::{self, DeployLock, Holder, LockError};
-use super::model::{ContainerState, Phase, Replica, Server, Traffic};
-use super::nginx::{ProxyError, Switch};
-use super::spec::{ServiceSpec, Strategy, Target};
-use super::swarm_target;
-use crate::digest::Digest;
+use super::model::{ContainerState, Replica, Server, Traffic};
+use super::nginx::{ProxyError, canary_weights};
+use super::spec::ServiceSpec;
+use super::switch::{AnySwitch, TrafficSwitch};
+use super::target::{self, AnyTarget, Placement, RollsItself, Target, TargetError};
 use crate::reference::Reference;
-
-/// An image pinned by digest.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PinnedImage {
-    /// The repository, as a reference without tag or digest.
-    pub repository: Reference,
-    /// The digest.
-    pub digest: Digest,
-}
-
-impl PinnedImage {
-    /// `repo@sha256:...`, as the engine pulls it.
-    pub fn reference(&self) -> String {
-        format!("{}@{}", self.repository.name(), self.digest)
-    }
-}
-
-/// What the run does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Deploy this image with the service's strategy.
-    Deploy(PinnedImage),
-    /// Resume a paused deploy (canary pause, `--no-auto-promote`, paused rolling update).
-    Continue,
-    /// Abandon a paused deploy: all traffic back on the stable color, the new one removed.
-    Abort,
-    /// Put the previous version back (or `to`, a digest the idle color or the history knows).
-    Rollback {
-        /// A digest to roll back to instead of the previous one.
-        to: Option<Digest>,
-    },
-}
-
-impl Action {
-    /// `deploy`, `continue`, `abort` or `rollback`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Deploy(_) => "deploy",
-            Self::Continue => "continue",
-            Self::Abort => "abort",
-            Self::Rollback { .. } => "rollback",
-        }
-    }
-}
 
 /// Where a run keeps its state and finds credentials.
 #[derive(Clone, Debug)]
@@ -86,65 +47,23 @@ pub trait Events {
     fn note(&mut self, text: &str);
 }
 
-/// A run could not start, or failed in a way that needs a person.
+/// A run could not start (nothing was changed), or could not record how it ended.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     /// Another run holds the service's lock.
     #[error(transparent)]
     Lock(#[from] LockError),
-    /// The Docker Engine failed.
+    /// The run cannot start as asked.
     #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// The nginx switch failed.
+    Refused(#[from] Refusal),
+    /// The place the replicas run could not be reached or asked.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The traffic switch's state could not be read.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
-    /// The registry credential for the pull could not be read.
-    #[error("reading the registry credential for {registry}: {source}")]
-    Credentials {
-        /// The registry.
-        registry: String,
-        /// Why.
-        source: crate::registry::credentials::ResolveError,
-    },
-    /// A deploy waits for `--continue` or `--abort`.
-    #[error(
-        "{service} has a deploy in flight ({phase}): resume it with `imgctl deploy {service} --continue` or drop it with `--abort`"
-    )]
-    InFlight {
-        /// The service.
-        service: String,
-        /// What is in flight.
-        phase: String,
-    },
-    /// `--continue` or `--abort` with nothing in flight.
-    #[error("{service} has no paused deploy to {action}")]
-    NothingInFlight {
-        /// The service.
-        service: String,
-        /// continue or abort.
-        action: &'static str,
-    },
-    /// Nothing to roll back to.
-    #[error("{service} has no previous version to roll back to{detail}")]
-    NothingToRollBack {
-        /// The service.
-        service: String,
-        /// More.
-        detail: String,
-    },
-    /// `--no-auto-promote` on a service with no live version.
-    #[error("{0} has no live version yet: its first deploy switches at once (drop --no-auto-promote)")]
-    NoLiveVersion(String),
-    /// The service targets swarm and this engine is not a swarm node.
-    #[error(
-        "x-imgctl.target is swarm, but this Docker Engine is not part of a swarm (docker swarm init, or point DOCKER_HOST at a manager)"
-    )]
-    NotASwarm,
-    /// What an earlier run left could not be put right.
-    #[error("cleaning up after an earlier run: {0}")]
-    Reconcile(String),
-    /// The history could not be written.
-    #[error("writing the deploy history under {path}: {source}")]
+    /// The history could not be read or written.
+    #[error("the deploy history under {path}: {source}")]
     History {
         /// The directory.
         path: PathBuf,
@@ -168,353 +87,433 @@ pub struct Report {
     pub time_to_traffic_ms: Option<u64>,
     /// Where traffic goes now.
     pub live_color: Option<Color>,
+    /// How a failed run failed: `before-switch`, `switched-back`, `switch-back-failed`,
+    /// `first-deploy`, `not-restored` or `update`.
+    pub failure: Option<&'static str>,
+    /// Traffic is on a version that failed a check, and could not be moved back.
+    pub needs_a_person: bool,
+}
+
+/// Runs `action` on `spec`'s service: takes the lock, observes, and carries out the core's
+/// steps. A run that started and failed is recorded and reported with [`Outcome::Failed`];
+/// `Err` means it could not start, and nothing was changed.
+pub async fn execute(
+    spec: &ServiceSpec,
+    options: &Options,
+    action: Action,
+    events: &mut dyn Events,
+) -> Result<Report, DeployError> {
+    let what = match &action {
+        Action::Deploy(image) => format!("deploy {}", image.digest),
+        other => other.name().to_owned(),
+    };
+    let lock = lock::acquire(&lock_dir(options), &spec.name, &Holder::this_process(what, options.performer.clone()))?;
+    if let Some(dead) = &lock.taken_over {
+        events.note(&format!("took over the lock of a run that died ({dead}); reconciling from what runs"));
+    }
+    let took_over = lock.taken_over.is_some();
+    let switch = AnySwitch::of(spec);
+    let placement = target::open(spec).await?;
+    let observed = observe(spec, options, &switch, &placement, took_over).await?;
+    let id = new_id();
+    let settings = Settings::of(spec, options.no_auto_promote, placement.rolls_itself(), placement.noun());
+    let machine = Machine::new(settings, &action, observed)?;
+    let mut run = Run {
+        spec,
+        options,
+        placement,
+        switch,
+        events,
+        id,
+        action: action.name(),
+        lock: Some(lock),
+        started: Instant::now(),
+        started_at: SystemTime::now(),
+        steps: Vec::new(),
+        gate_time: Duration::ZERO,
+        switch_time: None,
+        traffic_at: None,
+        report: None,
+    };
+    run.drive(machine).await
+}
+
+/// What `action` would do now, step by step, without doing any of it (and without the lock:
+/// a dry run never stands in a deploy's way).
+pub async fn preview(spec: &ServiceSpec, options: &Options, action: &Action) -> Result<Vec<String>, DeployError> {
+    let switch = AnySwitch::of(spec);
+    let placement = target::open(spec).await?;
+    let observed = observe(spec, options, &switch, &placement, false).await?;
+    let settings = Settings::of(spec, options.no_auto_promote, placement.rolls_itself(), placement.noun());
+    let mut lines = Vec::new();
+    if let Some(holder) = lock::holder(&lock_dir(options), &spec.name) {
+        lines.push(format!("would be refused now: the lock is held ({holder})"));
+    }
+    let machine = match Machine::new(settings, action, observed) {
+        Ok(machine) => machine,
+        Err(refusal) => {
+            lines.push(format!("would be refused: {refusal}"));
+            return Ok(lines);
+        }
+    };
+    for step in machine.preview() {
+        lines.push(match (&step, &placement) {
+            (Step::Update { image }, Placement::RollsItself(rolling)) => rolling.describe_update(image),
+            (Step::Switch { route, label, .. }, _) => format!("{label}: {route} ({})", switch.describe()),
+            (Step::Record(_), _) => continue,
+            _ => step.to_string(),
+        });
+    }
+    Ok(lines)
+}
+
+/// What the core needs to know before a run.
+async fn observe(
+    spec: &ServiceSpec,
+    options: &Options,
+    switch: &AnySwitch<'_>,
+    placement: &Placement<'_>,
+    took_over: bool,
+) -> Result<Observed, DeployError> {
+    let traffic = switch.read()?;
+    let (replicas, rolling_digest) = match placement {
+        Placement::Colors(target) => (target.observe().await?, None),
+        Placement::RollsItself(rolling) => (Vec::new(), rolling.current().await?),
+    };
+    let dir = history_dir(options);
+    let history = history::read(&dir, &spec.name)
+        .map_err(|source| DeployError::History { path: dir, source })?
+        .into_iter()
+        .map(|r| Past { image: r.image, digest: r.digest, succeeded: r.outcome == Outcome::Succeeded })
+        .collect();
+    Ok(Observed { traffic, replicas, took_over, history, rolling_digest })
 }
 
 /// The context of one run.
-pub(super) struct Run<'a> {
-    pub spec: &'a ServiceSpec,
-    pub options: &'a Options,
-    pub engine: DockerEngine,
-    pub switch: Switch<'a>,
-    pub events: &'a mut dyn Events,
-    pub id: String,
-    pub action: &'static str,
-    /// An earlier run died holding the lock: what it left must be reconciled.
-    pub took_over: bool,
-    /// The registry credential for the image (swarm passes it to the nodes that pull).
-    pub auth: Option<PullAuth>,
+struct Run<'a> {
+    spec: &'a ServiceSpec,
+    options: &'a Options,
+    placement: Placement<'a>,
+    switch: AnySwitch<'a>,
+    events: &'a mut dyn Events,
+    id: String,
+    action: &'static str,
     lock: Option<DeployLock>,
     started: Instant,
     started_at: SystemTime,
-    pub steps: Vec<StepTiming>,
+    steps: Vec<StepTiming>,
     gate_time: Duration,
-    pub switch_time: Option<Duration>,
-    pub traffic_at: Option<Duration>,
+    switch_time: Option<Duration>,
+    traffic_at: Option<Duration>,
+    report: Option<Report>,
 }
 
 impl<'a> Run<'a> {
-    pub async fn start(
-        spec: &'a ServiceSpec,
-        options: &'a Options,
-        action: &Action,
-        events: &'a mut dyn Events,
-    ) -> Result<Self, DeployError> {
-        let what = match action {
-            Action::Deploy(image) => format!("deploy {}", image.digest),
-            other => other.name().to_owned(),
-        };
-        let lock =
-            lock::acquire(&lock_dir(options), &spec.name, &Holder::this_process(what, options.performer.clone()))?;
-        if let Some(dead) = &lock.taken_over {
-            events.note(&format!(
-                "took over the lock of a run that died ({dead}); reconciling from the containers' labels"
-            ));
+    async fn drive(&mut self, mut machine: Machine) -> Result<Report, DeployError> {
+        let mut last = Ok(());
+        while let Some(step) = machine.next(last) {
+            for note in machine.take_notes() {
+                self.events.note(&note);
+            }
+            last = match step {
+                Step::Record(verdict) => {
+                    self.record(*verdict)?;
+                    Ok(())
+                }
+                step => self.carry_out(step).await,
+            };
         }
-        let engine = DockerEngine::connect().await?;
-        Ok(Self {
-            spec,
-            options,
-            engine,
-            switch: Switch::new(&spec.settings.proxy, ChildEnv::inherit(&spec.settings.pass_env)),
-            events,
-            id: new_id(),
-            action: action.name(),
-            took_over: lock.taken_over.is_some(),
-            auth: None,
-            lock: Some(lock),
-            started: Instant::now(),
-            started_at: SystemTime::now(),
-            steps: Vec::new(),
-            gate_time: Duration::ZERO,
-            switch_time: None,
-            traffic_at: None,
-        })
+        for note in machine.take_notes() {
+            self.events.note(&note);
+        }
+        let mut report = self.report.take().expect("every run ends with its record");
+        // Steps after the record (keep-warm, the post-deploy hook) belong to the report too.
+        report.record.steps = self.steps.clone();
+        Ok(report)
     }
 
-    pub fn strategy(&self) -> Strategy {
-        self.spec.settings.strategy
-    }
-
-    pub fn record(&mut self, step: impl Into<String>, since: Instant) {
+    fn timed(&mut self, step: impl Into<String>, elapsed: Duration) {
         let step = step.into();
-        let elapsed = since.elapsed();
         self.events.step(&step, elapsed);
         self.steps.push(StepTiming { step, ms: elapsed.as_millis() as u64 });
     }
 
-    fn swarm(&self) -> bool {
-        self.spec.settings.target == Target::Swarm
+    fn colors(&mut self) -> &mut AnyTarget<'a> {
+        match &mut self.placement {
+            Placement::Colors(target) => target,
+            Placement::RollsItself(_) => unreachable!("the core asks for colors only of a target of colors"),
+        }
     }
 
-    /// The service's replicas as the engine has them now: containers, or on swarm one per
-    /// color service.
-    pub async fn replicas(&self) -> Result<Vec<Replica>, DeployError> {
-        Ok(replicas(&self.engine, self.spec).await?)
+    /// The running replicas of `color` (of `indices`, when given).
+    async fn running(&mut self, color: Color, indices: Option<&[u32]>) -> Result<Vec<Replica>, StepError> {
+        Ok(self.of_color(color, indices).await?.into_iter().filter(|r| r.state == ContainerState::Running).collect())
     }
 
-    /// Starts a replica nginx points at again (on swarm: scales its color service back up).
-    pub async fn start_replica(&mut self, replica: &Replica) -> Result<(), DeployError> {
-        if self.swarm() {
-            swarm_target::restart(self, std::slice::from_ref(replica)).await.map_err(DeployError::Reconcile)?;
-            return Ok(());
-        }
-        Ok(self.engine.start(&replica.id).await?)
+    async fn of_color(&mut self, color: Color, indices: Option<&[u32]>) -> Result<Vec<Replica>, StepError> {
+        let replicas = self.colors().observe().await?;
+        Ok(replicas.into_iter().filter(|r| r.color == color && indices.is_none_or(|i| i.contains(&r.index))).collect())
     }
 
-    /// Removes a replica (on swarm: its color service).
-    pub async fn remove_replica(&self, replica: &Replica) -> Result<(), DeployError> {
-        if self.swarm() {
-            return Ok(swarm_target::retire(self, replica, true).await?);
-        }
-        Ok(self.engine.remove(&replica.id).await?)
-    }
-
-    /// Whether a replica in traffic still runs and answers (a canary pause watches this).
-    pub async fn check(&self, replica: &Replica) -> Result<(), String> {
-        if self.swarm() {
-            return swarm_target::check(self, replica).await;
-        }
-        let settings = &self.spec.settings.health;
-        let inspected = self.engine.inspect(&replica.id).await.map_err(|e| e.to_string())?;
-        if inspected.state != ContainerState::Running {
-            return Err(format!("{} stopped running", replica.name));
-        }
-        if let (Some(path), Some(addr)) = (&settings.path, inspected.addr) {
-            match health::probe(&addr.to_string(), path, settings.timeout).await {
-                Ok(status) if (200..300).contains(&status) => {}
-                Ok(status) => return Err(format!("{} answered {status} on {path}", replica.name)),
-                Err(e) => return Err(format!("{}: {e}", replica.name)),
+    async fn carry_out(&mut self, step: Step) -> Result<(), StepError> {
+        let since = Instant::now();
+        match step {
+            Step::Resume { color, indices } => {
+                let replicas = self.of_color(color, indices.as_deref()).await?;
+                if replicas.is_empty() {
+                    return Err(TargetError::Gone(format!("{} {color}", self.spec.name)).into());
+                }
+                let events = &mut *self.events;
+                let started = match &mut self.placement {
+                    Placement::Colors(target) => target.resume(&replicas, events).await?,
+                    Placement::RollsItself(_) => unreachable!("the core resumes only colors"),
+                };
+                self.gated(format!("start {color} x{}", replicas.len()), since, started.gate, color);
             }
+            Step::Retire { color, indices, remove } => {
+                let mut replicas = self.of_color(color, indices.as_deref()).await?;
+                if !remove {
+                    replicas.retain(|r| r.state == ContainerState::Running);
+                }
+                if replicas.is_empty() {
+                    return Ok(());
+                }
+                let target = self.colors();
+                let verb = if remove { "remove" } else { target.stop_verb() };
+                // All at once: each stop may wait out its whole grace period.
+                let results = futures_util::future::join_all(replicas.iter().map(|r| target.retire(r, remove))).await;
+                self.timed(format!("{verb} {color} x{}", replicas.len()), since.elapsed());
+                for result in results {
+                    result?;
+                }
+            }
+            Step::Reload => {
+                self.switch.reload()?;
+                self.timed("reload", since.elapsed());
+            }
+            Step::Hook { hook, facts } => self.hook(hook, &facts).await?,
+            Step::Pull { image } => {
+                let auth = self.registry_auth(&image.repository)?;
+                let events = &mut *self.events;
+                let pulled = match &mut self.placement {
+                    Placement::Colors(target) => target.prepare(&image, auth, events).await?,
+                    Placement::RollsItself(rolling) => rolling.prepare(&image, auth).await.map(|()| false)?,
+                };
+                if pulled {
+                    self.timed(format!("pull {}", image.digest), since.elapsed());
+                }
+            }
+            Step::Start { color, image, indices } => {
+                let id = self.id.clone();
+                let events = &mut *self.events;
+                let started = match &mut self.placement {
+                    Placement::Colors(target) => target.start(color, &image, &indices, &id, events).await,
+                    Placement::RollsItself(_) => unreachable!("the core starts only colors"),
+                };
+                let started = match started {
+                    Ok(started) => started,
+                    Err(e) => {
+                        self.timed(format!("start {color} x{}", indices.len()), since.elapsed());
+                        return Err(e.into());
+                    }
+                };
+                self.gated(format!("start {color} x{}", indices.len()), since, started.gate, color);
+            }
+            Step::Switch { route, label, moves } => {
+                let traffic = self.traffic(&route).await?;
+                let took = self.switch.apply(&traffic)?;
+                self.timed(label, since.elapsed());
+                if moves && self.switch_time.is_none() {
+                    self.switch_time = Some(took);
+                    self.traffic_at = Some(self.started.elapsed().saturating_sub(self.gate_time));
+                }
+            }
+            Step::Verify { color } => {
+                let result = self.verify(color).await;
+                self.timed("verify", since.elapsed());
+                result?;
+            }
+            Step::Watch { color, indices, duration, label } => {
+                let result = self.watch(color, indices.as_deref(), duration).await;
+                self.timed(label, since.elapsed());
+                result?;
+            }
+            Step::Wait { label, duration } => {
+                if !duration.is_zero() {
+                    tokio::time::sleep(duration).await;
+                    self.timed(label, since.elapsed());
+                }
+            }
+            Step::KeepWarm { old, new, duration } => self.keep_warm(old, new, duration).await?,
+            Step::Update { image } => {
+                let id = self.id.clone();
+                let events = &mut *self.events;
+                let result = match &mut self.placement {
+                    Placement::RollsItself(rolling) => rolling.update(&image, &id, events).await,
+                    Placement::Colors(_) => {
+                        unreachable!("the core updates in place only a target that rolls by itself")
+                    }
+                };
+                self.timed("swarm update", since.elapsed());
+                result?;
+            }
+            Step::Revert => {
+                let events = &mut *self.events;
+                let result = match &mut self.placement {
+                    Placement::RollsItself(rolling) => rolling.revert(events).await,
+                    Placement::Colors(_) => unreachable!("the core reverts only a target that rolls by itself"),
+                };
+                self.timed("swarm rollback", since.elapsed());
+                result?;
+            }
+            Step::Record(_) => unreachable!("recorded by the loop"),
         }
         Ok(())
     }
 
-    /// The credential docker would send to `repository`'s registry (the engine pulls with it;
-    /// on swarm it goes along to the nodes that pull).
-    fn registry_auth(&self, repository: &Reference) -> Result<PullAuth, DeployError> {
-        let registry = repository.registry().to_owned();
-        let (credential, _) = crate::registry::credentials::resolve(&self.options.docker_dir, &registry)
-            .map_err(|source| DeployError::Credentials { registry: registry.clone(), source })?;
-        Ok(PullAuth { server: crate::registry::credentials::server_url_for(&registry), credential })
+    /// Times a start: the start itself, then its health gate (which does not count towards
+    /// the time to traffic).
+    fn gated(&mut self, step: String, since: Instant, gate: Duration, color: Color) {
+        self.timed(step, since.elapsed().saturating_sub(gate));
+        self.gate_time += gate;
+        self.timed(format!("health gate {color}"), gate);
     }
 
-    /// Pulls `image` with the credential docker would use for its registry.
-    pub async fn pull(&mut self, image: &PinnedImage) -> Result<(), DeployError> {
-        let since = Instant::now();
-        let auth = self.registry_auth(&image.repository)?;
-        self.auth = Some(auth.clone());
-        if self.swarm() {
-            // Each swarm node pulls for its tasks, with the credential passed along.
-            return Ok(());
+    /// The traffic `route` stands for now: each member's running replicas at the addresses
+    /// they have at this moment.
+    async fn traffic(&mut self, route: &Route) -> Result<Traffic, StepError> {
+        let mut members = Vec::new();
+        for member in &route.members {
+            let replicas = self.running(member.color, member.indices.as_deref()).await?;
+            let target = self.colors();
+            let backends: Vec<(String, String)> =
+                replicas.iter().filter_map(|r| target.address(r).map(|addr| (addr, r.name.clone()))).collect();
+            members.push((member, backends));
         }
-        let events = &mut *self.events;
-        let mut last = String::new();
-        self.engine
-            .pull(&image.reference(), Some(&auth), &mut |status| {
-                if status != last {
-                    events.note(status);
-                    last = status.to_owned();
+        let count =
+            |color: Color| members.iter().filter(|(m, _)| m.color == color).map(|(_, b)| b.len()).sum::<usize>();
+        let (live_count, other_count) = (count(route.live), count(route.live.other()));
+        let mut servers = Vec::new();
+        for (member, backends) in members {
+            let weight = match member.share {
+                Share::Even => 1,
+                Share::Canary(percent) => {
+                    let (stable, new) = canary_weights(percent, live_count, other_count);
+                    if member.color == route.live { stable } else { new }
                 }
-            })
-            .await?;
-        self.record(format!("pull {}", image.digest), since);
-        Ok(())
-    }
-
-    /// Creates and starts replicas `indices` of `color` running `image`, then waits for the
-    /// health gate. On failure the replicas it made are removed.
-    pub async fn build(
-        &mut self,
-        color: Color,
-        image: &str,
-        digest: &str,
-        indices: &[u32],
-    ) -> Result<Vec<Replica>, String> {
-        if self.swarm() {
-            let gate = Instant::now();
-            let built = swarm_target::build_color(self, color, image, digest).await;
-            self.gate_time += gate.elapsed();
-            return built;
-        }
-        let since = Instant::now();
-        let mut ids = Vec::new();
-        for &index in indices {
-            let spec = self.container_spec(color, image, digest, index);
-            // A container left with this name by an earlier run goes first.
-            if let Some(old) =
-                self.replicas().await.map_err(|e| e.to_string())?.into_iter().find(|r| r.name == spec.name)
-            {
-                self.engine.remove(&old.id).await.map_err(|e| e.to_string())?;
-            }
-            let created = self.engine.create(&spec).await;
-            let started = match created {
-                Ok(id) => {
-                    ids.push(id.clone());
-                    self.engine.start(&id).await
-                }
-                Err(e) => Err(e),
             };
-            if let Err(e) = started {
-                self.remove_ids(&ids).await;
-                return Err(format!("starting {}: {e}", spec.name));
+            if weight == 0 {
+                continue;
             }
+            servers.extend(backends.into_iter().map(|(addr, container)| Server {
+                addr,
+                weight,
+                container,
+                color: member.color,
+            }));
         }
-        self.record(format!("start {color} x{}", indices.len()), since);
-        let gate = Instant::now();
-        let result = health::wait_healthy(&self.engine, &ids, &self.spec.settings.health).await;
-        self.gate_time += gate.elapsed();
-        self.record(format!("health gate {color}"), gate);
-        match result {
-            Ok(replicas) => Ok(replicas),
-            Err(e) => {
-                self.remove_ids(&ids).await;
-                Err(match e {
-                    HealthError::Engine(e) => e.to_string(),
-                    other => format!("health check failed: {other}"),
-                })
-            }
-        }
-    }
-
-    /// Starts stopped replicas again and waits for their health gate.
-    pub async fn restart(&mut self, replicas: &[Replica]) -> Result<Vec<Replica>, String> {
-        if self.swarm() {
-            let gate = Instant::now();
-            let back = swarm_target::restart(self, replicas).await;
-            self.gate_time += gate.elapsed();
-            return back;
-        }
-        let Some(first) = replicas.first() else { return Ok(Vec::new()) };
-        let since = Instant::now();
-        for replica in replicas.iter().filter(|r| r.state != ContainerState::Running) {
-            self.engine.start(&replica.id).await.map_err(|e| format!("starting {}: {e}", replica.name))?;
-        }
-        self.record(format!("start {} x{}", first.color, replicas.len()), since);
-        // Only the wait for health counts as gate time: starting is part of the way to traffic.
-        let gate = Instant::now();
-        let ids: Vec<String> = replicas.iter().map(|r| r.id.clone()).collect();
-        let result = health::wait_healthy(&self.engine, &ids, &self.spec.settings.health).await;
-        self.gate_time += gate.elapsed();
-        self.record(format!("health gate {}", first.color), gate);
-        result.map_err(|e| format!("health check failed: {e}"))
-    }
-
-    fn container_spec(&self, color: Color, image: &str, digest: &str, index: u32) -> ContainerSpec {
-        let spec = self.spec;
-        let mut labels = spec.labels.clone();
-        labels.insert(label::SERVICE.into(), spec.name.clone());
-        labels.insert(label::COLOR.into(), color.as_str().into());
-        labels.insert(label::DIGEST.into(), digest.into());
-        labels.insert(label::DEPLOY_ID.into(), self.id.clone());
-        labels.insert(label::REPLICA.into(), index.to_string());
-        ContainerSpec {
-            name: format!("{}-{color}-{index}", spec.name),
-            image: image.into(),
-            labels,
-            env: spec.environment.clone(),
-            command: spec.command.clone(),
-            entrypoint: spec.entrypoint.clone(),
-            working_dir: spec.working_dir.clone(),
-            user: spec.user.clone(),
-            port: spec.settings.port,
-            healthcheck: spec.healthcheck.clone(),
-            volumes: spec.volumes.clone(),
-            networks: spec.networks.clone(),
-            restart: spec.restart.clone(),
-            stop_signal: spec.stop_signal.clone(),
-        }
-    }
-
-    /// nginx servers for `replicas`, each with `weight`.
-    pub fn servers(&self, replicas: &[Replica], weight: u32) -> Vec<Server> {
-        if self.swarm() {
-            // tasks.NAME resolves to the tasks' addresses on the overlay network (swarm's VIP
-            // needs IPVS in the kernel, which not every host has). Without a port (a rolling
-            // worker) there is nothing to point nginx at.
-            let Some(port) = self.spec.settings.port else { return Vec::new() };
-            return replicas
-                .iter()
-                .map(|r| Server {
-                    addr: format!("tasks.{}:{port}", r.name),
-                    weight,
-                    container: r.name.clone(),
-                    color: r.color,
-                })
-                .collect();
-        }
-        let host = &self.spec.settings.proxy.host;
-        replicas
-            .iter()
-            .filter_map(|r| {
-                r.addr.map(|addr| Server {
-                    addr: super::names::host_port(host, addr.port()),
-                    weight,
-                    container: r.name.clone(),
-                    color: r.color,
-                })
-            })
-            .collect()
-    }
-
-    /// The traffic state this run writes.
-    pub fn traffic(&self, live: Color, live_digest: &str, phase: Phase, servers: Vec<Server>) -> Traffic {
-        Traffic {
+        Ok(Traffic {
             service: self.spec.name.clone(),
-            live,
-            live_digest: live_digest.into(),
+            live: route.live,
+            live_digest: route.live_digest.clone(),
             deploy_id: self.id.clone(),
-            phase,
+            phase: route.phase.clone(),
             servers,
-        }
+        })
     }
 
-    /// Points nginx at `traffic`; the first switch that moves traffic to a new color is the
-    /// one timed as "the switch".
-    pub fn apply(&mut self, traffic: &Traffic, step: &str) -> Result<(), ProxyError> {
-        let since = Instant::now();
-        let took = self.switch.apply(traffic)?;
-        self.record(step, since);
-        if self.switch_time.is_none() {
-            self.switch_time = Some(took);
-            self.traffic_at = Some(self.started.elapsed().saturating_sub(self.gate_time));
-        }
-        Ok(())
-    }
-
-    /// Checks through nginx (`verify_url`) or, without one, on each new replica, that the new
-    /// version answers after the switch.
-    pub async fn verify(&mut self, replicas: &[Replica]) -> Result<(), String> {
-        let since = Instant::now();
+    /// Checks through the proxy (`verify_url`) or, without one, on each new replica, that the
+    /// new version answers after the switch.
+    async fn verify(&mut self, color: Color) -> Result<(), StepError> {
         let settings = &self.spec.settings;
         let deadline = settings.health.deadline.min(Duration::from_secs(30));
-        let result = match (&settings.proxy.verify_url, &settings.health.path) {
-            (Some(url), _) => health::verify(url, settings.proxy.verify_count, settings.health.timeout, deadline).await,
+        let (timeout, count) = (settings.health.timeout, settings.proxy.verify_count);
+        match (settings.proxy.verify_url.clone(), settings.health.path.clone()) {
+            (Some(url), _) => health::verify(&url, count, timeout, deadline).await.map_err(StepError::Verify),
             (None, Some(path)) => {
-                let mut result = Ok(());
+                let replicas = self.running(color, None).await?;
                 for replica in replicas {
-                    let Some(addr) = replica.addr else { continue };
+                    let Some(addr) = self.colors().probe_address(&replica) else { continue };
                     let url = format!("http://{addr}{path}");
-                    if let Err(e) = health::verify(&url, 1, settings.health.timeout, deadline).await {
-                        result = Err(format!("{}: {e}", replica.name));
-                        break;
-                    }
+                    health::verify(&url, 1, timeout, deadline)
+                        .await
+                        .map_err(|e| StepError::Verify(format!("{}: {e}", replica.name)))?;
                 }
-                result
+                Ok(())
             }
             (None, None) => Ok(()),
-        };
-        self.record("verify", since);
-        result
+        }
+    }
+
+    /// Checks the replicas every health interval for `duration`; the first failure ends it.
+    async fn watch(&mut self, color: Color, indices: Option<&[u32]>, duration: Duration) -> Result<(), StepError> {
+        let since = Instant::now();
+        let interval = self.spec.settings.health.interval;
+        let replicas = self.of_color(color, indices).await?;
+        loop {
+            for replica in &replicas {
+                self.colors().check(replica).await?;
+            }
+            if since.elapsed() >= duration {
+                return Ok(());
+            }
+            tokio::time::sleep(interval.min(duration.saturating_sub(since.elapsed()))).await;
+        }
+    }
+
+    /// After a switch: the old color stays warm without the lock (so `imgctl rollback` is
+    /// instant), then is stopped and kept for a later rollback, unless traffic changed
+    /// meanwhile.
+    async fn keep_warm(&mut self, old: Color, new: Color, duration: Duration) -> Result<(), StepError> {
+        let running = self.running(old, None).await?;
+        if running.is_empty() {
+            return Ok(());
+        }
+        self.lock = None;
+        if !duration.is_zero() {
+            let since = Instant::now();
+            tokio::time::sleep(duration).await;
+            self.timed("keep warm", since.elapsed());
+        }
+        let holder =
+            Holder::this_process(format!("{} (stopping the old color)", self.action), self.options.performer.clone());
+        match lock::acquire(&lock_dir(self.options), &self.spec.name, &holder) {
+            Ok(lock) => self.lock = Some(lock),
+            Err(_) => {
+                self.events.note("another run took the lock during keep-warm; it decides about the old color");
+                return Ok(());
+            }
+        }
+        match self.switch.read() {
+            Ok(Some(now)) if now.deploy_id == self.id && now.live == new => {
+                Box::pin(self.carry_out(Step::Retire { color: old, indices: None, remove: false })).await
+            }
+            _ => {
+                self.events.note("traffic changed during keep-warm (a rollback?); the old color was left running");
+                Ok(())
+            }
+        }
     }
 
     /// Runs a hook with the run's `IMGCTL_*` variables, the allowed part of imgctl's
-    /// environment and `x-imgctl.pass_env`. What it prints goes to the events, for the
-    /// person watching; the error, which the history keeps, says only how it ended.
-    pub async fn hook(&mut self, hook: Hook, vars: &HookVars) -> Result<(), HookError> {
+    /// environment and `x-imgctl.pass_env`. What it prints goes to the events, for the person
+    /// watching; the error, which the history keeps, says only how it ended.
+    async fn hook(&mut self, hook: Hook, facts: &HookFacts) -> Result<(), StepError> {
         let settings = &self.spec.settings;
         let dir = settings.hooks_dir.clone();
-        let limit = settings.hook_timeout;
-        let env = ChildEnv::inherit(&settings.pass_env).with(vars.env(self));
+        if !dir.join(hook.file_name()).exists() {
+            return Ok(());
+        }
+        let new_addrs = match facts.new_color {
+            Some(color) if matches!(hook, Hook::PreSwitch | Hook::PostSwitch | Hook::PostDeploy) => {
+                let replicas = self.running(color, None).await?;
+                let target = self.colors();
+                replicas.iter().filter_map(|r| target.address(r)).collect()
+            }
+            _ => Vec::new(),
+        };
+        let limit = self.spec.settings.hook_timeout;
+        let env = ChildEnv::inherit(&self.spec.settings.pass_env).with(self.hook_env(facts, &new_addrs));
         let since = Instant::now();
         let ran = tokio::task::spawn_blocking(move || hooks::run(&dir, hook, &env, limit))
             .await
@@ -527,99 +526,56 @@ impl<'a> Run<'a> {
         for line in output.lines() {
             self.events.note(&format!("{}: {line}", hook.file_name()));
         }
-        self.record(format!("hook {}", hook.file_name()), since);
-        ran.map(|_| ())
+        self.timed(format!("hook {}", hook.file_name()), since.elapsed());
+        ran.map(|_| ()).map_err(StepError::from)
     }
 
-    /// Waits `duration` (drains, keep-warm, canary pauses).
-    pub async fn wait(&mut self, step: &str, duration: Duration) {
-        if duration.is_zero() {
-            return;
-        }
-        let since = Instant::now();
-        tokio::time::sleep(duration).await;
-        self.record(step, since);
+    fn hook_env(&self, facts: &HookFacts, new_addrs: &[String]) -> Vec<(String, String)> {
+        let settings = &self.spec.settings;
+        let mut env = vec![
+            ("IMGCTL_SERVICE".to_owned(), self.spec.name.clone()),
+            ("IMGCTL_DEPLOY_ID".to_owned(), self.id.clone()),
+            ("IMGCTL_ACTION".to_owned(), self.action.to_owned()),
+            ("IMGCTL_STRATEGY".to_owned(), settings.strategy.as_str().to_owned()),
+            ("IMGCTL_IMAGE".to_owned(), facts.image.clone()),
+            ("IMGCTL_DIGEST".to_owned(), facts.digest.clone()),
+            ("IMGCTL_PERFORMER".to_owned(), self.options.performer.clone()),
+            ("IMGCTL_NEW_ADDRS".to_owned(), new_addrs.join(",")),
+            ("IMGCTL_HEALTH_PATH".to_owned(), settings.health.path.clone().unwrap_or_default()),
+            ("IMGCTL_COMPOSE_FILE".to_owned(), self.spec.compose_file.display().to_string()),
+        ];
+        let mut optional = |name: &str, value: Option<String>| env.push((name.to_owned(), value.unwrap_or_default()));
+        optional("IMGCTL_NEW_COLOR", facts.new_color.map(|c| c.to_string()));
+        optional("IMGCTL_OLD_COLOR", facts.old_color.map(|c| c.to_string()));
+        optional("IMGCTL_OLD_DIGEST", facts.old_digest.clone());
+        optional("IMGCTL_REASON", facts.reason.clone());
+        optional("IMGCTL_PROXY_URL", settings.proxy.verify_url.clone());
+        env
     }
 
-    /// Stops replicas (kept for a rollback) or removes them.
-    pub async fn retire(&mut self, replicas: &[Replica], remove: bool) {
-        if replicas.is_empty() {
-            return;
-        }
-        let since = Instant::now();
-        let grace = self.spec.settings.stop_grace;
-        let this = &*self;
-        // All at once: each stop may wait out its whole grace period.
-        let results = futures_util::future::join_all(replicas.iter().map(|replica| async move {
-            match (this.swarm(), remove) {
-                (true, _) => swarm_target::retire(this, replica, remove).await,
-                (false, true) => this.engine.remove(&replica.id).await,
-                (false, false) => this.engine.stop(&replica.id, grace).await,
-            }
-        }))
-        .await;
-        let verb = match (self.swarm(), remove) {
-            (_, true) => "remove",
-            (true, false) => "scale to 0",
-            (false, false) => "stop",
-        };
-        for (replica, result) in replicas.iter().zip(results) {
-            if let Err(e) = result {
-                self.events.note(&format!("could not {verb} {}: {e}", replica.name));
-            }
-        }
-        self.record(format!("{verb} {} x{}", replicas[0].color, replicas.len()), since);
+    /// The credential docker would send to `repository`'s registry (the engine pulls with it;
+    /// on swarm it goes along to the nodes that pull).
+    fn registry_auth(&self, repository: &Reference) -> Result<PullAuth, StepError> {
+        let registry = repository.registry().to_owned();
+        let (credential, _) = crate::registry::credentials::resolve(&self.options.docker_dir, &registry)
+            .map_err(|source| StepError::Credentials { registry: registry.clone(), source })?;
+        Ok(PullAuth { server: crate::registry::credentials::server_url_for(&registry), credential })
     }
 
-    /// Removes the containers a failed build made, all at once.
-    async fn remove_ids(&mut self, ids: &[String]) {
-        let since = Instant::now();
-        let engine = &self.engine;
-        futures_util::future::join_all(ids.iter().map(|id| engine.remove(id))).await;
-        self.record(format!("remove x{}", ids.len()), since);
-    }
-
-    /// Releases the lock (the keep-warm wait runs without it, so `imgctl rollback` is instant).
-    pub fn unlock(&mut self) {
-        self.lock = None;
-    }
-
-    /// Takes the lock again; `false` when another run has it now.
-    pub fn relock(&mut self) -> bool {
-        let holder =
-            Holder::this_process(format!("{} (stopping the old color)", self.action), self.options.performer.clone());
-        match lock::acquire(&lock_dir(self.options), &self.spec.name, &holder) {
-            Ok(lock) => {
-                self.lock = Some(lock);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Appends the run to the history and builds its report.
-    #[allow(clippy::too_many_arguments)]
-    pub fn finish(
-        &mut self,
-        image: &str,
-        digest: &str,
-        color: Color,
-        previous: Option<(Color, String)>,
-        outcome: Outcome,
-        reason: Option<String>,
-        live: Option<Color>,
-    ) -> Result<Report, DeployError> {
+    /// Appends the run to the history and keeps its report.
+    fn record(&mut self, verdict: Verdict) -> Result<(), DeployError> {
+        let Verdict { action, outcome, image, digest, color, previous, reason, failure, live } = verdict;
         let record = Record {
             id: self.id.clone(),
-            action: self.action.into(),
+            action: action.into(),
             service: self.spec.name.clone(),
-            strategy: self.strategy().as_str().into(),
-            image: image.into(),
-            digest: digest.into(),
+            strategy: self.spec.settings.strategy.as_str().into(),
+            image,
+            digest,
             color,
             previous_digest: previous.as_ref().map(|p| p.1.clone()),
             outcome,
-            reason: reason.clone(),
+            reason,
             performer: self.options.performer.clone(),
             started: crate::promote::audit::rfc3339(self.started_at),
             finished: crate::promote::audit::rfc3339(SystemTime::now()),
@@ -627,64 +583,21 @@ impl<'a> Run<'a> {
         };
         let dir = history_dir(self.options);
         history::append(&dir, &record).map_err(|source| DeployError::History { path: dir, source })?;
-        Ok(Report {
+        if let Some(failure) = &failure
+            && failure.needs_a_person()
+        {
+            self.events.note(&format!("NEEDS A PERSON: {failure}"));
+        }
+        self.report = Some(Report {
             record,
             previous_color: previous.map(|p| p.0),
             switch_ms: self.switch_time.map(|d| d.as_millis() as u64),
             time_to_traffic_ms: self.traffic_at.map(|d| d.as_millis() as u64),
             live_color: live,
-        })
-    }
-}
-
-/// The `IMGCTL_*` variables hooks get.
-#[derive(Clone, Debug, Default)]
-pub struct HookVars {
-    /// The image deployed.
-    pub image: String,
-    /// Its digest.
-    pub digest: String,
-    /// The color it runs in.
-    pub new_color: Option<Color>,
-    /// The color that served before.
-    pub old_color: Option<Color>,
-    /// The digest that served before.
-    pub old_digest: Option<String>,
-    /// The new replicas' addresses (`host:port,host:port`).
-    pub new_addrs: Vec<String>,
-    /// Why (for on-rollback).
-    pub reason: Option<String>,
-}
-
-impl HookVars {
-    fn env(&self, run: &Run<'_>) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("IMGCTL_SERVICE".to_owned(), run.spec.name.clone()),
-            ("IMGCTL_DEPLOY_ID".to_owned(), run.id.clone()),
-            ("IMGCTL_ACTION".to_owned(), run.action.to_owned()),
-            ("IMGCTL_STRATEGY".to_owned(), run.strategy().as_str().to_owned()),
-            ("IMGCTL_IMAGE".to_owned(), self.image.clone()),
-            ("IMGCTL_DIGEST".to_owned(), self.digest.clone()),
-            ("IMGCTL_PERFORMER".to_owned(), run.options.performer.clone()),
-            ("IMGCTL_NEW_ADDRS".to_owned(), self.new_addrs.join(",")),
-            ("IMGCTL_HEALTH_PATH".to_owned(), run.spec.settings.health.path.clone().unwrap_or_default()),
-            ("IMGCTL_COMPOSE_FILE".to_owned(), run.spec.compose_file.display().to_string()),
-        ];
-        let mut optional = |name: &str, value: Option<String>| env.push((name.to_owned(), value.unwrap_or_default()));
-        optional("IMGCTL_NEW_COLOR", self.new_color.map(|c| c.to_string()));
-        optional("IMGCTL_OLD_COLOR", self.old_color.map(|c| c.to_string()));
-        optional("IMGCTL_OLD_DIGEST", self.old_digest.clone());
-        optional("IMGCTL_REASON", self.reason.clone());
-        optional("IMGCTL_PROXY_URL", run.spec.settings.proxy.verify_url.clone());
-        env
-    }
-}
-
-/// The service's replicas: its containers, or on swarm its color services.
-pub async fn replicas(engine: &DockerEngine, spec: &ServiceSpec) -> Result<Vec<Replica>, EngineError> {
-    match spec.settings.target {
-        Target::Engine => engine.replicas(&spec.name).await,
-        Target::Swarm => swarm_target::color_replicas(engine, spec).await,
+            failure: failure.as_ref().map(|f| f.kind()),
+            needs_a_person: failure.as_ref().is_some_and(|f| f.needs_a_person()),
+        });
+        Ok(())
     }
 }
 

@@ -128,6 +128,7 @@ pub enum Command {
     ///   imgctl deploy web --image registry.example.com/web:1.4 --resolve
     ///   imgctl deploy web --continue                     # next canary step, or the held switch
     ///   imgctl deploy web --abort                        # all traffic back on the stable color
+    ///   imgctl deploy web --repair                       # after a reboot or docker restart
     #[command(verbatim_doc_comment)]
     Deploy(Deploy),
 
@@ -190,11 +191,15 @@ pub struct Deploy {
     pub resolve: bool,
     /// Resume a paused deploy: the next canary step, the held switch, the rest of a rolling
     /// update.
-    #[arg(long = "continue", conflicts_with_all = ["digest", "image", "abort"])]
+    #[arg(long = "continue", conflicts_with_all = ["digest", "image", "abort", "repair"])]
     pub resume: bool,
     /// Drop a paused deploy: all traffic back on the stable color, the new color removed.
-    #[arg(long, conflicts_with_all = ["digest", "image"])]
+    #[arg(long, conflicts_with_all = ["digest", "image", "repair"])]
     pub abort: bool,
+    /// After a reboot, `docker restart` or a crash: start the replicas the proxy points at
+    /// and point it at the addresses they have now (a restarted container gets a new port).
+    #[arg(long, conflicts_with_all = ["digest", "image"])]
+    pub repair: bool,
     /// Stop before the switch, with the new color healthy and idle, for a manual judgement;
     /// `--continue` switches.
     #[arg(long)]

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use imgctl::deploy::core::Refusal;
 use imgctl::deploy::history::Outcome;
 use imgctl::deploy::lock::LockError;
 use imgctl::deploy::spec::{self, ServiceSpec, SpecError};
+use imgctl::deploy::target::TargetError;
 use imgctl::deploy::{self, Action, DeployError, Events, Options, PinnedImage, Report, status};
 use imgctl::digest::{Digest, InvalidDigest};
 use imgctl::docker_config::DockerConfig;
@@ -37,11 +39,8 @@ struct Usage(String);
 pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
     if let Some(error) = error.downcast_ref::<DeployError>() {
         return match error {
-            DeployError::Lock(LockError::Held { .. }) | DeployError::InFlight { .. } => EXIT_BUSY,
-            DeployError::NothingInFlight { .. }
-            | DeployError::NothingToRollBack { .. }
-            | DeployError::NoLiveVersion(_)
-            | DeployError::NotASwarm => EXIT_USAGE,
+            DeployError::Lock(LockError::Held { .. }) | DeployError::Refused(Refusal::InFlight { .. }) => EXIT_BUSY,
+            DeployError::Refused(_) | DeployError::Target(TargetError::NotASwarm) => EXIT_USAGE,
             _ => EXIT_FAILED,
         };
     }
@@ -109,11 +108,13 @@ async fn deploy_command(args: Deploy, output: Output) -> Result<ExitCode> {
         Action::Continue
     } else if args.abort {
         Action::Abort
+    } else if args.repair {
+        Action::Repair
     } else {
         Action::Deploy(pin(&args, &spec).await?)
     };
     if args.dry_run {
-        let lines = status::preview(&spec, &options, &action).await?;
+        let lines = deploy::preview(&spec, &options, &action).await?;
         match output {
             Output::Json => outln!("{}", serde_json::json!({"service": spec.name, "dry_run": true, "plan": lines}))?,
             Output::Text => {
@@ -231,6 +232,9 @@ fn finish(report: Report, output: Output) -> Result<ExitCode> {
                 Outcome::Failed => format!("{} {} FAILED", record.action, record.service),
             };
             outln!("{what}")?;
+            if report.needs_a_person {
+                outln!("  NEEDS A PERSON: traffic is on a version that failed a check and could not be moved back")?;
+            }
             if let Some(reason) = &record.reason {
                 outln!("  {reason}")?;
             }
@@ -272,7 +276,11 @@ fn print_status(status: &status::Status, output: Output) -> Result<ExitCode> {
             format!("{:?}", replica.state).to_lowercase(),
             format!("{:?}", replica.health).to_lowercase(),
             replica.addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-            r.weight.map(|w| format!("in traffic, weight {w}")).unwrap_or_else(|| "no traffic".into())
+            match (r.weight, r.stale) {
+                (Some(_), true) => "STALE in traffic: imgctl deploy SERVICE --repair".to_owned(),
+                (Some(w), false) => format!("in traffic, weight {w}"),
+                (None, _) => "no traffic".into(),
+            }
         )?;
     }
     for swarm in &status.services {

@@ -2,10 +2,12 @@
 //! traffic goes, how replicas are replaced. Adapters (the bollard engine, nginx, the compose
 //! reader) import them from here, so no adapter owns what the others speak of.
 
+mod image;
 mod replica;
 mod traffic;
 mod update;
 
+pub use image::PinnedImage;
 pub use replica::{ContainerState, Health, Healthcheck, Replica};
 pub use traffic::{Phase, Server, Traffic};
 pub use update::{FailureAction, Order, UpdateConfig};

@@ -1,0 +1,496 @@
+//! The pure core of a run: from what was observed and what is asked, the steps to take, one
+//! at a time, each chosen knowing how the last one ended. No I/O: the interpreter
+//! ([`super::run`]) carries the steps out against a target and a traffic switch, `--dry-run`
+//! prints the steps this machine yields when every step succeeds, and the unit tests feed it
+//! failures.
+//!
+//! The rule that keeps a failed run harmless lives in one place, [`Machine::fail`]: a failure
+//! before traffic moves removes what the run started of the new version; a failure after it
+//! moved sends traffic back first, then removes the new version, then reports.
+
+mod flows;
+mod rolling;
+mod step;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+pub use flows::describe;
+pub use step::{HookFacts, Member, Route, Share, Step, Verdict};
+
+use super::color::Color;
+use super::failure::{RunFailure, StepError};
+use super::history::Outcome;
+use super::hooks::Hook;
+use super::model::{PinnedImage, Replica, Traffic, UpdateConfig};
+use super::spec::{CanaryStep, ServiceSpec, Strategy};
+use crate::digest::Digest;
+
+/// What a run is asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Deploy this image with the service's strategy.
+    Deploy(PinnedImage),
+    /// Resume a paused deploy (canary pause, `--no-auto-promote`, paused rolling update).
+    Continue,
+    /// Abandon a paused deploy: all traffic back on the stable color, the new one removed.
+    Abort,
+    /// Put the previous version back (or `to`, a digest the idle color or the history knows).
+    Rollback {
+        /// A digest to roll back to instead of the previous one.
+        to: Option<Digest>,
+    },
+    /// Start what the switch points at and point it at the replicas' addresses now (after a
+    /// reboot, `docker restart` or a crash gave them new ports).
+    Repair,
+}
+
+impl Action {
+    /// `deploy`, `continue`, `abort`, `rollback` or `repair`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Deploy(_) => "deploy",
+            Self::Continue => "continue",
+            Self::Abort => "abort",
+            Self::Rollback { .. } => "rollback",
+            Self::Repair => "repair",
+        }
+    }
+}
+
+/// What the core reads of the service's configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The compose service.
+    pub service: String,
+    /// blue-green, canary or rolling.
+    pub strategy: Strategy,
+    /// Replicas per color.
+    pub replicas: u32,
+    /// The canary's steps.
+    pub canary_steps: Vec<CanaryStep>,
+    /// compose's `deploy.update_config`.
+    pub update_config: UpdateConfig,
+    /// compose's `deploy.rollback_config`.
+    pub rollback_config: UpdateConfig,
+    /// How long replicas leaving traffic keep serving what they have.
+    pub drain: Duration,
+    /// How long the old color stays running after a switch.
+    pub keep_warm: Duration,
+    /// Stop before the switch and wait for `--continue`.
+    pub no_auto_promote: bool,
+    /// The target rolls by itself (swarm's own update): no colors, no switch.
+    pub rolls_itself: bool,
+    /// What the target's replicas are called in messages (`container(s)`).
+    pub noun: &'static str,
+}
+
+impl Settings {
+    /// The settings of `spec`.
+    pub fn of(spec: &ServiceSpec, no_auto_promote: bool, rolls_itself: bool, noun: &'static str) -> Self {
+        let s = &spec.settings;
+        Self {
+            service: spec.name.clone(),
+            strategy: s.strategy,
+            replicas: spec.replicas,
+            canary_steps: s.canary_steps.clone(),
+            update_config: spec.update_config.clone(),
+            rollback_config: spec.rollback_config.clone(),
+            drain: s.drain,
+            keep_warm: s.keep_warm.max(s.drain),
+            no_auto_promote,
+            rolls_itself,
+            noun,
+        }
+    }
+}
+
+/// What the interpreter saw before the run.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The state the traffic switch holds (`None`: never switched, or no switch).
+    pub traffic: Option<Traffic>,
+    /// The service's replicas as the target reports them.
+    pub replicas: Vec<Replica>,
+    /// An earlier run died holding the lock.
+    pub took_over: bool,
+    /// The service's history, oldest first.
+    pub history: Vec<Past>,
+    /// What a target that rolls by itself runs now (`None`: the service does not exist).
+    pub rolling_digest: Option<String>,
+}
+
+/// A run in the history, as far as the core needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Past {
+    /// The image (`repo@sha256:...`).
+    pub image: String,
+    /// Its digest.
+    pub digest: String,
+    /// It succeeded.
+    pub succeeded: bool,
+}
+
+/// The run cannot start as asked; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A deploy waits for `--continue` or `--abort`.
+    #[error(
+        "{service} has a deploy in flight ({phase}): resume it with `imgctl deploy {service} --continue` or drop it with `--abort`"
+    )]
+    InFlight {
+        /// The service.
+        service: String,
+        /// What is in flight.
+        phase: String,
+    },
+    /// `--continue` or `--abort` with nothing in flight.
+    #[error("{service} has no paused deploy to {action}")]
+    NothingInFlight {
+        /// The service.
+        service: String,
+        /// What was asked, and why it cannot be.
+        action: &'static str,
+    },
+    /// Nothing to roll back to.
+    #[error("{service} has no previous version to roll back to{detail}")]
+    NothingToRollBack {
+        /// The service.
+        service: String,
+        /// More.
+        detail: String,
+    },
+    /// `--no-auto-promote` on a service with no live version.
+    #[error("{0} has no live version yet: its first deploy switches at once (drop --no-auto-promote)")]
+    NoLiveVersion(String),
+    /// `--repair` on a service imgctl never switched.
+    #[error("{0} has no traffic state to repair: it was never deployed behind a switch")]
+    NothingToRepair(String),
+}
+
+/// What a failure of the current step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Guard {
+    /// Nothing of the new version exists: a failure ends the run.
+    Nothing,
+    /// The new color runs and traffic has not moved: a failure removes it.
+    Built(Color),
+    /// Traffic moved to `new`: a failure moves it back to `back` first.
+    Moved {
+        /// The new color.
+        new: Color,
+    },
+    /// A rolling update (or the way back from one) is under way: a failure restores every
+    /// replica of the old color, batch by batch.
+    Rolling,
+    /// Traffic is being moved back: a failure now needs a person.
+    SwitchingBack {
+        /// Where traffic is.
+        on: Color,
+    },
+    /// The run's end is recorded: a failure is reported only.
+    Recorded,
+}
+
+/// The bookkeeping a step's end triggers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum On {
+    /// Nothing beyond the guard it runs under.
+    Plain,
+    /// A failure is reported and the run goes on (hooks after the fact, retiring, waits).
+    Soft,
+    /// It started the new color: from now on a failure removes it.
+    Built(Color),
+    /// It moved traffic to `new`.
+    Moved(Color),
+    /// A rolling step (see [`rolling`]).
+    Roll(rolling::Event),
+    /// A target that rolls by itself updates (or rolls back): a failure is its update's.
+    Updating,
+}
+
+/// An entry of the machine's queue.
+#[derive(Debug)]
+enum Item {
+    /// A step for the interpreter.
+    Do(Step, On),
+    /// A decision the machine makes when the steps before it have ended.
+    Decide(rolling::Decision),
+    /// The run's end; its failure, if any, comes from [`Machine::failure`].
+    End(End),
+}
+
+/// How a run ends.
+#[derive(Debug)]
+enum End {
+    Succeeded {
+        live: Option<Color>,
+    },
+    Paused {
+        reason: String,
+        live: Option<Color>,
+    },
+    Aborted {
+        reason: String,
+        live: Color,
+    },
+    /// Failed: the failure is built from the pending cause.
+    Failed(Ending),
+}
+
+/// Which [`RunFailure`] a failed run ends with.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    BeforeSwitch,
+    SwitchedBack(Color),
+    FirstDeploy(Color),
+    Update,
+}
+
+/// The image and versions a run is about.
+#[derive(Clone, Debug)]
+struct Subject {
+    /// The image the run puts in place (`repo@sha256:...`).
+    image: String,
+    /// Its digest.
+    digest: String,
+    /// The color it goes into.
+    color: Color,
+    /// The color and digest that served before.
+    previous: Option<(Color, String)>,
+}
+
+/// The state machine of one run.
+#[derive(Debug)]
+pub struct Machine {
+    settings: Settings,
+    action: &'static str,
+    subject: Subject,
+    /// Where traffic goes back to after a failure (`None`: the first deploy, nowhere).
+    back: Option<Route>,
+    queue: VecDeque<Item>,
+    on: On,
+    guard: Guard,
+    rolling: Option<rolling::Rolling>,
+    /// The failure the run is ending with, and the step that failed.
+    failure: Option<(String, StepError)>,
+    /// The label of the step handed out last.
+    current: String,
+    notes: Vec<String>,
+}
+
+impl Machine {
+    /// The machine for `action` given what was observed, or why the run cannot start.
+    pub fn new(settings: Settings, action: &Action, observed: Observed) -> Result<Self, Refusal> {
+        let subject = Subject { image: String::new(), digest: String::new(), color: Color::Blue, previous: None };
+        let mut machine = Self {
+            settings,
+            action: action.name(),
+            subject,
+            back: None,
+            queue: VecDeque::new(),
+            on: On::Plain,
+            guard: Guard::Nothing,
+            rolling: None,
+            failure: None,
+            current: String::new(),
+            notes: Vec::new(),
+        };
+        flows::plan(&mut machine, action, observed)?;
+        Ok(machine)
+    }
+
+    /// The next step, given how the last one ended (`Ok(())` before the first); `None` when
+    /// the run is over.
+    pub fn next(&mut self, last: Result<(), StepError>) -> Option<Step> {
+        let on = std::mem::replace(&mut self.on, On::Plain);
+        match last {
+            Ok(()) => self.succeeded(on),
+            Err(cause) => self.fail(on, cause),
+        }
+        loop {
+            match self.queue.pop_front()? {
+                Item::Do(step, on) => {
+                    self.current = step.label();
+                    self.on = on;
+                    return Some(step);
+                }
+                Item::Decide(decision) => rolling::decide(self, decision),
+                Item::End(end) => {
+                    self.guard = Guard::Recorded;
+                    self.on = On::Soft;
+                    self.current = "record".into();
+                    return Some(Step::Record(Box::new(self.verdict(end))));
+                }
+            }
+        }
+    }
+
+    /// What the machine has to say since it was last asked (a tolerated failure, a choice).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// The steps of the run if every one succeeds: what `--dry-run` shows.
+    pub fn preview(mut self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        while let Some(step) = self.next(Ok(())) {
+            steps.push(step);
+        }
+        steps
+    }
+
+    fn succeeded(&mut self, on: On) {
+        match on {
+            On::Plain | On::Soft | On::Updating => {}
+            On::Built(color) => self.guard = Guard::Built(color),
+            On::Moved(new) => self.guard = Guard::Moved { new },
+            On::Roll(event) => rolling::succeeded(self, event),
+        }
+    }
+
+    /// The one place a failure is handled: tolerated, or the run ends, undoing what must be
+    /// undone first.
+    fn fail(&mut self, on: On, cause: StepError) {
+        let step = std::mem::take(&mut self.current);
+        if on == On::Soft || self.guard == Guard::Recorded {
+            self.notes.push(format!("{step}: {cause} (the run goes on)"));
+            return;
+        }
+        if let On::Roll(event) = &on
+            && rolling::tolerated(self, event.clone(), &step, &cause)
+        {
+            return;
+        }
+        self.queue.clear();
+        match self.guard {
+            Guard::Nothing if on == On::Updating => {
+                if cause.rolled_back_by_target() {
+                    self.push(self.hook(Hook::OnRollback, Some(cause.to_string())), On::Soft);
+                }
+                self.failure = Some((step, cause));
+                self.queue.push_back(Item::End(End::Failed(Ending::Update)));
+            }
+            Guard::Nothing => {
+                self.failure = Some((step, cause));
+                self.queue.push_back(Item::End(End::Failed(Ending::BeforeSwitch)));
+            }
+            Guard::Built(color) => {
+                self.failure = Some((step, cause));
+                self.queue.push_back(Item::Do(Step::Retire { color, indices: None, remove: true }, On::Soft));
+                self.queue.push_back(Item::End(End::Failed(Ending::BeforeSwitch)));
+            }
+            Guard::Moved { new } => {
+                let reason = cause.to_string();
+                self.failure = Some((step, cause));
+                match self.back.clone() {
+                    None => self.queue.push_back(Item::End(End::Failed(Ending::FirstDeploy(new)))),
+                    Some(back) => {
+                        let to = back.live;
+                        self.guard = Guard::SwitchingBack { on: new };
+                        self.push(Step::Switch { route: back, label: "switch back".into(), moves: false }, On::Plain);
+                        self.push(self.hook(Hook::OnRollback, Some(reason)), On::Soft);
+                        self.push(Step::Wait { label: "drain", duration: self.settings.drain }, On::Soft);
+                        self.push(Step::Retire { color: new, indices: None, remove: true }, On::Soft);
+                        self.queue.push_back(Item::End(End::Failed(Ending::SwitchedBack(to))));
+                    }
+                }
+            }
+            Guard::Rolling => {
+                let reason = cause.to_string();
+                self.failure = Some((step, cause));
+                rolling::restore(self, Some(reason));
+            }
+            Guard::SwitchingBack { on } => {
+                self.guard = Guard::Recorded;
+                let failure = match self.failure.take() {
+                    Some((step, first)) => RunFailure::SwitchBackFailed { step, cause: first, back: cause, on },
+                    // An abort: nothing failed before this.
+                    None => RunFailure::NotRestored { step, cause, on },
+                };
+                let verdict = self.failed_verdict(failure, Some(on));
+                self.queue.push_back(Item::Do(Step::Record(Box::new(verdict)), On::Soft));
+            }
+            Guard::Recorded => unreachable!("handled above"),
+        }
+    }
+
+    fn push(&mut self, step: Step, on: On) {
+        self.queue.push_back(Item::Do(step, on));
+    }
+
+    /// A hook step with the run's facts.
+    fn hook(&self, hook: Hook, reason: Option<String>) -> Step {
+        let s = &self.subject;
+        Step::Hook {
+            hook,
+            facts: HookFacts {
+                image: s.image.clone(),
+                digest: s.digest.clone(),
+                new_color: Some(s.color),
+                old_color: s.previous.as_ref().map(|p| p.0),
+                old_digest: s.previous.as_ref().map(|p| p.1.clone()),
+                reason,
+            },
+        }
+    }
+
+    fn verdict(&mut self, end: End) -> Verdict {
+        match end {
+            End::Succeeded { live } => self.plain_verdict(Outcome::Succeeded, None, live),
+            End::Paused { reason, live } => self.plain_verdict(Outcome::Paused, Some(reason), live),
+            End::Aborted { reason, live } => self.plain_verdict(Outcome::Aborted, Some(reason), Some(live)),
+            End::Failed(ending) => {
+                let (step, cause) = self.failure.take().expect("a failed end follows a failure");
+                let previous = self.subject.previous.as_ref().map(|p| p.0);
+                let (failure, live) = match ending {
+                    Ending::BeforeSwitch => (RunFailure::BeforeSwitch { step, cause }, previous),
+                    Ending::SwitchedBack(to) => (RunFailure::SwitchedBack { step, cause, to }, Some(to)),
+                    Ending::FirstDeploy(on) => (RunFailure::FirstDeploy { step, cause, on }, Some(on)),
+                    Ending::Update => (RunFailure::Update { step, cause }, None),
+                };
+                self.failed_verdict(failure, live)
+            }
+        }
+    }
+
+    fn plain_verdict(&self, outcome: Outcome, reason: Option<String>, live: Option<Color>) -> Verdict {
+        let s = &self.subject;
+        Verdict {
+            action: self.action,
+            outcome,
+            image: s.image.clone(),
+            digest: s.digest.clone(),
+            color: s.color,
+            previous: s.previous.clone(),
+            reason,
+            failure: None,
+            live,
+        }
+    }
+
+    fn failed_verdict(&self, failure: RunFailure, live: Option<Color>) -> Verdict {
+        let mut verdict = self.plain_verdict(Outcome::Failed, Some(failure.to_string()), live);
+        verdict.failure = Some(failure);
+        verdict
+    }
+
+    /// The traffic route that sends everything to `color`'s running replicas.
+    fn all_on(&self, color: Color, digest: &str) -> Route {
+        Route {
+            live: color,
+            live_digest: digest.to_owned(),
+            phase: super::model::Phase::Stable,
+            members: vec![Member { color, indices: None, share: Share::Even }],
+        }
+    }
+}
+
+/// A pinned image from the text the history keeps, if it is one.
+fn pinned(image: &str) -> Option<PinnedImage> {
+    let reference: crate::reference::Reference = image.parse().ok()?;
+    let digest = reference.digest().cloned()?;
+    Some(PinnedImage { repository: reference, digest })
+}
