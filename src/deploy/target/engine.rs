@@ -1,0 +1,175 @@
+//! Colors as containers on one Docker Engine: `SERVICE-COLOR-N`, each publishing the service's
+//! port on 127.0.0.1 with a host port the engine picks (so both colors run at once).
+
+use std::time::Instant;
+
+use super::{Started, Target, TargetError};
+use crate::deploy::color::{Color, label};
+use crate::deploy::docker::{ContainerSpec, DockerEngine, PullAuth};
+use crate::deploy::health;
+use crate::deploy::model::{ContainerState, PinnedImage, Replica};
+use crate::deploy::run::Events;
+use crate::deploy::spec::ServiceSpec;
+
+/// The Engine target of one service.
+#[derive(Debug)]
+pub struct Engine<'a> {
+    engine: DockerEngine,
+    spec: &'a ServiceSpec,
+}
+
+impl<'a> Engine<'a> {
+    /// The target of `spec` on `engine`.
+    pub fn new(engine: DockerEngine, spec: &'a ServiceSpec) -> Self {
+        Self { engine, spec }
+    }
+
+    fn container_spec(&self, color: Color, image: &PinnedImage, index: u32, deploy_id: &str) -> ContainerSpec {
+        let spec = self.spec;
+        let mut labels = spec.labels.clone();
+        labels.insert(label::SERVICE.into(), spec.name.clone());
+        labels.insert(label::COLOR.into(), color.as_str().into());
+        labels.insert(label::DIGEST.into(), image.digest.to_string());
+        labels.insert(label::DEPLOY_ID.into(), deploy_id.into());
+        labels.insert(label::REPLICA.into(), index.to_string());
+        ContainerSpec {
+            name: format!("{}-{color}-{index}", spec.name),
+            image: image.reference(),
+            labels,
+            env: spec.environment.clone(),
+            command: spec.command.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            working_dir: spec.working_dir.clone(),
+            user: spec.user.clone(),
+            port: spec.settings.port,
+            healthcheck: spec.healthcheck.clone(),
+            volumes: spec.volumes.clone(),
+            networks: spec.networks.clone(),
+            restart: spec.restart.clone(),
+            stop_signal: spec.stop_signal.clone(),
+        }
+    }
+
+    /// Removes containers, all at once (a failed start's).
+    async fn remove_all(&self, ids: &[String]) {
+        let engine = &self.engine;
+        futures_util::future::join_all(ids.iter().map(|id| engine.remove(id))).await;
+    }
+
+    async fn gate(&self, ids: &[String]) -> Result<Started, TargetError> {
+        let since = Instant::now();
+        let replicas = health::wait_healthy(&self.engine, ids, &self.spec.settings.health).await?;
+        Ok(Started { replicas, gate: since.elapsed() })
+    }
+}
+
+impl Target for Engine<'_> {
+    async fn observe(&self) -> Result<Vec<Replica>, TargetError> {
+        Ok(self.engine.replicas(&self.spec.name).await?)
+    }
+
+    async fn prepare(
+        &mut self,
+        image: &PinnedImage,
+        auth: PullAuth,
+        events: &mut dyn Events,
+    ) -> Result<bool, TargetError> {
+        let mut last = String::new();
+        self.engine
+            .pull(&image.reference(), Some(&auth), &mut |status| {
+                if status != last {
+                    events.note(status);
+                    last = status.to_owned();
+                }
+            })
+            .await?;
+        Ok(true)
+    }
+
+    async fn start(
+        &mut self,
+        color: Color,
+        image: &PinnedImage,
+        indices: &[u32],
+        deploy_id: &str,
+        _events: &mut dyn Events,
+    ) -> Result<Started, TargetError> {
+        let mut ids = Vec::new();
+        for &index in indices {
+            let spec = self.container_spec(color, image, index, deploy_id);
+            // A container left with this name by an earlier run goes first.
+            if let Some(old) = self.observe().await?.into_iter().find(|r| r.name == spec.name) {
+                self.engine.remove(&old.id).await?;
+            }
+            let started = match self.engine.create(&spec).await {
+                Ok(id) => {
+                    ids.push(id.clone());
+                    self.engine.start(&id).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(source) = started {
+                self.remove_all(&ids).await;
+                return Err(TargetError::Start { replica: spec.name, source });
+            }
+        }
+        let gated = self.gate(&ids).await;
+        if gated.is_err() {
+            self.remove_all(&ids).await;
+        }
+        gated
+    }
+
+    async fn resume(&mut self, replicas: &[Replica], _events: &mut dyn Events) -> Result<Started, TargetError> {
+        for replica in replicas.iter().filter(|r| r.state != ContainerState::Running) {
+            self.engine
+                .start(&replica.id)
+                .await
+                .map_err(|source| TargetError::Start { replica: replica.name.clone(), source })?;
+        }
+        let ids: Vec<String> = replicas.iter().map(|r| r.id.clone()).collect();
+        self.gate(&ids).await
+    }
+
+    async fn retire(&self, replica: &Replica, remove: bool) -> Result<(), TargetError> {
+        if remove {
+            Ok(self.engine.remove(&replica.id).await?)
+        } else {
+            Ok(self.engine.stop(&replica.id, self.spec.settings.stop_grace).await?)
+        }
+    }
+
+    async fn check(&self, replica: &Replica) -> Result<(), TargetError> {
+        let settings = &self.spec.settings.health;
+        let inspected = self.engine.inspect(&replica.id).await?;
+        if inspected.state != ContainerState::Running {
+            return Err(TargetError::Stopped(replica.name.clone()));
+        }
+        if let (Some(path), Some(addr)) = (&settings.path, inspected.addr) {
+            match health::probe(&addr.to_string(), path, settings.timeout).await {
+                Ok(status) if (200..300).contains(&status) => {}
+                Ok(status) => {
+                    return Err(TargetError::Answered { replica: replica.name.clone(), path: path.clone(), status });
+                }
+                Err(detail) => return Err(TargetError::Probe { replica: replica.name.clone(), detail }),
+            }
+        }
+        Ok(())
+    }
+
+    fn address(&self, replica: &Replica) -> Option<String> {
+        replica.addr.map(|addr| crate::deploy::names::host_port(&self.spec.settings.proxy.host, addr.port()))
+    }
+
+    fn probe_address(&self, replica: &Replica) -> Option<String> {
+        replica.addr.map(|addr| addr.to_string())
+    }
+
+    fn noun(&self) -> &'static str {
+        "container(s)"
+    }
+
+    fn stop_verb(&self) -> &'static str {
+        "stop"
+    }
+}

@@ -1,0 +1,211 @@
+//! Swarm's own rolling update: the service `SERVICE` is updated in place, swarm replaces its
+//! tasks with the compose `update_config`, and imgctl follows `UpdateStatus` to its end.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use super::swarm::{ServiceTasks, new_tasks, progress, service_spec, services, task_ids};
+use super::{RollsItself, TargetError};
+use crate::deploy::color::label;
+use crate::deploy::docker::{DockerEngine, EngineError, PullAuth};
+use crate::deploy::model::PinnedImage;
+use crate::deploy::run::Events;
+use crate::deploy::spec::ServiceSpec;
+use crate::deploy::swarm::{converged, failure_reason};
+
+/// How a swarm update this run followed failed to converge.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateFailure {
+    /// Swarm rolled the update back itself (`failure_action: rollback`).
+    #[error("swarm rolled the update back (rollback_completed): {why}")]
+    RolledBack {
+        /// Why its tasks failed.
+        why: String,
+    },
+    /// Swarm paused the update (`failure_action: pause`).
+    #[error(
+        "swarm paused the update ({state}): {why}; `imgctl rollback {service}` goes back, `docker service update {name}` resumes"
+    )]
+    Paused {
+        /// `paused` or `rollback_paused`.
+        state: String,
+        /// Why its tasks failed.
+        why: String,
+        /// The compose service.
+        service: String,
+        /// The swarm service.
+        name: String,
+    },
+    /// The update ran past `swarm.converge_timeout`.
+    #[error("{name} did not converge within {limit:?} ({state}): {why}")]
+    NotConverged {
+        /// The swarm service.
+        name: String,
+        /// The limit.
+        limit: Duration,
+        /// Its update state then.
+        state: String,
+        /// Why its tasks failed, or the last progress seen.
+        why: String,
+    },
+    /// The service was removed while the update ran.
+    #[error("{0} vanished")]
+    Vanished(String),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The rolling swarm service of one compose service.
+#[derive(Debug)]
+pub struct SwarmRolling<'a> {
+    engine: DockerEngine,
+    spec: &'a ServiceSpec,
+    auth: Option<PullAuth>,
+}
+
+impl<'a> SwarmRolling<'a> {
+    /// The service of `spec` on `engine`.
+    pub fn new(engine: DockerEngine, spec: &'a ServiceSpec) -> Self {
+        Self { engine, spec, auth: None }
+    }
+
+    /// The service and its tasks.
+    pub async fn services(&self) -> Result<Vec<ServiceTasks>, TargetError> {
+        services(&self.engine, std::slice::from_ref(&self.spec.name)).await
+    }
+
+    /// Follows `UpdateStatus` until the update ends. `before` is the state the service showed
+    /// before this run's change: a terminal state equal to it is the last run's, not ours.
+    /// `rolling_back`: success is `rollback_completed` (with `image` empty, any image).
+    async fn follow(
+        &self,
+        image: &str,
+        before: Option<String>,
+        known: &HashSet<String>,
+        rolling_back: bool,
+        events: &mut dyn Events,
+    ) -> Result<(), UpdateFailure> {
+        let name = &self.spec.name;
+        let replicas = u64::from(self.spec.replicas);
+        let limit = self.spec.settings.swarm.converge_timeout;
+        let since = Instant::now();
+        let mut ours = false;
+        let mut last = String::new();
+        loop {
+            let service = self.engine.service(name).await?.ok_or_else(|| UpdateFailure::Vanished(name.to_owned()))?;
+            let tasks = self.engine.tasks(name).await?;
+            let state = service.update.as_ref().map(|u| u.state.clone()).unwrap_or_default();
+            let message = service.update.as_ref().map(|u| u.message.clone()).unwrap_or_default();
+            ours |= matches!(state.as_str(), "updating" | "rollback_started") || Some(&state) != before.as_ref();
+            let wanted = if image.is_empty() { service.image.clone() } else { image.to_owned() };
+            let done = converged(&tasks, &wanted, replicas);
+            // Failures of tasks that predate this run's change are an earlier run's.
+            let tasks = new_tasks(tasks, known);
+            let line = format!(
+                "{}: {}",
+                if state.is_empty() { "converging" } else { &state },
+                progress(&tasks, &wanted, replicas)
+            );
+            if line != last {
+                events.note(&format!("{name} {line}"));
+                last = line;
+            }
+            match (ours, state.as_str()) {
+                (true, "completed") if !rolling_back && done => return Ok(()),
+                (_, "") if !rolling_back && done => return Ok(()),
+                (true, "rollback_completed") if rolling_back && done => return Ok(()),
+                (true, "rollback_completed") => {
+                    return Err(UpdateFailure::RolledBack { why: failure_reason(&tasks).unwrap_or(message) });
+                }
+                (true, "paused" | "rollback_paused") => {
+                    return Err(UpdateFailure::Paused {
+                        state,
+                        why: failure_reason(&tasks).unwrap_or(message),
+                        service: self.spec.name.clone(),
+                        name: name.to_owned(),
+                    });
+                }
+                _ => {}
+            }
+            if since.elapsed() >= limit {
+                return Err(UpdateFailure::NotConverged {
+                    name: name.to_owned(),
+                    limit,
+                    state,
+                    why: failure_reason(&tasks).unwrap_or(last.clone()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+impl RollsItself for SwarmRolling<'_> {
+    async fn current(&self) -> Result<Option<String>, TargetError> {
+        Ok(self
+            .engine
+            .service(&self.spec.name)
+            .await?
+            .map(|s| s.labels.get(label::DIGEST).cloned().unwrap_or_default()))
+    }
+
+    async fn prepare(&mut self, _image: &PinnedImage, auth: PullAuth) -> Result<(), TargetError> {
+        // Each node pulls for its tasks, with the credential passed along.
+        self.auth = Some(auth);
+        Ok(())
+    }
+
+    /// Exit 0 only when it converged on the new digest; a rollback by swarm is a failed deploy.
+    async fn update(
+        &mut self,
+        image: &PinnedImage,
+        deploy_id: &str,
+        events: &mut dyn Events,
+    ) -> Result<(), TargetError> {
+        let name = &self.spec.name;
+        let spec = service_spec(self.spec, name, image, deploy_id, None);
+        let since = Instant::now();
+        let existing = self.engine.service(name).await?;
+        let before = existing.as_ref().and_then(|s| s.update.clone());
+        let known = task_ids(&self.engine, name).await;
+        match &existing {
+            Some(service) => {
+                self.engine.update_service(&spec, service.version, self.auth.as_ref()).await.map(|_| ())?
+            }
+            None => self.engine.create_service(&spec, self.auth.as_ref()).await.map(|_| ())?,
+        }
+        let what = if existing.is_some() { "service update" } else { "service create" };
+        events.step(what, since.elapsed());
+        Ok(self.follow(&spec.image, before.map(|u| u.state), &known, false, events).await?)
+    }
+
+    /// swarm's `rollback=previous`, followed.
+    async fn revert(&mut self, events: &mut dyn Events) -> Result<(), TargetError> {
+        let name = &self.spec.name;
+        let service = self.engine.service(name).await?.ok_or_else(|| TargetError::Gone(name.clone()))?;
+        let before = service.update.clone().map(|u| u.state);
+        let known = task_ids(&self.engine, name).await;
+        let since = Instant::now();
+        self.engine.rollback_service(name).await?;
+        events.step("service rollback", since.elapsed());
+        Ok(self.follow("", before, &known, true, events).await?)
+    }
+
+    fn describe_update(&self, image: &PinnedImage) -> String {
+        let c = &self.spec.update_config;
+        format!(
+            "update swarm service {} to {} x{} (registry auth passed along); swarm replaces tasks in batches of {}, {:?}, delay {:?}, monitor {:?}, failure_action {:?}, max_failure_ratio {}; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
+            self.spec.name,
+            image.reference(),
+            self.spec.replicas,
+            c.parallelism,
+            c.order,
+            c.delay,
+            c.monitor,
+            c.failure_action,
+            c.max_failure_ratio,
+            self.spec.settings.swarm.converge_timeout
+        )
+    }
+}
