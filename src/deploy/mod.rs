@@ -10,7 +10,7 @@
 //! - [`target`]: where replicas run (the Engine, swarm colors, swarm's own rolling update);
 //!   [`docker`] and [`swarm`] are the bollard adapters under it.
 //! - [`switch`]: where requests go ([`nginx`] today).
-//! - [`failure`]: typed step and run failures.
+//! - [`failure`]: typed step and run failures; [`events`]: what a run tells its watcher.
 //! - [`health`], [`hooks`], [`lock`], [`history`]: the gate, the hooks, one run at a time, the
 //!   record; [`child_env`]: the environment of the programs a deploy runs.
 //! - [`plan`]: pure decisions (reconcile, batches, failure ratio), tested with tables;
@@ -21,6 +21,7 @@ pub mod color;
 pub mod compose;
 pub mod core;
 pub mod docker;
+pub mod events;
 pub mod failure;
 pub mod health;
 pub mod history;
@@ -41,5 +42,6 @@ pub use self::core::Action;
 pub use color::Color;
 pub use failure::{RunFailure, StepError};
 pub use model::PinnedImage;
-pub use run::{DeployError, Events, Options, Report, execute, preview};
+pub use events::Events;
+pub use run::{DeployError, Options, Report, execute, preview};
 pub use spec::ServiceSpec;

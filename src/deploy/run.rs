@@ -14,6 +14,7 @@ use super::child_env::ChildEnv;
 use super::color::Color;
 use super::core::{Action, HookFacts, Machine, Observed, Past, Refusal, Route, Settings, Share, Step, Verdict};
 use super::docker::PullAuth;
+use super::events::Events;
 use super::failure::StepError;
 use super::health;
 use super::history::{self, Outcome, Record, StepTiming};
@@ -37,14 +38,6 @@ pub struct Options {
     pub performer: String,
     /// Stop before the switch and wait for `--continue`.
     pub no_auto_promote: bool,
-}
-
-/// What the binary is told while a run goes on.
-pub trait Events {
-    /// A step finished.
-    fn step(&mut self, step: &str, elapsed: Duration);
-    /// Something worth a line (a hook's output, a pull status, a reconcile).
-    fn note(&mut self, text: &str);
 }
 
 /// A run could not start (nothing was changed), or could not record how it ended.

@@ -8,7 +8,7 @@ use crate::deploy::color::{Color, label};
 use crate::deploy::docker::{ContainerSpec, DockerEngine, PullAuth};
 use crate::deploy::health;
 use crate::deploy::model::{ContainerState, PinnedImage, Replica};
-use crate::deploy::run::Events;
+use crate::deploy::events::Events;
 use crate::deploy::spec::ServiceSpec;
 
 /// The Engine target of one service.

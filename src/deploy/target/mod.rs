@@ -17,7 +17,7 @@ use super::color::Color;
 use super::docker::{DockerEngine, EngineError, PullAuth};
 use super::health::HealthError;
 use super::model::{PinnedImage, Replica};
-use super::run::Events;
+use super::events::Events;
 use super::spec::{ServiceSpec, Strategy, Target as Kind};
 
 pub use swarm_rolling::UpdateFailure;

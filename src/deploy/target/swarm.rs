@@ -11,7 +11,7 @@ use super::{Started, Target, TargetError};
 use crate::deploy::color::{Color, label};
 use crate::deploy::docker::{DockerEngine, PullAuth};
 use crate::deploy::model::{ContainerState, Health, PinnedImage, Replica};
-use crate::deploy::run::Events;
+use crate::deploy::events::Events;
 use crate::deploy::spec::ServiceSpec;
 use crate::deploy::swarm::{ServiceState, SwarmServiceSpec, TaskInfo, converged, failure_reason};
 

@@ -9,7 +9,7 @@ use super::{RollsItself, TargetError};
 use crate::deploy::color::label;
 use crate::deploy::docker::{DockerEngine, EngineError, PullAuth};
 use crate::deploy::model::PinnedImage;
-use crate::deploy::run::Events;
+use crate::deploy::events::Events;
 use crate::deploy::spec::ServiceSpec;
 use crate::deploy::swarm::{converged, failure_reason};
 
