@@ -589,3 +589,54 @@ fn the_compose_healthcheck_can_be_the_gate() {
     assert_clean(&close, &["v1"], "a bad version gated by the compose healthcheck");
     assert_eq!(site.serving(), "v1");
 }
+
+/// The host port a running replica publishes now, by `docker port`.
+fn published_port(container: &str) -> Option<String> {
+    let out = Command::new("docker").args(["port", container, "8080/tcp"]).output().ok()?;
+    stdout(&out).lines().next().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty())
+}
+
+#[test]
+fn a_restarted_replica_gets_a_new_port_and_repair_points_nginx_at_it() {
+    let site = Site::new("rst");
+    site.deploy_ok(&site.images.v1.digest);
+    assert_eq!(site.serving(), "v1");
+    let name = format!("{}-blue-1", site.service);
+    let before = published_port(&name).expect("the replica publishes its port");
+
+    // docker restart (as a reboot or a restart policy would) under load: a new host port.
+    let broken = site.load(Mode::Close);
+    let mut after = before.clone();
+    for _ in 0..3 {
+        assert!(Command::new("docker").args(["restart", "-t", "0", &name]).status().unwrap().success());
+        after = published_port(&name).expect("the restarted replica publishes its port");
+        if after != before {
+            break;
+        }
+    }
+    assert_ne!(after, before, "docker gave the restarted container the same port three times");
+    std::thread::sleep(Duration::from_millis(500));
+    let status = site.status();
+    let replica = &status["replicas"][0];
+    assert_eq!((replica["name"].as_str(), replica["stale"].as_bool()), (Some(name.as_str()), Some(true)), "{status}");
+    assert!(
+        load::get(site.nginx.addr(), "/").map(|r| r.status != 200).unwrap_or(true),
+        "nginx still reaches the old port?"
+    );
+
+    // One command: traffic recovers, and status no longer flags the replica.
+    let out = site.imgctl(&["deploy", &site.service, "--repair", "-o", "json"]);
+    assert_success(&out, "deploy --repair");
+    let steps: Vec<String> =
+        report(&out)["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap().to_owned()).collect();
+    assert!(steps.contains(&"re-point".to_owned()), "{steps:?}");
+    let broken = broken.stop();
+    assert!(broken.failed() > 0, "the load saw the stale port: {broken:?}");
+    // `nginx -s reload` returns before the old workers stop taking connections.
+    std::thread::sleep(Duration::from_millis(1000));
+    let clean = site.load(Mode::Close);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_clean(&clean.stop(), &["v1"], "after --repair");
+    assert_eq!(site.status()["replicas"][0]["stale"], false);
+    assert_eq!(site.history().last().unwrap()["action"], "repair");
+}

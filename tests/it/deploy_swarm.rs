@@ -230,6 +230,17 @@ fn swarm_rolling_update_good_bad_stop_first_and_rollback() {
     let out = site.deploy(&site.images.v3.digest);
     assert_success(&out, "rolling update of a service with no port");
     assert_eq!(site.running(&site.service), std::slice::from_ref(&site.images.v3.image));
+
+    // After swarm rolled a bad update back itself, `imgctl rollback` goes to the previous good
+    // digest of imgctl's history (v2, the one before v3), not to swarm's "previous spec" (it
+    // once failed: "does not have a previous spec").
+    let out = site.deploy(&site.images.bad.digest);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(site.running(&site.service), std::slice::from_ref(&site.images.v3.image));
+    let out = site.imgctl(&["rollback", &site.service, "-o", "json"]);
+    assert_success(&out, "imgctl rollback after swarm rolled back by itself");
+    assert_eq!(report(&out)["digest"], site.images.v2.digest.as_str());
+    assert_eq!(site.running(&site.service), std::slice::from_ref(&site.images.v2.image));
 }
 
 #[test]

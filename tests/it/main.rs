@@ -7,6 +7,7 @@ mod concurrency;
 mod deploy;
 mod deploy_cli;
 mod deploy_peers;
+mod deploy_seams;
 mod deploy_swarm;
 mod docker_cli;
 mod docker_engine;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::{Started, Target, TargetError};
 use crate::deploy::color::{Color, label};
 use crate::deploy::docker::{DockerEngine, PullAuth};
-use crate::deploy::model::{ContainerState, Health, PinnedImage, Replica};
 use crate::deploy::events::Events;
+use crate::deploy::model::{ContainerState, Health, PinnedImage, Replica};
 use crate::deploy::spec::ServiceSpec;
 use crate::deploy::swarm::{ServiceState, SwarmServiceSpec, TaskInfo, converged, failure_reason};
 
@@ -206,6 +206,9 @@ impl Target for SwarmColors<'_> {
     /// Whether the color service still runs all its tasks.
     async fn check(&self, replica: &Replica) -> Result<(), TargetError> {
         let service = self.existing(&replica.name).await?;
+        if service.replicas == 0 {
+            return Err(TargetError::TasksDown { name: replica.name.clone(), why: "scaled to zero".into() });
+        }
         let tasks = self.engine.tasks(&replica.name).await?;
         if converged(&tasks, &service.image, service.replicas) {
             return Ok(());
