@@ -178,7 +178,7 @@ pub fn holder(dir: &Path, service: &str) -> Option<Holder> {
 
 /// Who holds the lock file `path`: a pure read, by the kernel's table of locks.
 fn holder_at(path: &Path) -> Option<Holder> {
-    let mut file = open_existing(path).ok()?.0;
+    let mut file = OpenOptions::new().read(true).custom_flags(no_follow()).open(path).ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() {
         return None;
