@@ -44,7 +44,7 @@ pub enum ProxyError {
     /// nginx refused the new upstream file tested alone, before it replaced the live one: the
     /// live configuration was never touched.
     #[error(
-        "nginx refused the new upstream file on its own ({command}: {status}), so it never went live and traffic was not switched"
+        "nginx refused the new upstream file, tested on its own ({command}: {status}), so it never went live and traffic was not switched"
     )]
     StagedTestFailed {
         /// The command.
@@ -56,7 +56,7 @@ pub enum ProxyError {
     },
     /// `nginx -t` refused the configuration with the new upstream; the old file was put back.
     #[error(
-        "the nginx configuration test ({command}) failed ({status}), so traffic was not switched; run it to see why"
+        "the nginx configuration test ({command}) failed ({status}) with the new upstream file, so the old one was put back and traffic was not switched"
     )]
     TestFailed {
         /// The command.
@@ -416,8 +416,8 @@ mod tests {
 
     #[test]
     fn the_test_and_reload_commands_get_only_the_allowed_environment() {
-        let dir = std::env::temp_dir().join(format!("imgctl-nginx-env-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = Scratch::new("env");
+        let dir = &scratch.0;
         let parent = [
             ("PATH".into(), "/usr/bin:/bin".into()),
             ("IMGCTL_PASSPHRASE".into(), "hunter2".into()),
@@ -425,14 +425,13 @@ mod tests {
         ];
         let env = ChildEnv::select(parent, &["NGINX_CONF".to_owned()]);
         let dump = |name: &str| format!("env > {}", dir.join(name).display());
-        let proxy = settings(&dir, &dump("test.env"), &dump("reload.env"));
+        let proxy = settings(dir, &dump("test.env"), &dump("reload.env"));
         Switch::new(&proxy, env).apply(&traffic()).unwrap();
         for name in ["test.env", "reload.env"] {
             let seen = std::fs::read_to_string(dir.join(name)).unwrap();
             assert!(seen.contains("NGINX_CONF=/etc/nginx/test.conf\n"), "{name}: {seen}");
             assert!(!seen.contains("IMGCTL_PASSPHRASE") && !seen.contains("hunter2"), "{name}: {seen}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn settings(dir: &Path, test: &str, reload: &str) -> ProxySettings {
@@ -449,16 +448,16 @@ mod tests {
 
     #[test]
     fn a_failed_test_or_reload_puts_the_old_file_back() {
-        let dir = std::env::temp_dir().join(format!("imgctl-nginx-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = settings(&dir, "true", "true");
+        let scratch = Scratch::new("restore");
+        let dir = &scratch.0;
+        let good = settings(dir, "true", "true");
         let first = traffic();
         Switch::new(&good, env()).apply(&first).unwrap();
         let before = std::fs::read(dir.join("web.conf")).unwrap();
 
         let mut second = traffic();
         second.phase = Phase::Stable;
-        let refused = settings(&dir, "printf 'em%s\\n' 'erg: bad' >&2; exit 1", "true");
+        let refused = settings(dir, "printf 'em%s\\n' 'erg: bad' >&2; exit 1", "true");
         let error = Switch::new(&refused, env()).apply(&second).unwrap_err();
         assert!(
             matches!(error, ProxyError::TestFailed { ref output, .. } if output.text() == "emerg: bad"),
@@ -468,14 +467,13 @@ mod tests {
         assert_eq!(error.output(), "emerg: bad");
         assert_eq!(std::fs::read(dir.join("web.conf")).unwrap(), before);
 
-        let reload_fails = settings(&dir, "true", "exit 3");
+        let reload_fails = settings(dir, "true", "exit 3");
         assert!(matches!(Switch::new(&reload_fails, env()).apply(&second), Err(ProxyError::ReloadFailed { .. })));
         assert_eq!(Switch::new(&good, env()).read().unwrap(), Some(first));
 
         let mut empty = traffic();
         empty.servers.clear();
         assert!(matches!(Switch::new(&good, env()).apply(&empty), Err(ProxyError::NoServers(_))));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     struct Scratch(PathBuf);

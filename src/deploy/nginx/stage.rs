@@ -91,17 +91,26 @@ pub(super) fn nginx_program(test: &[String]) -> Option<&str> {
     (Path::new(program).file_name()? == "nginx" && tests).then_some(program.as_str())
 }
 
-/// Tests `staged` alone with `nginx`; returns the command line, for the error, and how it went.
+/// Tests `staged` alone with `nginx`; returns the command, in words for the error (its
+/// temporary paths are gone once it ends), and how it went.
 pub(super) fn test_alone(nginx: &str, staged: &Path, upstream: &str, env: &ChildEnv) -> (String, Result<(), Failure>) {
+    let command = format!("{nginx} -t -c <a configuration of its own that includes it>");
+    let cannot =
+        |what: &str, e: io::Error| Err(Failure { status: format!("cannot {what}: {e}"), output: Default::default() });
     let scratch = match Scratch::new() {
         Ok(scratch) => scratch,
-        Err(e) => {
-            let failure =
-                Failure { status: format!("cannot make its temporary directory: {e}"), output: Default::default() };
-            return (format!("{nginx} -t"), Err(failure));
-        }
+        Err(e) => return (command, cannot("make its temporary directory", e)),
     };
     let conf = scratch.0.join("test.conf");
+    // nginx takes a relative include from the configuration's directory: the path is made
+    // absolute. `logs/` is where a source build logs before it reads `error_log`.
+    let prepared = (|| {
+        fs::create_dir(scratch.0.join("logs"))?;
+        fs::write(&conf, test_config(&scratch.0, &std::path::absolute(staged)?, upstream))
+    })();
+    if let Err(e) = prepared {
+        return (command, cannot("write its configuration", e));
+    }
     let argv = [
         nginx.to_owned(),
         "-t".into(),
@@ -111,19 +120,6 @@ pub(super) fn test_alone(nginx: &str, staged: &Path, upstream: &str, env: &Child
         "-c".into(),
         conf.display().to_string(),
     ];
-    let command = argv.join(" ");
-    // nginx takes a relative include from the configuration's directory: the path is made
-    // absolute. `logs/` is where a source build logs before it reads `error_log`.
-    let prepared = (|| {
-        fs::create_dir(scratch.0.join("logs"))?;
-        fs::write(&conf, test_config(&scratch.0, &std::path::absolute(staged)?, upstream))
-    })();
-    if let Err(e) = prepared {
-        return (
-            command,
-            Err(Failure { status: format!("cannot write its configuration: {e}"), output: Default::default() }),
-        );
-    }
     (command, run(&argv, env))
 }
 
