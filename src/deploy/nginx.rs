@@ -1,9 +1,14 @@
-//! The nginx traffic switch: the service's `upstream` block in a file nginx includes, written
-//! atomically, tested with `nginx -t`, then reloaded with a configurable command.
+//! The nginx traffic switch: the service's `upstream` block in a file nginx includes, staged
+//! beside it and tested alone ([`stage`]), renamed into place, tested with the configured
+//! command (`nginx -t`), then reloaded with a configurable command; one switch at a time
+//! through the directory ([`switch_lock`]).
 //!
 //! The file is also where the deploy state lives between runs: its first lines carry which
 //! color is live and, during a canary or rolling update, what is in flight. One atomic rename
 //! changes traffic and state together, so they can never disagree after a crash.
+
+mod stage;
+mod switch_lock;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,21 +41,50 @@ pub enum ProxyError {
         /// What is wrong.
         reason: String,
     },
+    /// nginx refused the new upstream file tested alone, before it replaced the live one: the
+    /// live configuration was never touched.
+    #[error(
+        "nginx refused the new upstream file, tested on its own ({command}: {status}), so it never went live and traffic was not switched"
+    )]
+    StagedTestFailed {
+        /// The command.
+        command: String,
+        /// How it ended.
+        status: String,
+        /// What it printed.
+        output: CommandOutput,
+    },
     /// `nginx -t` refused the configuration with the new upstream; the old file was put back.
-    #[error("the nginx configuration test ({command}) failed, so traffic was not switched: {output}")]
+    #[error(
+        "the nginx configuration test ({command}) failed ({status}) with the new upstream file, so the old one was put back and traffic was not switched"
+    )]
     TestFailed {
         /// The command.
         command: String,
+        /// How it ended.
+        status: String,
         /// What it printed.
-        output: String,
+        output: CommandOutput,
     },
     /// The reload command failed; the old file was put back.
-    #[error("the nginx reload ({command}) failed, so traffic was not switched: {output}")]
+    #[error("the nginx reload ({command}) failed ({status}), so traffic was not switched")]
     ReloadFailed {
         /// The command.
         command: String,
+        /// How it ended.
+        status: String,
         /// What it printed.
-        output: String,
+        output: CommandOutput,
+    },
+    /// Another run's switch through the same directory did not end in time.
+    #[error(
+        "another imgctl run has held the nginx switch {path} for over {waited:?} (a test or reload command that hangs?), so traffic was not switched"
+    )]
+    SwitchBusy {
+        /// The switch's lock file.
+        path: PathBuf,
+        /// How long this run waited.
+        waited: Duration,
     },
     /// The service has no upstream file (swarm's own rolling update) to send traffic with.
     #[error("{0} has no x-imgctl.proxy.upstream_file: imgctl moves no traffic for it")]
@@ -58,6 +92,39 @@ pub enum ProxyError {
     /// No server would be left in the upstream.
     #[error("refusing to write an upstream for {0} with no server: nginx would point at nothing")]
     NoServers(String),
+}
+
+impl ProxyError {
+    /// What the failed test or reload command printed (empty for the other errors): for the
+    /// person watching, not part of the message, which the history keeps.
+    pub fn output(&self) -> &str {
+        match self {
+            Self::StagedTestFailed { output, .. }
+            | Self::TestFailed { output, .. }
+            | Self::ReloadFailed { output, .. } => output.text(),
+            _ => "",
+        }
+    }
+}
+
+/// What a test or reload command printed (stderr, then stdout, trimmed): for the terminal,
+/// never for a stored record, as a reload command (`ssh`, `docker exec`, a script) may print
+/// what it read. Its `Debug` form is its length only, so an error printed with `{:?}` does not
+/// carry it either.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput(String);
+
+impl CommandOutput {
+    /// The text.
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for CommandOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CommandOutput({} bytes)", self.0.len())
+    }
 }
 
 const HEADER: &str = "# Written by imgctl deploy: edits are overwritten by the next deploy.\n";
@@ -85,17 +152,22 @@ pub fn parse_state(text: &str) -> Result<Option<Traffic>, String> {
     serde_json::from_str(line).map(Some).map_err(|e| e.to_string())
 }
 
+/// How long a switch waits for another one through the same directory (each is a test and
+/// a reload, normally well under a second).
+const SWITCH_WAIT: Duration = Duration::from_secs(60);
+
 /// The switch over one upstream file.
 #[derive(Debug)]
 pub struct Switch<'a> {
     settings: &'a ProxySettings,
     env: ChildEnv,
+    wait: Duration,
 }
 
 impl<'a> Switch<'a> {
     /// A switch driven by `settings`, running its test and reload commands with `env`.
     pub fn new(settings: &'a ProxySettings, env: ChildEnv) -> Self {
-        Self { settings, env }
+        Self { settings, env, wait: SWITCH_WAIT }
     }
 
     /// The upstream file (`None`: the service has no switch).
@@ -114,79 +186,115 @@ impl<'a> Switch<'a> {
         }
     }
 
-    /// Sends traffic where `traffic` says: writes the file atomically, tests the configuration,
-    /// reloads. On any failure the previous file is put back (and nginx, which was not
-    /// reloaded with the new one, keeps serving the old). Returns how long it took.
+    /// Sends traffic where `traffic` says: stages the new file beside the live one and, when
+    /// the test command is nginx itself, tests it alone; renames it into place; runs the
+    /// configured test; reloads. On any failure the previous file is back in place (and
+    /// nginx, which was not reloaded with the new one, keeps serving the old). Another
+    /// service's switch through the same directory waits until this one ends. Returns how
+    /// long it took.
     pub fn apply(&self, traffic: &Traffic) -> Result<Duration, ProxyError> {
         if traffic.servers.is_empty() {
             return Err(ProxyError::NoServers(traffic.service.clone()));
         }
         let started = Instant::now();
         let Some(path) = self.path() else { return Err(ProxyError::NoSwitch(traffic.service.clone())) };
+        let dir = stage::parent(path);
+        crate::atomic_file::create_dir(dir, 0o755).map_err(|source| ProxyError::File {
+            action: "creating",
+            path: dir.into(),
+            source,
+        })?;
+        let _turn = switch_lock::take(dir, self.wait)?;
+        // What a run killed half-way through a switch left; only imgctl writes these names.
+        let _ = crate::atomic_file::remove_stale_temporaries(path);
+        let _ = crate::atomic_file::remove_stale_temporaries(&stage::staged_name(path));
         let previous = match std::fs::read(path) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(ProxyError::File { action: "reading", path: path.into(), source }),
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| ProxyError::File {
-                action: "creating",
-                path: dir.into(),
-                source,
-            })?;
-        }
         let text = render(&self.settings.upstream, traffic);
-        crate::atomic_file::write(path, text.as_bytes(), 0o644).map_err(|source| ProxyError::File {
-            action: "writing",
+        let staged = stage::Staged::write(path, text.as_bytes()).map_err(|source| ProxyError::File {
+            action: "staging the new upstream file beside",
+            path: path.into(),
+            source,
+        })?;
+        if let Some(nginx) = stage::nginx_program(&self.settings.test) {
+            let (command, result) = stage::test_alone(nginx, staged.path(), &self.settings.upstream, &self.env);
+            result.map_err(|f| ProxyError::StagedTestFailed { command, status: f.status, output: f.output })?;
+        }
+        staged.commit(path).map_err(|source| ProxyError::File {
+            action: "renaming the tested upstream file into",
             path: path.into(),
             source,
         })?;
         let restore = || match &previous {
             Some(bytes) => {
-                let _ = crate::atomic_file::write(path, bytes, 0o644);
+                let _ = stage::Staged::write(path, bytes).and_then(|old| old.commit(path));
             }
             None => {
                 let _ = std::fs::remove_file(path);
             }
         };
-        if let Err(output) = run(&self.settings.test, &self.env) {
+        if let Err(f) = run(&self.settings.test, &self.env) {
             restore();
-            return Err(ProxyError::TestFailed { command: self.settings.test.join(" "), output });
+            return Err(ProxyError::TestFailed {
+                command: self.settings.test.join(" "),
+                status: f.status,
+                output: f.output,
+            });
         }
-        if let Err(output) = run(&self.settings.reload, &self.env) {
+        if let Err(f) = run(&self.settings.reload, &self.env) {
             restore();
-            return Err(ProxyError::ReloadFailed { command: self.settings.reload.join(" "), output });
+            return Err(ProxyError::ReloadFailed {
+                command: self.settings.reload.join(" "),
+                status: f.status,
+                output: f.output,
+            });
         }
         Ok(started.elapsed())
     }
 
     /// Reloads nginx with the file as it is (after a crash between writing and reloading).
     pub fn reload(&self) -> Result<(), ProxyError> {
-        if self.path().is_none() {
-            return Ok(());
-        }
-        run(&self.settings.test, &self.env)
-            .map_err(|output| ProxyError::TestFailed { command: self.settings.test.join(" "), output })?;
-        run(&self.settings.reload, &self.env)
-            .map_err(|output| ProxyError::ReloadFailed { command: self.settings.reload.join(" "), output })
+        let Some(path) = self.path() else { return Ok(()) };
+        let _turn = switch_lock::take(stage::parent(path), self.wait)?;
+        run(&self.settings.test, &self.env).map_err(|f| ProxyError::TestFailed {
+            command: self.settings.test.join(" "),
+            status: f.status,
+            output: f.output,
+        })?;
+        run(&self.settings.reload, &self.env).map_err(|f| ProxyError::ReloadFailed {
+            command: self.settings.reload.join(" "),
+            status: f.status,
+            output: f.output,
+        })
     }
 }
 
-/// Runs `argv` with `env`; `Err` holds its combined output (trimmed) when it fails or cannot
-/// start.
-fn run(argv: &[String], env: &ChildEnv) -> Result<(), String> {
-    let (program, args) = argv.split_first().ok_or("empty command")?;
+/// How a command failed.
+struct Failure {
+    /// `exit status: 1`, `signal: 9`, or why it could not start.
+    status: String,
+    output: CommandOutput,
+}
+
+/// Runs `argv` with `env`.
+fn run(argv: &[String], env: &ChildEnv) -> Result<(), Failure> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(Failure { status: "empty command".into(), output: CommandOutput::default() });
+    };
     match env.apply(&mut Command::new(program)).args(args).stdin(std::process::Stdio::null()).output() {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => {
             let mut text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
             let stdout = String::from_utf8_lossy(&out.stdout);
             if !stdout.trim().is_empty() {
-                text = format!("{text} {}", stdout.trim());
+                text = format!("{text}\n{}", stdout.trim());
             }
-            Err(format!("{} ({})", if text.is_empty() { "no output" } else { &text }, out.status))
+            Err(Failure { status: out.status.to_string(), output: CommandOutput(text.trim().to_owned()) })
         }
-        Err(e) => Err(format!("cannot run {program}: {e}")),
+        Err(e) => Err(Failure { status: format!("cannot run {program}: {e}"), output: CommandOutput::default() }),
     }
 }
 
@@ -308,8 +416,8 @@ mod tests {
 
     #[test]
     fn the_test_and_reload_commands_get_only_the_allowed_environment() {
-        let dir = std::env::temp_dir().join(format!("imgctl-nginx-env-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = Scratch::new("env");
+        let dir = &scratch.0;
         let parent = [
             ("PATH".into(), "/usr/bin:/bin".into()),
             ("IMGCTL_PASSPHRASE".into(), "hunter2".into()),
@@ -317,14 +425,13 @@ mod tests {
         ];
         let env = ChildEnv::select(parent, &["NGINX_CONF".to_owned()]);
         let dump = |name: &str| format!("env > {}", dir.join(name).display());
-        let proxy = settings(&dir, &dump("test.env"), &dump("reload.env"));
+        let proxy = settings(dir, &dump("test.env"), &dump("reload.env"));
         Switch::new(&proxy, env).apply(&traffic()).unwrap();
         for name in ["test.env", "reload.env"] {
             let seen = std::fs::read_to_string(dir.join(name)).unwrap();
             assert!(seen.contains("NGINX_CONF=/etc/nginx/test.conf\n"), "{name}: {seen}");
             assert!(!seen.contains("IMGCTL_PASSPHRASE") && !seen.contains("hunter2"), "{name}: {seen}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn settings(dir: &Path, test: &str, reload: &str) -> ProxySettings {
@@ -341,27 +448,187 @@ mod tests {
 
     #[test]
     fn a_failed_test_or_reload_puts_the_old_file_back() {
-        let dir = std::env::temp_dir().join(format!("imgctl-nginx-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = settings(&dir, "true", "true");
+        let scratch = Scratch::new("restore");
+        let dir = &scratch.0;
+        let good = settings(dir, "true", "true");
         let first = traffic();
         Switch::new(&good, env()).apply(&first).unwrap();
         let before = std::fs::read(dir.join("web.conf")).unwrap();
 
         let mut second = traffic();
         second.phase = Phase::Stable;
-        let refused = settings(&dir, "echo 'emerg: bad' >&2; exit 1", "true");
+        let refused = settings(dir, "printf 'em%s\\n' 'erg: bad' >&2; exit 1", "true");
         let error = Switch::new(&refused, env()).apply(&second).unwrap_err();
-        assert!(matches!(error, ProxyError::TestFailed { ref output, .. } if output.contains("emerg: bad")), "{error}");
+        assert!(
+            matches!(error, ProxyError::TestFailed { ref output, .. } if output.text() == "emerg: bad"),
+            "{error:?}"
+        );
+        assert!(!error.to_string().contains("emerg"), "the history gets no output: {error}");
+        assert_eq!(error.output(), "emerg: bad");
         assert_eq!(std::fs::read(dir.join("web.conf")).unwrap(), before);
 
-        let reload_fails = settings(&dir, "true", "exit 3");
+        let reload_fails = settings(dir, "true", "exit 3");
         assert!(matches!(Switch::new(&reload_fails, env()).apply(&second), Err(ProxyError::ReloadFailed { .. })));
         assert_eq!(Switch::new(&good, env()).read().unwrap(), Some(first));
 
         let mut empty = traffic();
         empty.servers.clear();
         assert!(matches!(Switch::new(&good, env()).apply(&empty), Err(ProxyError::NoServers(_))));
-        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    struct Scratch(PathBuf);
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("imgctl-nginx-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            Self(dir)
+        }
+        fn log(&self) -> String {
+            std::fs::read_to_string(self.0.join("calls.log")).unwrap_or_default()
+        }
+        fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A stand-in for nginx, `bin/nginx`: logs each call, what the live upstream file's state
+    /// line was at that moment and, for a test given `-c`, the file that configuration
+    /// includes and its state line; refuses (as nginx does a `weight=0`) when `refuse_alone`.
+    fn fake_nginx(scratch: &Scratch, refuse_alone: bool) -> ProxySettings {
+        let nginx = scratch.0.join("bin/nginx");
+        let refuse = if refuse_alone { "echo '[emerg] invalid parameter \"weight=0\"' >&2; exit 1" } else { "" };
+        let script = format!(
+            r#"#!/bin/sh
+log='{log}'
+echo "call: $*" >> "$log"
+echo "live: $(grep '^# imgctl-state' '{live}' 2>/dev/null || echo none)" >> "$log"
+conf=; prev=
+for a in "$@"; do [ "$prev" = -c ] && conf=$a; prev=$a; done
+if [ -n "$conf" ]; then
+  staged=$(sed -n 's/^ *include "\(.*\)";$/\1/p' "$conf")
+  echo "staged: $staged" >> "$log"
+  echo "staged state: $(grep '^# imgctl-state' "$staged" || echo none)" >> "$log"
+  grep -q 'proxy_pass http://web;' "$conf" || {{ echo '[emerg] no proxy_pass to the upstream' >&2; exit 1; }}
+  {refuse}
+fi
+"#,
+            log = scratch.0.join("calls.log").display(),
+            live = scratch.0.join("web.conf").display(),
+        );
+        std::fs::write(&nginx, script).unwrap();
+        std::fs::set_permissions(&nginx, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let nginx = nginx.display().to_string();
+        ProxySettings {
+            test: vec![nginx.clone(), "-t".into(), "-q".into()],
+            reload: vec![nginx, "-s".into(), "reload".into()],
+            ..settings(&scratch.0, "true", "true")
+        }
+    }
+
+    fn deploy(id: &str) -> Traffic {
+        Traffic { deploy_id: id.into(), phase: Phase::Stable, ..traffic() }
+    }
+
+    // Issue 11: the new file was written in place, then tested: a crash before the test (or
+    // anyone's reload meanwhile) left nginx with an untested file. Before the fix, the first
+    // call to nginx already saw the new file live.
+    #[test]
+    fn the_new_file_is_tested_alone_before_it_goes_live() {
+        let scratch = Scratch::new("staged");
+        let proxy = fake_nginx(&scratch, false);
+        Switch::new(&proxy, env()).apply(&deploy("d1")).unwrap();
+        std::fs::remove_file(scratch.0.join("calls.log")).unwrap();
+        Switch::new(&proxy, env()).apply(&deploy("d2")).unwrap();
+
+        let log = scratch.log();
+        let calls: Vec<&str> = log.lines().filter(|l| l.starts_with("call: ")).collect();
+        assert_eq!(calls.len(), 3, "{log}");
+        assert!(calls[0].starts_with("call: -t -q -p ") && calls[0].contains(" -c "), "first the file alone: {log}");
+        assert_eq!(&calls[1..], ["call: -t -q", "call: -s reload"], "{log}");
+        let lives: Vec<&str> = log.lines().filter(|l| l.starts_with("live: ")).collect();
+        assert!(lives[0].contains(r#""deploy_id":"d1""#), "tested alone while the old file was live: {log}");
+        assert!(lives[1].contains(r#""deploy_id":"d2""#) && lives[2].contains(r#""deploy_id":"d2""#), "{log}");
+        let staged = log.lines().find_map(|l| l.strip_prefix("staged: ")).unwrap();
+        assert!(staged.starts_with(&format!("{}/.web.conf.imgctl-staged.tmp-", scratch.0.display())), "{log}");
+        assert!(
+            log.contains(r#"staged state: # imgctl-state: {"service":"web""#) && log.contains(r#""deploy_id":"d2""#),
+            "{log}"
+        );
+        assert_eq!(scratch.names(), [".imgctl-switch.lock", "bin", "calls.log", "web.conf"]);
+    }
+
+    #[test]
+    fn a_file_nginx_refuses_alone_never_goes_live() {
+        let scratch = Scratch::new("refused-alone");
+        Switch::new(&fake_nginx(&scratch, false), env()).apply(&deploy("d1")).unwrap();
+        let before = std::fs::read(scratch.0.join("web.conf")).unwrap();
+        std::fs::remove_file(scratch.0.join("calls.log")).unwrap();
+
+        let refusing = fake_nginx(&scratch, true);
+        let error = Switch::new(&refusing, env()).apply(&deploy("d2")).unwrap_err();
+        assert!(matches!(error, ProxyError::StagedTestFailed { .. }), "{error}");
+        assert!(error.output().contains("invalid parameter"), "{:?}", error.output());
+        assert!(!error.to_string().contains("invalid parameter"), "the history gets no output: {error}");
+        assert_eq!(std::fs::read(scratch.0.join("web.conf")).unwrap(), before, "the live file was never touched");
+        assert_eq!(
+            scratch.log().lines().filter(|l| l.starts_with("call: ")).count(),
+            1,
+            "no test of the live config, no reload"
+        );
+        assert_eq!(scratch.names(), [".imgctl-switch.lock", "bin", "calls.log", "web.conf"], "no staged file is left");
+    }
+
+    #[test]
+    fn switches_of_services_sharing_a_directory_take_turns() {
+        let scratch = Scratch::new("turns");
+        // The test marks nginx busy and the reload clears it: a second switch in between fails.
+        let busy = scratch.0.join("busy");
+        let test = format!("mkdir {}", busy.display());
+        let reload = format!("sleep 0.02; rmdir {}", busy.display());
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|threads| {
+            for service in ["web", "api"] {
+                let (test, reload, barrier, dir) = (&test, &reload, &barrier, &scratch.0);
+                threads.spawn(move || {
+                    let proxy = ProxySettings {
+                        upstream_file: Some(dir.join(format!("{service}.conf"))),
+                        upstream: service.into(),
+                        ..settings(dir, test, reload)
+                    };
+                    barrier.wait();
+                    for round in 0..10 {
+                        let traffic = Traffic { service: service.into(), ..deploy(&format!("d{round}")) };
+                        Switch::new(&proxy, env())
+                            .apply(&traffic)
+                            .unwrap_or_else(|e| panic!("{service} round {round}: {e}"));
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn a_switch_that_never_ends_is_reported_not_waited_for_forever() {
+        let scratch = Scratch::new("busy");
+        let held = switch_lock::take(&scratch.0, Duration::ZERO).unwrap();
+        let proxy = settings(&scratch.0, "true", "true");
+        let mut switch = Switch::new(&proxy, env());
+        switch.wait = Duration::from_millis(100);
+        let error = switch.apply(&deploy("d1")).unwrap_err();
+        assert!(matches!(error, ProxyError::SwitchBusy { .. }), "{error}");
+        assert!(!scratch.0.join("web.conf").exists());
+        drop(held);
+        switch.apply(&deploy("d1")).unwrap();
     }
 }

@@ -100,7 +100,8 @@ pub async fn execute(
         Action::Deploy(image) => format!("deploy {}", image.digest),
         other => other.name().to_owned(),
     };
-    let lock = lock::acquire(&lock_dir(options), &spec.name, &Holder::this_process(what, options.performer.clone()))?;
+    let holder = Holder::this_process(what, options.performer.clone());
+    let lock = lock::acquire_for(upstream_file(spec), &lock_dir(options), &spec.name, &holder)?;
     if let Some(dead) = &lock.taken_over {
         events.note(&format!("took over the lock of a run that died ({dead}); reconciling from what runs"));
     }
@@ -139,7 +140,7 @@ pub async fn preview(spec: &ServiceSpec, options: &Options, action: &Action) -> 
     let observed = observe(spec, options, &switch, &placement, false).await?;
     let settings = Settings::of(spec, options.no_auto_promote, placement.rolls_itself(), placement.noun());
     let mut lines = Vec::new();
-    if let Some(holder) = lock::holder(&lock_dir(options), &spec.name) {
+    if let Some(holder) = lock::holder_for(upstream_file(spec), &lock_dir(options), &spec.name) {
         lines.push(format!("would be refused now: the lock is held ({holder})"));
     }
     let machine = match Machine::new(settings, action, observed) {
@@ -314,7 +315,16 @@ impl<'a> Run<'a> {
             }
             Step::Switch { route, label, moves } => {
                 let traffic = self.traffic(&route).await?;
-                let took = self.switch.apply(&traffic)?;
+                let took = match self.switch.apply(&traffic) {
+                    Ok(took) => took,
+                    Err(e) => {
+                        // What the proxy printed is for the person watching, not the history.
+                        for line in e.output().lines() {
+                            self.events.note(&format!("{label}: {line}"));
+                        }
+                        return Err(e.into());
+                    }
+                };
                 self.timed(label, since.elapsed());
                 if moves && self.switch_time.is_none() {
                     self.switch_time = Some(took);
@@ -470,7 +480,7 @@ impl<'a> Run<'a> {
         }
         let holder =
             Holder::this_process(format!("{} (stopping the old color)", self.action), self.options.performer.clone());
-        match lock::acquire(&lock_dir(self.options), &self.spec.name, &holder) {
+        match lock::acquire_for(upstream_file(self.spec), &lock_dir(self.options), &self.spec.name, &holder) {
             Ok(lock) => self.lock = Some(lock),
             Err(_) => {
                 self.events.note("another run took the lock during keep-warm; it decides about the old color");
@@ -594,7 +604,13 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Where locks live.
+/// The file the lock goes beside: every run that switches it meets the same lock, whoever
+/// runs it and whatever its state directory.
+fn upstream_file(spec: &ServiceSpec) -> Option<&std::path::Path> {
+    spec.settings.proxy.upstream_file.as_deref()
+}
+
+/// Where locks live when there is no upstream file and no host-wide lock directory.
 pub fn lock_dir(options: &Options) -> PathBuf {
     options.state_dir.join("locks")
 }

@@ -72,7 +72,7 @@ pub async fn status(spec: &ServiceSpec, options: &Options) -> Result<Status, Dep
         phase: traffic.as_ref().map(|t| describe(&t.phase)).unwrap_or_else(|| "never deployed".into()),
         replicas,
         services: inventory.services,
-        lock: lock::holder(&lock_dir(options), &spec.name),
+        lock: lock::holder_for(spec.settings.proxy.upstream_file.as_deref(), &lock_dir(options), &spec.name),
         recent,
     })
 }

@@ -17,6 +17,7 @@ mod hostile_registry;
 mod imgctl_creds;
 mod installer;
 mod migrate_pass;
+mod nginx_switch;
 mod promote;
 mod registry_credentials;
 mod sample_hooks;

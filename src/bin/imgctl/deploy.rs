@@ -50,6 +50,15 @@ pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
     EXIT_FAILED
 }
 
+/// What the proxy's test or reload command printed when a switch failed: for the terminal
+/// only, since the error's message is what the history keeps.
+pub fn proxy_output<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a str> {
+    match error.downcast_ref::<DeployError>()? {
+        DeployError::Proxy(e) => Some(e.output()).filter(|output| !output.is_empty()),
+        _ => None,
+    }
+}
+
 pub fn run(command: Command, output: Output) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

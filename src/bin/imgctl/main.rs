@@ -70,4 +70,10 @@ fn report(error: &(dyn Error + 'static)) {
         eprintln!("  caused by: {cause}");
         source = cause.source();
     }
+    if let Some(output) = deploy::proxy_output(error) {
+        eprintln!("  its output:");
+        for line in output.lines() {
+            eprintln!("    {line}");
+        }
+    }
 }
