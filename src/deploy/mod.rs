@@ -40,8 +40,8 @@ pub mod target;
 
 pub use self::core::Action;
 pub use color::Color;
+pub use events::Events;
 pub use failure::{RunFailure, StepError};
 pub use model::PinnedImage;
-pub use events::Events;
 pub use run::{DeployError, Options, Report, execute, preview};
 pub use spec::ServiceSpec;

@@ -6,9 +6,9 @@ use std::time::Instant;
 use super::{Started, Target, TargetError};
 use crate::deploy::color::{Color, label};
 use crate::deploy::docker::{ContainerSpec, DockerEngine, PullAuth};
+use crate::deploy::events::Events;
 use crate::deploy::health;
 use crate::deploy::model::{ContainerState, PinnedImage, Replica};
-use crate::deploy::events::Events;
 use crate::deploy::spec::ServiceSpec;
 
 /// The Engine target of one service.

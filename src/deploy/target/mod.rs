@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use super::color::Color;
 use super::docker::{DockerEngine, EngineError, PullAuth};
+use super::events::Events;
 use super::health::HealthError;
 use super::model::{PinnedImage, Replica};
-use super::events::Events;
 use super::spec::{ServiceSpec, Strategy, Target as Kind};
 
 pub use swarm_rolling::UpdateFailure;

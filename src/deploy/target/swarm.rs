@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::{Started, Target, TargetError};
 use crate::deploy::color::{Color, label};
 use crate::deploy::docker::{DockerEngine, PullAuth};
-use crate::deploy::model::{ContainerState, Health, PinnedImage, Replica};
 use crate::deploy::events::Events;
+use crate::deploy::model::{ContainerState, Health, PinnedImage, Replica};
 use crate::deploy::spec::ServiceSpec;
 use crate::deploy::swarm::{ServiceState, SwarmServiceSpec, TaskInfo, converged, failure_reason};
 

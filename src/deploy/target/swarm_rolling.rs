@@ -8,8 +8,8 @@ use super::swarm::{ServiceTasks, new_tasks, progress, service_spec, services, ta
 use super::{RollsItself, TargetError};
 use crate::deploy::color::label;
 use crate::deploy::docker::{DockerEngine, EngineError, PullAuth};
-use crate::deploy::model::PinnedImage;
 use crate::deploy::events::Events;
+use crate::deploy::model::PinnedImage;
 use crate::deploy::spec::ServiceSpec;
 use crate::deploy::swarm::{converged, failure_reason};
 
