@@ -2,7 +2,7 @@
 //! restart policy and healthcheck, and the replica an inspected container is. Pure, so the
 //! mapping is tested without an engine.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -13,51 +13,33 @@ use bollard::models::{
 
 use super::EngineError;
 use crate::deploy::color::{Color, label};
-use crate::deploy::model::{ContainerState, Health, Healthcheck, Replica};
+use crate::deploy::model::{ContainerState, Health, Healthcheck, Replica, Workload};
 
-/// What to run for one replica.
+/// One replica as a container: its workload, under its own name and image, with imgctl's
+/// labels.
+///
+/// On the Engine, the workload's port is published on 127.0.0.1 with a host port the engine
+/// picks; other published ports are not supported on purpose: both colors run at once and
+/// would clash on fixed host ports. The first network is the container's network mode, the
+/// others are connected before it starts; none means the engine's default bridge.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContainerSpec {
     /// The container name, e.g. `web-green-1`.
     pub name: String,
     /// The image, `repo@sha256:...`.
     pub image: String,
-    /// Labels, imgctl's own (see [`label`]) included.
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// Environment, `KEY=VALUE`.
-    pub env: Vec<String>,
-    /// Replaces the image's CMD.
-    pub command: Option<Vec<String>>,
-    /// Replaces the image's ENTRYPOINT.
-    pub entrypoint: Option<Vec<String>>,
-    /// Replaces the image's working directory.
-    pub working_dir: Option<String>,
-    /// Replaces the image's user.
-    pub user: Option<String>,
-    /// The container port the proxy talks to, published on 127.0.0.1 with a host port the
-    /// engine picks. Other published ports are not supported on purpose: both colors run at
-    /// once and would clash on fixed host ports.
-    pub port: Option<u16>,
-    /// The healthcheck; `None` keeps the image's.
-    pub healthcheck: Option<Healthcheck>,
-    /// Compose short syntax: `src:dst[:mode]` (absolute host path or named volume), or `dst`
-    /// alone for an anonymous volume. Relative host paths must be resolved by the caller.
-    pub volumes: Vec<String>,
-    /// Networks: the first is the container's network mode, the others are connected before
-    /// the container starts. Empty means the engine's default bridge.
-    pub networks: Vec<String>,
-    /// `no`, `always`, `unless-stopped`, `on-failure` or `on-failure:N`.
-    pub restart: Option<String>,
-    /// compose `stop_signal` (e.g. `SIGQUIT` for nginx, `SIGKILL` for a server that ignores
-    /// SIGTERM as PID 1); `None` keeps the image's.
-    pub stop_signal: Option<String>,
+    /// imgctl's own labels (see [`label`]), set over the workload's.
+    pub labels: BTreeMap<String, String>,
+    /// What the container runs.
+    pub workload: Workload,
 }
 
 /// The engine's view of SPEC. Pure, so the mapping is tested without an engine.
 pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, EngineError> {
     let invalid = |reason: String| EngineError::InvalidSpec { container: spec.name.clone(), reason };
+    let workload = &spec.workload;
     let (mut binds, mut anonymous) = (Vec::new(), Vec::new());
-    for volume in &spec.volumes {
+    for volume in &workload.volumes {
         match volume.split_once(':') {
             Some((source, _)) if source.starts_with('.') || source.starts_with('~') => {
                 return Err(invalid(format!(
@@ -68,32 +50,35 @@ pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, E
             None => anonymous.push(volume.clone()),
         }
     }
-    let restart_policy = spec.restart.as_deref().map(restart_policy).transpose().map_err(invalid)?;
-    let port_key = spec.port.map(|port| format!("{port}/tcp"));
+    let restart_policy = workload.restart.as_deref().map(restart_policy).transpose().map_err(invalid)?;
+    let port_key = workload.port.map(|port| format!("{port}/tcp"));
     let port_bindings = port_key.as_ref().map(|key| {
         // HostPort "" lets the engine pick a free ephemeral port: two colors never clash.
         let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
         HashMap::from([(key.clone(), Some(vec![binding]))])
     });
+    // imgctl's labels win: they are how the deploy finds its replicas again.
+    let labels: HashMap<String, String> =
+        workload.labels.iter().chain(&spec.labels).map(|(k, v)| (k.clone(), v.clone())).collect();
     let host_config = HostConfig {
         binds: Some(binds).filter(|b| !b.is_empty()),
         port_bindings,
-        network_mode: spec.networks.first().cloned(),
+        network_mode: workload.networks.first().cloned(),
         restart_policy,
         ..Default::default()
     };
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
-        labels: Some(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        env: Some(spec.env.clone()).filter(|e| !e.is_empty()),
-        cmd: spec.command.clone(),
-        entrypoint: spec.entrypoint.clone(),
-        working_dir: spec.working_dir.clone(),
-        user: spec.user.clone(),
+        labels: Some(labels),
+        env: Some(workload.environment.clone()).filter(|e| !e.is_empty()),
+        cmd: workload.command.clone(),
+        entrypoint: workload.entrypoint.clone(),
+        working_dir: workload.working_dir.clone(),
+        user: workload.user.clone(),
         exposed_ports: port_key.map(|key| vec![key]),
-        healthcheck: spec.healthcheck.as_ref().map(health_config),
+        healthcheck: workload.healthcheck.as_ref().map(health_config),
         volumes: Some(anonymous).filter(|v| !v.is_empty()),
-        stop_signal: spec.stop_signal.clone(),
+        stop_signal: workload.stop_signal.clone(),
         host_config: Some(host_config),
         ..Default::default()
     })
@@ -211,20 +196,22 @@ mod tests {
             name: "web-green-1".into(),
             image: "127.0.0.1:5000/web@sha256:aa".into(),
             labels: [(label::COLOR.to_owned(), "green".to_owned())].into(),
-            env: vec!["A=1".into()],
-            command: Some(vec!["serve".into()]),
-            port: Some(8080),
-            healthcheck: Some(Healthcheck {
-                test: vec!["CMD".into(), "true".into()],
-                interval: Some(Duration::from_secs(1)),
-                timeout: Some(Duration::from_millis(500)),
-                retries: Some(3),
-                start_period: None,
-            }),
-            volumes: vec!["data:/data".into(), "/srv/conf:/conf:ro".into(), "/cache".into()],
-            networks: vec!["front".into(), "back".into()],
-            restart: Some("on-failure:5".into()),
-            ..Default::default()
+            workload: Workload {
+                environment: vec!["A=1".into()],
+                command: Some(vec!["serve".into()]),
+                port: Some(8080),
+                healthcheck: Some(Healthcheck {
+                    test: vec!["CMD".into(), "true".into()],
+                    interval: Some(Duration::from_secs(1)),
+                    timeout: Some(Duration::from_millis(500)),
+                    retries: Some(3),
+                    start_period: None,
+                }),
+                volumes: vec!["data:/data".into(), "/srv/conf:/conf:ro".into(), "/cache".into()],
+                networks: vec!["front".into(), "back".into()],
+                restart: Some("on-failure:5".into()),
+                ..Default::default()
+            },
         }
     }
 
@@ -256,6 +243,15 @@ mod tests {
     }
 
     #[test]
+    fn the_workloads_labels_are_kept_and_imgctls_own_win() {
+        let mut spec = spec();
+        spec.workload.labels =
+            [("team".to_owned(), "web".to_owned()), (label::COLOR.to_owned(), "purple".to_owned())].into();
+        let json = serde_json::to_value(create_body(&spec).unwrap()).unwrap();
+        assert_eq!(json["Labels"], serde_json::json!({"team": "web", "imgctl.color": "green"}));
+    }
+
+    #[test]
     fn a_minimal_spec_leaves_the_image_defaults_alone() {
         let body = create_body(&ContainerSpec { name: "a".into(), image: "i".into(), ..Default::default() }).unwrap();
         let json = serde_json::to_value(&body).unwrap();
@@ -277,7 +273,8 @@ mod tests {
 
     #[test]
     fn relative_volume_sources_are_refused_not_turned_into_volume_names() {
-        let spec = ContainerSpec { name: "w".into(), volumes: vec!["./data:/data".into()], ..Default::default() };
+        let workload = Workload { volumes: vec!["./data:/data".into()], ..Default::default() };
+        let spec = ContainerSpec { name: "w".into(), workload, ..Default::default() };
         let error = create_body(&spec).unwrap_err();
         assert!(matches!(error, EngineError::InvalidSpec { .. }), "{error:?}");
         assert!(error.to_string().contains("./data:/data"), "{error}");

@@ -159,7 +159,7 @@ impl DockerEngine {
             }
             Err(e) => return Err(self.fail(operation(), e)),
         };
-        for network in spec.networks.iter().skip(1) {
+        for network in spec.workload.networks.iter().skip(1) {
             let request = NetworkConnectRequest { container: created.id.clone(), endpoint_config: None };
             if let Err(e) = self.docker.connect_network(network, request).await {
                 // Half-wired containers would be started by a retry; take it back.

@@ -6,7 +6,6 @@
 
 mod settings;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -14,7 +13,7 @@ use serde_json::Value;
 use super::compose::{
     healthcheck, key_values, parse_duration, port_from_service, relative_volume, scalar, update_config, volumes, words,
 };
-use super::model::{Healthcheck, UpdateConfig};
+use super::model::{UpdateConfig, Workload};
 use super::names;
 
 pub use settings::{CanaryStep, DeploySettings, HealthGate, ProxySettings, Strategy, SwarmSettings, Target};
@@ -78,28 +77,9 @@ pub struct ServiceSpec {
     pub compose_file: PathBuf,
     /// compose `image` (its repository is what `--digest` pins).
     pub image: Option<String>,
-    /// `KEY=VALUE` pairs.
-    pub environment: Vec<String>,
-    /// compose `command`.
-    pub command: Option<Vec<String>>,
-    /// compose `entrypoint`.
-    pub entrypoint: Option<Vec<String>>,
-    /// compose `working_dir`.
-    pub working_dir: Option<String>,
-    /// compose `user`.
-    pub user: Option<String>,
-    /// compose `healthcheck`, as docker runs it.
-    pub healthcheck: Option<Healthcheck>,
-    /// compose `volumes` (short syntax).
-    pub volumes: Vec<String>,
-    /// compose `networks`.
-    pub networks: Vec<String>,
-    /// compose `labels`.
-    pub labels: BTreeMap<String, String>,
-    /// compose `restart`.
-    pub restart: Option<String>,
-    /// compose `stop_signal`.
-    pub stop_signal: Option<String>,
+    /// What each replica runs: the compose service's fields, with `x-imgctl`'s port and
+    /// stop grace.
+    pub workload: Workload,
     /// compose `deploy.replicas` (default 1).
     pub replicas: u32,
     /// compose `deploy.update_config`.
@@ -173,7 +153,7 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
             .filter(|n| (1..=64).contains(n))
             .ok_or_else(|| invalid(format!("{}: 1 to 64", at("deploy.replicas"))))? as u32,
     };
-    let mut settings =
+    let settings::Extension { settings, port, stop_grace } =
         settings::parse(&extension, service, ports, base).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
     if !names::is_upstream_name(&settings.proxy.upstream) {
         return Err(unsafe_value("x-imgctl.proxy.upstream", &settings.proxy.upstream, names::UPSTREAM_RULE));
@@ -181,11 +161,13 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
     if !names::is_host(&settings.proxy.host) {
         return Err(unsafe_value("x-imgctl.proxy.host", &settings.proxy.host, names::HOST_RULE));
     }
-    let grace_set = extension.get("stop_grace").is_some();
-    if let (Some(grace), false) = (field("stop_grace_period"), grace_set) {
-        settings.stop_grace =
-            parse_duration(&scalar(grace)).map_err(|m| invalid(format!("{}: {m}", at("stop_grace_period"))))?;
-    }
+    let stop_grace = match (stop_grace, field("stop_grace_period")) {
+        (Some(grace), _) => grace,
+        (None, Some(grace)) => {
+            parse_duration(&scalar(grace)).map_err(|m| invalid(format!("{}: {m}", at("stop_grace_period"))))?
+        }
+        (None, None) => Workload::DEFAULT_STOP_GRACE,
+    };
     if settings.target == Target::Swarm && healthcheck.is_none() {
         // Swarm gates tasks on the container's healthcheck; nginx and imgctl cannot reach
         // swarm tasks from the host to probe a path.
@@ -199,10 +181,7 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
         )));
     }
 
-    Ok(ServiceSpec {
-        name: service.into(),
-        compose_file: path.into(),
-        image: field("image").and_then(Value::as_str).map(str::to_owned),
+    let workload = Workload {
         environment: field("environment")
             .map(key_values)
             .transpose()
@@ -243,6 +222,14 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
             .collect(),
         restart: field("restart").map(scalar),
         stop_signal: field("stop_signal").map(scalar),
+        stop_grace,
+        port,
+    };
+    Ok(ServiceSpec {
+        name: service.into(),
+        compose_file: path.into(),
+        image: field("image").and_then(Value::as_str).map(str::to_owned),
+        workload,
         replicas,
         update_config: update("update_config")?,
         rollback_config: update("rollback_config")?,
@@ -314,15 +301,15 @@ services:
     fn reads_the_compose_service_and_its_extension() {
         let spec = parse(COMPOSE, Path::new("/srv/app/compose.yaml"), "web").unwrap();
         assert_eq!(spec.image.as_deref(), Some("registry.example.com/team/web:1.4"));
-        assert_eq!(spec.command.unwrap(), ["httpd", "-f", "-p", "8080", "-h", "/www"]);
-        assert_eq!(spec.environment, ["MODE=prod", "EMPTY"]);
-        assert_eq!(spec.labels.get("team").map(String::as_str), Some("web"));
-        assert_eq!(spec.volumes, ["data:/data", "/srv/app/./conf:/conf:ro", "/etc/app:/etc/app:ro"]);
-        assert_eq!(spec.networks, ["front"]);
-        assert_eq!(spec.stop_signal.as_deref(), Some("SIGQUIT"));
-        assert_eq!(spec.settings.stop_grace, Duration::from_secs(3));
+        assert_eq!(spec.workload.command.unwrap(), ["httpd", "-f", "-p", "8080", "-h", "/www"]);
+        assert_eq!(spec.workload.environment, ["MODE=prod", "EMPTY"]);
+        assert_eq!(spec.workload.labels.get("team").map(String::as_str), Some("web"));
+        assert_eq!(spec.workload.volumes, ["data:/data", "/srv/app/./conf:/conf:ro", "/etc/app:/etc/app:ro"]);
+        assert_eq!(spec.workload.networks, ["front"]);
+        assert_eq!(spec.workload.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(spec.workload.stop_grace, Duration::from_secs(3));
         assert_eq!(spec.replicas, 4);
-        let hc = spec.healthcheck.unwrap();
+        let hc = spec.workload.healthcheck.unwrap();
         assert_eq!(hc.test, ["CMD-SHELL", "wget -q -O- http://127.0.0.1:8080/health"]);
         assert_eq!((hc.interval, hc.retries), (Some(Duration::from_secs(2)), Some(3)));
         let update = spec.update_config;
@@ -334,7 +321,7 @@ services:
         assert_eq!(spec.rollback_config, UpdateConfig::default());
         let s = spec.settings;
         assert_eq!(s.strategy, Strategy::Canary);
-        assert_eq!(s.port, Some(8080));
+        assert_eq!(spec.workload.port, Some(8080));
         assert_eq!(s.health.path.as_deref(), Some("/health"));
         assert_eq!(s.health.deadline, Duration::from_secs(30));
         assert_eq!(s.keep_warm, Duration::from_secs(5), "the service's block wins over the top level");
@@ -352,6 +339,19 @@ services:
                 CanaryStep { weight: 100, pause: None }
             ]
         );
+    }
+
+    #[test]
+    fn the_stop_grace_is_x_imgctls_else_composes_else_dockers() {
+        let grace = |service: &str, extension: &str| {
+            let yaml = format!(
+                "services: {{web: {{image: x, expose: [80]{service}}}}}\nx-imgctl: {{proxy: {{upstream_file: u}}, health: {{path: /h}}{extension}}}"
+            );
+            parse(&yaml, Path::new("compose.yaml"), "web").unwrap().workload.stop_grace
+        };
+        assert_eq!(grace(", stop_grace_period: 3s", ", stop_grace: 1m"), Duration::from_secs(60));
+        assert_eq!(grace(", stop_grace_period: 3s", ""), Duration::from_secs(3));
+        assert_eq!(grace("", ""), Duration::from_secs(10));
     }
 
     #[test]

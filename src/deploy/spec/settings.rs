@@ -114,9 +114,6 @@ pub struct DeploySettings {
     pub swarm: SwarmSettings,
     /// Blue/green (default), rolling or canary.
     pub strategy: Strategy,
-    /// The container port nginx talks to; `None` only where nothing reaches the replicas
-    /// through imgctl (swarm's own rolling update: a queue worker listens on nothing).
-    pub port: Option<u16>,
     /// The gate for new replicas.
     pub health: HealthGate,
     /// The traffic switch.
@@ -132,12 +129,21 @@ pub struct DeploySettings {
     pub keep_warm: Duration,
     /// The shortest wait between taking replicas out of traffic and stopping them.
     pub drain: Duration,
-    /// SIGTERM to SIGKILL when stopping a replica.
-    pub stop_grace: Duration,
     /// Canary steps (the last one is 100).
     pub canary_steps: Vec<CanaryStep>,
     /// false: stop before the switch and wait for `imgctl deploy --continue`.
     pub auto_promote: bool,
+}
+
+/// The `x-imgctl` block, read: the deploy settings, and what it says of the workload.
+#[derive(Debug)]
+pub(super) struct Extension {
+    /// Everything about the deploy.
+    pub settings: DeploySettings,
+    /// The port the replicas serve on: `x-imgctl.port`, else compose's.
+    pub port: Option<u16>,
+    /// `x-imgctl.stop_grace`, which wins over compose `stop_grace_period`.
+    pub stop_grace: Option<Duration>,
 }
 
 /// Reads the merged `x-imgctl` block of `service` (`compose_port`: the port compose's own
@@ -147,7 +153,7 @@ pub(super) fn parse(
     service: &str,
     compose_port: Option<u16>,
     base: &Path,
-) -> Result<DeploySettings, String> {
+) -> Result<Extension, String> {
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct Raw {
@@ -209,10 +215,11 @@ pub(super) fn parse(
     } else {
         serde_json::from_value(extension.clone()).map_err(|e| e.to_string())?
     };
+    let optional = |v: Option<Value>, name: &str| -> Result<Option<Duration>, String> {
+        v.map(|v| parse_duration(&scalar(&v)).map_err(|e| format!("{name}: {e}"))).transpose()
+    };
     let duration = |v: Option<Value>, default: Duration, name: &str| -> Result<Duration, String> {
-        v.map(|v| parse_duration(&scalar(&v)).map_err(|e| format!("{name}: {e}")))
-            .transpose()
-            .map(|d| d.unwrap_or(default))
+        optional(v, name).map(|d| d.unwrap_or(default))
     };
     let argv = |v: Option<Value>, default: &[&str], name: &str| -> Result<Vec<String>, String> {
         let list = v
@@ -295,11 +302,10 @@ pub(super) fn parse(
             strategy.as_str()
         ));
     }
-    Ok(DeploySettings {
+    let settings = DeploySettings {
         target,
         swarm,
         strategy,
-        port,
         health,
         proxy,
         hooks_dir: relative(raw.hooks.unwrap_or_else(|| PathBuf::from("hooks"))),
@@ -307,10 +313,11 @@ pub(super) fn parse(
         pass_env,
         keep_warm: duration(raw.keep_warm, Duration::from_secs(30), "keep_warm")?,
         drain: duration(raw.drain, Duration::from_secs(2), "drain")?,
-        stop_grace: duration(raw.stop_grace, Duration::from_secs(10), "stop_grace")?,
         canary_steps,
         auto_promote: raw.auto_promote.unwrap_or(true),
-    })
+    };
+    let stop_grace = optional(raw.stop_grace, "stop_grace")?;
+    Ok(Extension { settings, port, stop_grace })
 }
 
 #[cfg(test)]
@@ -324,8 +331,8 @@ mod tests {
     #[test]
     fn a_swarm_rolling_worker_needs_no_port() {
         let yaml = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {target: swarm, strategy: rolling}\n";
-        let settings = parse(yaml, Path::new("compose.yaml"), "worker").unwrap().settings;
-        assert_eq!((settings.port, settings.proxy.upstream_file), (None, None));
+        let spec = parse(yaml, Path::new("compose.yaml"), "worker").unwrap();
+        assert_eq!((spec.workload.port, spec.settings.proxy.upstream_file), (None, None));
         let engine = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {proxy: {upstream_file: u}}\n";
         assert!(parse(engine, Path::new("compose.yaml"), "worker").unwrap_err().to_string().contains("no port"));
     }
