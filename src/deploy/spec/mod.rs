@@ -2,7 +2,8 @@
 //! replica, and the `x-imgctl` block holds what compose has no word for.
 //!
 //! `x-imgctl` may stand at the top level (defaults for every service) and inside the service;
-//! the service's block is merged over the top-level one, key by key.
+//! the service's block is merged over the top-level one, key by key, and read by `settings`.
+//! The compose service's own fields become the [`Workload`].
 
 mod settings;
 
