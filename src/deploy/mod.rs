@@ -2,7 +2,8 @@
 //! blue/green (default), canary or rolling, with a health gate, lifecycle hooks, a per-service
 //! lock, a history, and a way back.
 //!
-//! - [`model`]: the shared nouns (replicas, traffic and its phase, pinned images), no I/O.
+//! - [`model`]: the shared nouns (what a replica runs, replicas, traffic and its phase, pinned
+//!   images), no I/O.
 //! - [`spec`]: the compose service and its `x-imgctl` block; [`compose`] reads compose's fields;
 //!   [`names`]: the values that reach the proxy's configuration.
 //! - [`core`]: the pure state machine of a run: from what is observed and what is asked, the

@@ -5,7 +5,7 @@
 //! float. Updates carry the service's version index, so a concurrent change is refused
 //! instead of overwritten.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::models::{
@@ -17,39 +17,26 @@ use bollard::models::{
 use bollard::query_parameters::{ListTasksOptionsBuilder, UpdateServiceOptionsBuilder};
 
 use super::docker::{DockerEngine, EngineError, PullAuth, health_config};
-use super::model::{FailureAction, Healthcheck, Order, UpdateConfig};
+use super::model::{FailureAction, Order, UpdateConfig, Workload};
 
-/// What a swarm service should be (built from the compose service).
+/// What a swarm service should be: a workload (built from the compose service), its image,
+/// imgctl's labels and how many tasks run it.
+///
+/// Swarm is given the workload's command, environment, user, healthcheck, stop signal and
+/// grace, and networks; its volumes, restart and port are not passed on.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SwarmServiceSpec {
     /// The service name.
     pub name: String,
     /// `repo@sha256:...`.
     pub image: String,
-    /// Service labels (`imgctl.*` among them).
-    pub labels: HashMap<String, String>,
-    /// Container labels.
-    pub container_labels: HashMap<String, String>,
-    /// `KEY=VALUE`.
-    pub env: Vec<String>,
-    /// compose `entrypoint` (swarm's `Command`).
-    pub entrypoint: Option<Vec<String>>,
-    /// compose `command` (swarm's `Args`).
-    pub command: Option<Vec<String>>,
-    /// compose `working_dir`.
-    pub working_dir: Option<String>,
-    /// compose `user`.
-    pub user: Option<String>,
-    /// compose `healthcheck`.
-    pub healthcheck: Option<Healthcheck>,
-    /// compose `stop_signal`.
-    pub stop_signal: Option<String>,
-    /// compose `stop_grace_period`.
-    pub stop_grace: Option<Duration>,
+    /// imgctl's own labels, set over the workload's on the service and on its containers.
+    pub labels: BTreeMap<String, String>,
+    /// What each task runs; its networks are the overlay networks the service attaches to
+    /// (nginx reaches the service by name on one of them).
+    pub workload: Workload,
     /// Replicas.
     pub replicas: u64,
-    /// Overlay networks to attach (nginx reaches the service by name on one of them).
-    pub networks: Vec<String>,
     /// compose `deploy.update_config`.
     pub update_config: UpdateConfig,
     /// compose `deploy.rollback_config`.
@@ -320,28 +307,32 @@ fn update_state(state: &ServiceUpdateStatusStateEnum) -> String {
 
 /// The Engine API's service spec for `spec`.
 fn service_spec(spec: &SwarmServiceSpec) -> ServiceSpec {
+    let workload = &spec.workload;
     let update = &spec.update_config;
     let rollback = &spec.rollback_config;
-    let networks: Vec<NetworkAttachmentConfig> = spec
+    let networks: Vec<NetworkAttachmentConfig> = workload
         .networks
         .iter()
         .map(|n| NetworkAttachmentConfig { target: Some(n.clone()), ..Default::default() })
         .collect();
+    // imgctl's labels win: they are how the deploy finds its services again.
+    let labels: HashMap<String, String> =
+        workload.labels.iter().chain(&spec.labels).map(|(k, v)| (k.clone(), v.clone())).collect();
     ServiceSpec {
         name: Some(spec.name.clone()),
-        labels: Some(spec.labels.clone()),
+        labels: Some(labels.clone()),
         task_template: Some(TaskSpec {
             container_spec: Some(TaskSpecContainerSpec {
                 image: Some(spec.image.clone()),
-                labels: Some(spec.container_labels.clone()).filter(|l| !l.is_empty()),
-                command: spec.entrypoint.clone(),
-                args: spec.command.clone(),
-                env: Some(spec.env.clone()).filter(|e| !e.is_empty()),
-                dir: spec.working_dir.clone(),
-                user: spec.user.clone(),
-                health_check: spec.healthcheck.as_ref().map(health_config),
-                stop_signal: spec.stop_signal.clone(),
-                stop_grace_period: spec.stop_grace.map(nanos),
+                labels: Some(labels).filter(|l| !l.is_empty()),
+                command: workload.entrypoint.clone(),
+                args: workload.command.clone(),
+                env: Some(workload.environment.clone()).filter(|e| !e.is_empty()),
+                dir: workload.working_dir.clone(),
+                user: workload.user.clone(),
+                health_check: workload.healthcheck.as_ref().map(health_config),
+                stop_signal: workload.stop_signal.clone(),
+                stop_grace_period: Some(nanos(workload.stop_grace)),
                 ..Default::default()
             }),
             networks: Some(networks).filter(|n| !n.is_empty()),
@@ -385,6 +376,7 @@ fn service_spec(spec: &SwarmServiceSpec) -> ServiceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::color::label;
 
     fn task(slot: u64, desired: &str, state: &str, image: &str) -> TaskInfo {
         TaskInfo {
@@ -404,8 +396,11 @@ mod tests {
             name: "web".into(),
             image: "r/web@sha256:aa".into(),
             replicas: 4,
-            command: Some(vec!["httpd".into()]),
-            networks: vec!["front".into()],
+            workload: Workload {
+                command: Some(vec!["httpd".into()]),
+                networks: vec!["front".into()],
+                ..Default::default()
+            },
             update_config: UpdateConfig {
                 parallelism: 2,
                 delay: Duration::from_secs(1),
@@ -429,6 +424,33 @@ mod tests {
         );
         assert_eq!(body["RollbackConfig"]["FailureAction"], "pause", "a rollback cannot roll back");
         assert_eq!(body["RollbackConfig"]["Order"], "stop-first");
+    }
+
+    #[test]
+    fn every_task_runs_the_workload_with_imgctls_labels_over_its_own() {
+        let spec = SwarmServiceSpec {
+            name: "web-green".into(),
+            image: "r/web@sha256:aa".into(),
+            labels: [(label::COLOR.to_owned(), "green".to_owned())].into(),
+            workload: Workload {
+                entrypoint: Some(vec!["/bin/web".into()]),
+                environment: vec!["A=1".into()],
+                labels: [("team".to_owned(), "web".to_owned()), (label::COLOR.to_owned(), "purple".to_owned())].into(),
+                stop_grace: Duration::from_secs(3),
+                ..Default::default()
+            },
+            replicas: 1,
+            ..Default::default()
+        };
+        let body = serde_json::to_value(service_spec(&spec)).unwrap();
+        let container = &body["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(
+            (&container["Command"], &container["Env"]),
+            (&serde_json::json!(["/bin/web"]), &serde_json::json!(["A=1"]))
+        );
+        assert_eq!(container["StopGracePeriod"], 3_000_000_000i64);
+        let labels = serde_json::json!({"team": "web", "imgctl.color": "green"});
+        assert_eq!((&body["Labels"], &container["Labels"]), (&labels, &labels));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use common::busybox::TestImage;
 use common::{random_hex, require};
 use imgctl::deploy::color::{Color, label};
 use imgctl::deploy::docker::{ContainerSpec, DockerEngine, EngineError};
-use imgctl::deploy::model::{ContainerState, Health, Healthcheck};
+use imgctl::deploy::model::{ContainerState, Health, Healthcheck, Workload};
 
 /// Removes every container of the test's service, however the test ends (the docker CLI, so
 /// it works while unwinding and outside the runtime).
@@ -42,18 +42,20 @@ fn httpd_spec(service: &str, image: &str) -> ContainerSpec {
         name: format!("{service}-green-1"),
         image: image.to_owned(),
         labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        command: Some(["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"].map(String::from).to_vec()),
-        port: Some(8080),
-        healthcheck: Some(Healthcheck {
-            test: ["CMD", "/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/bin/busybox"]
-                .map(String::from)
-                .to_vec(),
-            interval: Some(Duration::from_secs(1)),
-            timeout: Some(Duration::from_secs(1)),
-            retries: Some(3),
-            start_period: None,
-        }),
-        ..Default::default()
+        workload: Workload {
+            command: Some(["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"].map(String::from).to_vec()),
+            port: Some(8080),
+            healthcheck: Some(Healthcheck {
+                test: ["CMD", "/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/bin/busybox"]
+                    .map(String::from)
+                    .to_vec(),
+                interval: Some(Duration::from_secs(1)),
+                timeout: Some(Duration::from_secs(1)),
+                retries: Some(3),
+                start_period: None,
+            }),
+            ..Default::default()
+        },
     }
 }
 

@@ -1,13 +1,16 @@
-//! The nouns the flows, the targets and the switches share, with no I/O: a replica, where
-//! traffic goes, how replicas are replaced. Adapters (the bollard engine, nginx, the compose
-//! reader) import them from here, so no adapter owns what the others speak of.
+//! The nouns the flows, the targets and the switches share, with no I/O: what a replica runs,
+//! a replica, where traffic goes, how replicas are replaced. Adapters (the bollard engine,
+//! nginx, the compose reader) import them from here, so no adapter owns what the others speak
+//! of.
 
 mod image;
 mod replica;
 mod traffic;
 mod update;
+mod workload;
 
 pub use image::PinnedImage;
-pub use replica::{ContainerState, Health, Healthcheck, Replica};
+pub use replica::{ContainerState, Health, Replica};
 pub use traffic::{Phase, Server, Traffic};
 pub use update::{FailureAction, Order, UpdateConfig};
+pub use workload::{Healthcheck, Workload};

@@ -2,24 +2,8 @@
 //! flows, whichever engine it talks to.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::deploy::color::Color;
-
-/// A docker healthcheck (compose `healthcheck:`), durations already parsed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Healthcheck {
-    /// `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
-    pub test: Vec<String>,
-    /// Time between checks.
-    pub interval: Option<Duration>,
-    /// Time a check may take.
-    pub timeout: Option<Duration>,
-    /// Consecutive failures before unhealthy.
-    pub retries: Option<u32>,
-    /// Grace period during which failures do not count.
-    pub start_period: Option<Duration>,
-}
 
 /// One container of a service, as the engine reports it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

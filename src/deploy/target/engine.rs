@@ -1,6 +1,7 @@
 //! Colors as containers on one Docker Engine: `SERVICE-COLOR-N`, each publishing the service's
 //! port on 127.0.0.1 with a host port the engine picks (so both colors run at once).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::{Started, Target, TargetError};
@@ -26,27 +27,18 @@ impl<'a> Engine<'a> {
 
     fn container_spec(&self, color: Color, image: &PinnedImage, index: u32, deploy_id: &str) -> ContainerSpec {
         let spec = self.spec;
-        let mut labels = spec.labels.clone();
-        labels.insert(label::SERVICE.into(), spec.name.clone());
-        labels.insert(label::COLOR.into(), color.as_str().into());
-        labels.insert(label::DIGEST.into(), image.digest.to_string());
-        labels.insert(label::DEPLOY_ID.into(), deploy_id.into());
-        labels.insert(label::REPLICA.into(), index.to_string());
+        let labels = BTreeMap::from([
+            (label::SERVICE.to_owned(), spec.name.clone()),
+            (label::COLOR.to_owned(), color.as_str().to_owned()),
+            (label::DIGEST.to_owned(), image.digest.to_string()),
+            (label::DEPLOY_ID.to_owned(), deploy_id.to_owned()),
+            (label::REPLICA.to_owned(), index.to_string()),
+        ]);
         ContainerSpec {
             name: format!("{}-{color}-{index}", spec.name),
             image: image.reference(),
             labels,
-            env: spec.environment.clone(),
-            command: spec.command.clone(),
-            entrypoint: spec.entrypoint.clone(),
-            working_dir: spec.working_dir.clone(),
-            user: spec.user.clone(),
-            port: spec.settings.port,
-            healthcheck: spec.healthcheck.clone(),
-            volumes: spec.volumes.clone(),
-            networks: spec.networks.clone(),
-            restart: spec.restart.clone(),
-            stop_signal: spec.stop_signal.clone(),
+            workload: spec.workload.clone(),
         }
     }
 
@@ -135,7 +127,7 @@ impl Target for Engine<'_> {
         if remove {
             Ok(self.engine.remove(&replica.id).await?)
         } else {
-            Ok(self.engine.stop(&replica.id, self.spec.settings.stop_grace).await?)
+            Ok(self.engine.stop(&replica.id, self.spec.workload.stop_grace).await?)
         }
     }
 

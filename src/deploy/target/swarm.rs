@@ -4,7 +4,7 @@
 //! resolved when nginx reloads, so a color is one replica however many tasks it has: started,
 //! scaled to zero when retired, removed when orphaned.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::{Started, Target, TargetError};
@@ -91,32 +91,24 @@ pub(super) fn service_spec(
     deploy_id: &str,
     color: Option<Color>,
 ) -> SwarmServiceSpec {
-    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
-    labels.insert(label::SERVICE.into(), spec.name.clone());
-    labels.insert(label::DIGEST.into(), image.digest.to_string());
-    labels.insert(label::DEPLOY_ID.into(), deploy_id.into());
+    let mut labels = BTreeMap::from([
+        (label::SERVICE.to_owned(), spec.name.clone()),
+        (label::DIGEST.to_owned(), image.digest.to_string()),
+        (label::DEPLOY_ID.to_owned(), deploy_id.to_owned()),
+    ]);
     if let Some(color) = color {
         labels.insert(label::COLOR.into(), color.as_str().into());
     }
-    let mut networks = spec.networks.clone();
-    if let Some(network) = spec.settings.swarm.network.as_ref().filter(|n| !networks.contains(n)) {
-        networks.push(network.clone());
+    let mut workload = spec.workload.clone();
+    if let Some(network) = spec.settings.swarm.network.as_ref().filter(|n| !workload.networks.contains(n)) {
+        workload.networks.push(network.clone());
     }
     SwarmServiceSpec {
         name: name.into(),
         image: image.reference(),
-        container_labels: labels.clone(),
         labels,
-        env: spec.environment.clone(),
-        entrypoint: spec.entrypoint.clone(),
-        command: spec.command.clone(),
-        working_dir: spec.working_dir.clone(),
-        user: spec.user.clone(),
-        healthcheck: spec.healthcheck.clone(),
-        stop_signal: spec.stop_signal.clone(),
-        stop_grace: Some(spec.settings.stop_grace),
+        workload,
         replicas: u64::from(spec.replicas),
-        networks,
         update_config: spec.update_config.clone(),
         rollback_config: spec.rollback_config.clone(),
     }
@@ -220,7 +212,7 @@ impl Target for SwarmColors<'_> {
     /// `tasks.NAME:port`: the tasks' addresses on the overlay network. Without a port (a
     /// worker) there is nothing to point a proxy at.
     fn address(&self, replica: &Replica) -> Option<String> {
-        self.spec.settings.port.map(|port| format!("tasks.{}:{port}", replica.name))
+        self.spec.workload.port.map(|port| format!("tasks.{}:{port}", replica.name))
     }
 
     fn probe_address(&self, _replica: &Replica) -> Option<String> {

@@ -2,21 +2,22 @@
 //! replica, and the `x-imgctl` block holds what compose has no word for.
 //!
 //! `x-imgctl` may stand at the top level (defaults for every service) and inside the service;
-//! the service's block is merged over the top-level one, key by key.
+//! the service's block is merged over the top-level one, key by key, and read by `settings`.
+//! The compose service's own fields become the [`Workload`].
 
-use std::collections::BTreeMap;
+mod settings;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::child_env;
 use super::compose::{
     healthcheck, key_values, parse_duration, port_from_service, relative_volume, scalar, update_config, volumes, words,
 };
-use super::model::{Healthcheck, UpdateConfig};
+use super::model::{UpdateConfig, Workload};
 use super::names;
+
+pub use settings::{CanaryStep, DeploySettings, HealthGate, ProxySettings, Strategy, SwarmSettings, Target};
 
 /// The file names tried, in order, when no compose file is given (as `docker compose` does).
 pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
@@ -68,136 +69,6 @@ pub enum SpecError {
     },
 }
 
-/// How the new version replaces the old one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Start the idle color beside the live one, switch all traffic at once.
-    #[default]
-    BlueGreen,
-    /// Replace replicas in batches (`deploy.update_config`).
-    Rolling,
-    /// Shift traffic to the new color in weighted steps with pauses.
-    Canary,
-}
-
-impl Strategy {
-    /// `blue-green`, `rolling` or `canary`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BlueGreen => "blue-green",
-            Self::Rolling => "rolling",
-            Self::Canary => "canary",
-        }
-    }
-}
-
-/// Where the service runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    /// Containers on this Docker Engine, published on loopback for nginx.
-    #[default]
-    Engine,
-    /// Docker Swarm services: `rolling` updates the service `SERVICE` in place (swarm's own
-    /// update_config); `blue-green` and `canary` run `SERVICE-blue` and `SERVICE-green` behind
-    /// nginx, which reaches them by name on `swarm.network`.
-    Swarm,
-}
-
-/// Swarm settings (`x-imgctl.swarm`).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct SwarmSettings {
-    /// The overlay network the services join and nginx reaches them on (needed for
-    /// blue-green and canary).
-    pub network: Option<String>,
-    /// How long an update may take to converge before the deploy fails.
-    pub converge_timeout: Duration,
-}
-
-/// The health gate a new replica must pass before it gets traffic.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct HealthGate {
-    /// An HTTP path probed on each replica's published port; without it the compose
-    /// healthcheck (docker's health status) is the gate.
-    pub path: Option<String>,
-    /// Between probes.
-    pub interval: Duration,
-    /// One probe's limit.
-    pub timeout: Duration,
-    /// Consecutive successes that make a replica healthy.
-    pub healthy_threshold: u32,
-    /// The whole gate's limit: a replica not healthy by then fails the deploy.
-    pub deadline: Duration,
-}
-
-/// The nginx traffic switch.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct ProxySettings {
-    /// The file imgctl writes the service's `upstream` block into; nginx.conf includes it in
-    /// its `http` block. `None`: no switch, as swarm's own rolling update moves no traffic
-    /// through imgctl.
-    pub upstream_file: Option<PathBuf>,
-    /// The upstream's name (what `proxy_pass http://NAME` names). Default: the service name.
-    pub upstream: String,
-    /// The configuration test, run after the file is written (default `nginx -t -q`).
-    pub test: Vec<String>,
-    /// The reload (default `nginx -s reload`; `docker exec proxy nginx -s reload` for nginx in
-    /// a container).
-    pub reload: Vec<String>,
-    /// A URL through nginx that must answer 2xx after the switch (default: none, then the
-    /// switch is verified by the new replicas' health through their own ports).
-    pub verify_url: Option<String>,
-    /// Consecutive 2xx answers from `verify_url` that verify the switch.
-    pub verify_count: u32,
-    /// The host address the replicas' ports are published on and nginx reaches them at.
-    pub host: String,
-}
-
-/// A canary step: a share of traffic on the new color, then a pause.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct CanaryStep {
-    /// Percent of requests sent to the new color (1..=100).
-    pub weight: u32,
-    /// Wait before the next step; `None` waits for `imgctl deploy --continue`.
-    pub pause: Option<Duration>,
-}
-
-/// Everything `x-imgctl` says, with defaults.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct DeploySettings {
-    /// Docker Engine (default) or Docker Swarm.
-    pub target: Target,
-    /// Swarm settings.
-    pub swarm: SwarmSettings,
-    /// Blue/green (default), rolling or canary.
-    pub strategy: Strategy,
-    /// The container port nginx talks to; `None` only where nothing reaches the replicas
-    /// through imgctl (swarm's own rolling update: a queue worker listens on nothing).
-    pub port: Option<u16>,
-    /// The gate for new replicas.
-    pub health: HealthGate,
-    /// The traffic switch.
-    pub proxy: ProxySettings,
-    /// The folder of lifecycle hooks.
-    pub hooks_dir: PathBuf,
-    /// A hook's time limit.
-    pub hook_timeout: Duration,
-    /// Variables of imgctl's environment that hooks and the proxy's test and reload commands
-    /// get besides the allowed ones (`PATH`, `HOME`, `USER`, `LANG`, `LC_*`, `TZ`, `TMPDIR`).
-    pub pass_env: Vec<String>,
-    /// How long the old color keeps running after the switch, so a rollback is instant.
-    pub keep_warm: Duration,
-    /// The shortest wait between taking replicas out of traffic and stopping them.
-    pub drain: Duration,
-    /// SIGTERM to SIGKILL when stopping a replica.
-    pub stop_grace: Duration,
-    /// Canary steps (the last one is 100).
-    pub canary_steps: Vec<CanaryStep>,
-    /// false: stop before the switch and wait for `imgctl deploy --continue`.
-    pub auto_promote: bool,
-}
-
 /// A service ready to deploy: the compose template and the deploy settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceSpec {
@@ -207,28 +78,9 @@ pub struct ServiceSpec {
     pub compose_file: PathBuf,
     /// compose `image` (its repository is what `--digest` pins).
     pub image: Option<String>,
-    /// `KEY=VALUE` pairs.
-    pub environment: Vec<String>,
-    /// compose `command`.
-    pub command: Option<Vec<String>>,
-    /// compose `entrypoint`.
-    pub entrypoint: Option<Vec<String>>,
-    /// compose `working_dir`.
-    pub working_dir: Option<String>,
-    /// compose `user`.
-    pub user: Option<String>,
-    /// compose `healthcheck`, as docker runs it.
-    pub healthcheck: Option<Healthcheck>,
-    /// compose `volumes` (short syntax).
-    pub volumes: Vec<String>,
-    /// compose `networks`.
-    pub networks: Vec<String>,
-    /// compose `labels`.
-    pub labels: BTreeMap<String, String>,
-    /// compose `restart`.
-    pub restart: Option<String>,
-    /// compose `stop_signal`.
-    pub stop_signal: Option<String>,
+    /// What each replica runs: the compose service's fields, with `x-imgctl`'s port and
+    /// stop grace.
+    pub workload: Workload,
     /// compose `deploy.replicas` (default 1).
     pub replicas: u32,
     /// compose `deploy.update_config`.
@@ -302,18 +154,21 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
             .filter(|n| (1..=64).contains(n))
             .ok_or_else(|| invalid(format!("{}: 1 to 64", at("deploy.replicas"))))? as u32,
     };
-    let mut settings = settings(&extension, service, ports, base).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
+    let settings::Extension { settings, port, stop_grace } =
+        settings::parse(&extension, service, ports, base).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
     if !names::is_upstream_name(&settings.proxy.upstream) {
         return Err(unsafe_value("x-imgctl.proxy.upstream", &settings.proxy.upstream, names::UPSTREAM_RULE));
     }
     if !names::is_host(&settings.proxy.host) {
         return Err(unsafe_value("x-imgctl.proxy.host", &settings.proxy.host, names::HOST_RULE));
     }
-    let grace_set = extension.get("stop_grace").is_some();
-    if let (Some(grace), false) = (field("stop_grace_period"), grace_set) {
-        settings.stop_grace =
-            parse_duration(&scalar(grace)).map_err(|m| invalid(format!("{}: {m}", at("stop_grace_period"))))?;
-    }
+    let stop_grace = match (stop_grace, field("stop_grace_period")) {
+        (Some(grace), _) => grace,
+        (None, Some(grace)) => {
+            parse_duration(&scalar(grace)).map_err(|m| invalid(format!("{}: {m}", at("stop_grace_period"))))?
+        }
+        (None, None) => Workload::DEFAULT_STOP_GRACE,
+    };
     if settings.target == Target::Swarm && healthcheck.is_none() {
         // Swarm gates tasks on the container's healthcheck; nginx and imgctl cannot reach
         // swarm tasks from the host to probe a path.
@@ -327,10 +182,7 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
         )));
     }
 
-    Ok(ServiceSpec {
-        name: service.into(),
-        compose_file: path.into(),
-        image: field("image").and_then(Value::as_str).map(str::to_owned),
+    let workload = Workload {
         environment: field("environment")
             .map(key_values)
             .transpose()
@@ -371,6 +223,14 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
             .collect(),
         restart: field("restart").map(scalar),
         stop_signal: field("stop_signal").map(scalar),
+        stop_grace,
+        port,
+    };
+    Ok(ServiceSpec {
+        name: service.into(),
+        compose_file: path.into(),
+        image: field("image").and_then(Value::as_str).map(str::to_owned),
+        workload,
         replicas,
         update_config: update("update_config")?,
         rollback_config: update("rollback_config")?,
@@ -391,179 +251,10 @@ fn merge(base: &mut Value, over: Value) {
     }
 }
 
-fn settings(
-    extension: &Value,
-    service: &str,
-    compose_port: Option<u16>,
-    base: &Path,
-) -> Result<DeploySettings, String> {
-    #[derive(Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct Raw {
-        target: Option<Target>,
-        swarm: Option<RawSwarm>,
-        strategy: Option<Strategy>,
-        port: Option<u16>,
-        health: Option<RawHealth>,
-        proxy: Option<RawProxy>,
-        hooks: Option<PathBuf>,
-        hook_timeout: Option<Value>,
-        pass_env: Option<Vec<String>>,
-        keep_warm: Option<Value>,
-        drain: Option<Value>,
-        stop_grace: Option<Value>,
-        canary: Option<RawCanary>,
-        auto_promote: Option<bool>,
-    }
-    #[derive(Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct RawSwarm {
-        network: Option<String>,
-        converge_timeout: Option<Value>,
-    }
-    #[derive(Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct RawHealth {
-        path: Option<String>,
-        interval: Option<Value>,
-        timeout: Option<Value>,
-        healthy_threshold: Option<u32>,
-        deadline: Option<Value>,
-    }
-    #[derive(Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct RawProxy {
-        upstream_file: Option<PathBuf>,
-        upstream: Option<String>,
-        test: Option<Value>,
-        reload: Option<Value>,
-        verify_url: Option<String>,
-        verify_count: Option<u32>,
-        host: Option<String>,
-    }
-    #[derive(Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct RawCanary {
-        steps: Vec<RawStep>,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct RawStep {
-        weight: u32,
-        pause: Option<Value>,
-    }
-
-    let raw: Raw = if extension.is_null() {
-        Raw::default()
-    } else {
-        serde_json::from_value(extension.clone()).map_err(|e| e.to_string())?
-    };
-    let duration = |v: Option<Value>, default: Duration, name: &str| -> Result<Duration, String> {
-        v.map(|v| parse_duration(&scalar(&v)).map_err(|e| format!("{name}: {e}")))
-            .transpose()
-            .map(|d| d.unwrap_or(default))
-    };
-    let argv = |v: Option<Value>, default: &[&str], name: &str| -> Result<Vec<String>, String> {
-        let list = v
-            .map(|v| words(&v).map_err(|e| format!("{name}: {e}")))
-            .transpose()?
-            .unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect());
-        if list.is_empty() { Err(format!("{name} is empty")) } else { Ok(list) }
-    };
-    let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-
-    let swarm_rolling = raw.target == Some(Target::Swarm) && raw.strategy == Some(Strategy::Rolling);
-    let port = match raw.port.or(compose_port) {
-        Some(port) => Some(port),
-        None if swarm_rolling => None,
-        None => return Err("no port: set x-imgctl.port, or expose/ports in the service".into()),
-    };
-    let health = raw.health.unwrap_or_default();
-    let health = HealthGate {
-        path: health.path.map(|p| if p.starts_with('/') { p } else { format!("/{p}") }),
-        interval: duration(health.interval, Duration::from_secs(1), "health.interval")?,
-        timeout: duration(health.timeout, Duration::from_secs(2), "health.timeout")?,
-        healthy_threshold: health.healthy_threshold.unwrap_or(2).max(1),
-        deadline: duration(health.deadline, Duration::from_secs(60), "health.deadline")?,
-    };
-    let proxy = raw.proxy.unwrap_or_default();
-    let proxy = ProxySettings {
-        upstream_file: match proxy.upstream_file {
-            Some(file) => Some(relative(file)),
-            None if swarm_rolling => None,
-            None => return Err("proxy.upstream_file is required: the file nginx includes for the upstream".into()),
-        },
-        upstream: proxy.upstream.unwrap_or_else(|| service.to_owned()),
-        test: argv(proxy.test, &["nginx", "-t", "-q"], "proxy.test")?,
-        reload: argv(proxy.reload, &["nginx", "-s", "reload"], "proxy.reload")?,
-        verify_url: proxy.verify_url,
-        verify_count: proxy.verify_count.unwrap_or(3).max(1),
-        host: proxy.host.unwrap_or_else(|| "127.0.0.1".into()),
-    };
-    let canary_steps = match raw.canary {
-        None => vec![
-            CanaryStep { weight: 10, pause: Some(Duration::from_secs(30)) },
-            CanaryStep { weight: 50, pause: Some(Duration::from_secs(30)) },
-            CanaryStep { weight: 100, pause: None },
-        ],
-        Some(canary) => {
-            let mut steps = Vec::new();
-            for (i, step) in canary.steps.into_iter().enumerate() {
-                if !(1..=100).contains(&step.weight)
-                    || steps.last().is_some_and(|s: &CanaryStep| s.weight >= step.weight)
-                {
-                    return Err(format!("canary.steps[{i}].weight: weights rise from 1 to 100"));
-                }
-                let pause = match step.pause {
-                    None => Some(Duration::ZERO),
-                    Some(Value::String(s)) if s == "forever" || s == "manual" => None,
-                    Some(v) => Some(parse_duration(&scalar(&v)).map_err(|e| format!("canary.steps[{i}].pause: {e}"))?),
-                };
-                steps.push(CanaryStep { weight: step.weight, pause });
-            }
-            if steps.last().map(|s| s.weight) != Some(100) {
-                steps.push(CanaryStep { weight: 100, pause: None });
-            }
-            steps
-        }
-    };
-    let target = raw.target.unwrap_or_default();
-    let swarm = raw.swarm.unwrap_or_default();
-    let swarm = SwarmSettings {
-        network: swarm.network,
-        converge_timeout: duration(swarm.converge_timeout, Duration::from_secs(300), "swarm.converge_timeout")?,
-    };
-    let strategy = raw.strategy.unwrap_or_default();
-    let pass_env = raw.pass_env.unwrap_or_default();
-    if let Some((name, why)) = pass_env.iter().find_map(|n| child_env::refuse_pass_env(n).map(|why| (n, why))) {
-        return Err(format!("pass_env: {name:?} {why}"));
-    }
-    if target == Target::Swarm && strategy != Strategy::Rolling && swarm.network.is_none() {
-        return Err(format!(
-            "target swarm with strategy {}: set swarm.network, the overlay network nginx reaches the services on",
-            strategy.as_str()
-        ));
-    }
-    Ok(DeploySettings {
-        target,
-        swarm,
-        strategy,
-        port,
-        health,
-        proxy,
-        hooks_dir: relative(raw.hooks.unwrap_or_else(|| PathBuf::from("hooks"))),
-        hook_timeout: duration(raw.hook_timeout, Duration::from_secs(60), "hook_timeout")?,
-        pass_env,
-        keep_warm: duration(raw.keep_warm, Duration::from_secs(30), "keep_warm")?,
-        drain: duration(raw.drain, Duration::from_secs(2), "drain")?,
-        stop_grace: duration(raw.stop_grace, Duration::from_secs(10), "stop_grace")?,
-        canary_steps,
-        auto_promote: raw.auto_promote.unwrap_or(true),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::deploy::model::{FailureAction, Order};
 
@@ -611,15 +302,15 @@ services:
     fn reads_the_compose_service_and_its_extension() {
         let spec = parse(COMPOSE, Path::new("/srv/app/compose.yaml"), "web").unwrap();
         assert_eq!(spec.image.as_deref(), Some("registry.example.com/team/web:1.4"));
-        assert_eq!(spec.command.unwrap(), ["httpd", "-f", "-p", "8080", "-h", "/www"]);
-        assert_eq!(spec.environment, ["MODE=prod", "EMPTY"]);
-        assert_eq!(spec.labels.get("team").map(String::as_str), Some("web"));
-        assert_eq!(spec.volumes, ["data:/data", "/srv/app/./conf:/conf:ro", "/etc/app:/etc/app:ro"]);
-        assert_eq!(spec.networks, ["front"]);
-        assert_eq!(spec.stop_signal.as_deref(), Some("SIGQUIT"));
-        assert_eq!(spec.settings.stop_grace, Duration::from_secs(3));
+        assert_eq!(spec.workload.command.unwrap(), ["httpd", "-f", "-p", "8080", "-h", "/www"]);
+        assert_eq!(spec.workload.environment, ["MODE=prod", "EMPTY"]);
+        assert_eq!(spec.workload.labels.get("team").map(String::as_str), Some("web"));
+        assert_eq!(spec.workload.volumes, ["data:/data", "/srv/app/./conf:/conf:ro", "/etc/app:/etc/app:ro"]);
+        assert_eq!(spec.workload.networks, ["front"]);
+        assert_eq!(spec.workload.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(spec.workload.stop_grace, Duration::from_secs(3));
         assert_eq!(spec.replicas, 4);
-        let hc = spec.healthcheck.unwrap();
+        let hc = spec.workload.healthcheck.unwrap();
         assert_eq!(hc.test, ["CMD-SHELL", "wget -q -O- http://127.0.0.1:8080/health"]);
         assert_eq!((hc.interval, hc.retries), (Some(Duration::from_secs(2)), Some(3)));
         let update = spec.update_config;
@@ -631,7 +322,7 @@ services:
         assert_eq!(spec.rollback_config, UpdateConfig::default());
         let s = spec.settings;
         assert_eq!(s.strategy, Strategy::Canary);
-        assert_eq!(s.port, Some(8080));
+        assert_eq!(spec.workload.port, Some(8080));
         assert_eq!(s.health.path.as_deref(), Some("/health"));
         assert_eq!(s.health.deadline, Duration::from_secs(30));
         assert_eq!(s.keep_warm, Duration::from_secs(5), "the service's block wins over the top level");
@@ -652,21 +343,16 @@ services:
     }
 
     #[test]
-    fn a_swarm_rolling_worker_needs_no_port() {
-        let yaml = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {target: swarm, strategy: rolling}\n";
-        let settings = parse(yaml, Path::new("compose.yaml"), "worker").unwrap().settings;
-        assert_eq!((settings.port, settings.proxy.upstream_file), (None, None));
-        let engine = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {proxy: {upstream_file: u}}\n";
-        assert!(parse(engine, Path::new("compose.yaml"), "worker").unwrap_err().to_string().contains("no port"));
-    }
-
-    #[test]
-    fn a_swarm_rolling_service_needs_no_proxy() {
-        let yaml = "services:\n  web:\n    image: r/web\n    expose: [8080]\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {target: swarm, strategy: rolling, swarm: {converge_timeout: 2m}}\n";
-        let settings = parse(yaml, Path::new("compose.yaml"), "web").unwrap().settings;
-        assert_eq!((settings.target, settings.strategy), (Target::Swarm, Strategy::Rolling));
-        assert_eq!(settings.swarm, SwarmSettings { network: None, converge_timeout: Duration::from_secs(120) });
-        assert_eq!(settings.proxy.upstream_file, None, "no switch");
+    fn the_stop_grace_is_x_imgctls_else_composes_else_dockers() {
+        let grace = |service: &str, extension: &str| {
+            let yaml = format!(
+                "services: {{web: {{image: x, expose: [80]{service}}}}}\nx-imgctl: {{proxy: {{upstream_file: u}}, health: {{path: /h}}{extension}}}"
+            );
+            parse(&yaml, Path::new("compose.yaml"), "web").unwrap().workload.stop_grace
+        };
+        assert_eq!(grace(", stop_grace_period: 3s", ", stop_grace: 1m"), Duration::from_secs(60));
+        assert_eq!(grace(", stop_grace_period: 3s", ""), Duration::from_secs(3));
+        assert_eq!(grace("", ""), Duration::from_secs(10));
     }
 
     #[test]

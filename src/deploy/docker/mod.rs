@@ -1,0 +1,292 @@
+//! The Docker Engine as a deploy target: a service's replicas are containers labelled with
+//! their service, color, digest and deploy, created, started, inspected, stopped and removed
+//! through the Engine API (bollard).
+//!
+//! The labels are the deploy's truth (see [`label`]): [`DockerEngine::replicas`] rebuilds
+//! the picture of a service from the engine alone, so a run killed half-way can be reconciled.
+//!
+//! - `container`: what to run for one replica, and the engine's body for it (pure).
+//! - `pull`: pulling an image with the registry's credentials.
+
+mod container;
+mod pull;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::NetworkConnectRequest;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+
+use super::color::label;
+use super::model::Replica;
+use container::{create_body, replica_from_inspect};
+
+pub use container::ContainerSpec;
+pub(super) use container::health_config;
+pub use pull::PullAuth;
+
+/// Where the engine listens when `DOCKER_HOST` is unset, as docker itself defaults.
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+/// How long a stop may take beyond its grace period before the request is abandoned:
+/// bollard's client timeout (2 minutes) also bounds `POST /stop`, which only answers once the
+/// container is down.
+const STOP_SLACK: Duration = Duration::from_secs(30);
+/// bollard's default per-request timeout, restored after a long stop.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A failure talking to the Docker Engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine did not answer at all.
+    #[error(
+        "cannot reach the Docker Engine at {host}: {message}; check that dockerd is running and that DOCKER_HOST points at it"
+    )]
+    Unreachable {
+        /// `DOCKER_HOST`, or docker's default socket.
+        host: String,
+        /// Why, from the transport.
+        message: String,
+    },
+    /// The engine could not pull an image (registry unreachable, unauthorized, unknown digest).
+    #[error("pulling {image} failed: {message}")]
+    PullFailed {
+        /// The image asked for.
+        image: String,
+        /// The engine's (or registry's) reason.
+        message: String,
+    },
+    /// A container with that name already exists.
+    #[error("a container named {name} already exists; remove it (docker rm -f {name}) or deploy again to reconcile")]
+    NameInUse {
+        /// The container name.
+        name: String,
+    },
+    /// The engine has no such container, image or network.
+    #[error("cannot {operation}: {message}")]
+    NotFound {
+        /// What was being done, e.g. `create container web-green-1`.
+        operation: String,
+        /// The engine's message, e.g. `No such image: ...`.
+        message: String,
+    },
+    /// A container exists but does not carry imgctl's labels (or they are damaged).
+    #[error("container {id} is not an imgctl replica: {reason}")]
+    NotAReplica {
+        /// The container id or name asked for.
+        id: String,
+        /// Which label is missing or invalid.
+        reason: String,
+    },
+    /// The container spec cannot be expressed to the engine.
+    #[error("cannot run container {container}: {reason}")]
+    InvalidSpec {
+        /// The container name.
+        container: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The engine refused a request.
+    #[error("the Docker Engine refused to {operation}: {message}")]
+    Api {
+        /// What was being done, e.g. `start container 3f2a...`.
+        operation: String,
+        /// The engine's message.
+        message: String,
+    },
+}
+
+/// A connection to the Docker Engine API.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+    /// Where the engine was reached, for messages.
+    host: String,
+}
+
+impl DockerEngine {
+    /// Connects to `DOCKER_HOST` (`unix://` or `tcp://`), else `/var/run/docker.sock`, and
+    /// negotiates the API version down to the engine's.
+    pub async fn connect() -> Result<Self, EngineError> {
+        // bollard's connect_with_local_defaults ignores a tcp:// DOCKER_HOST and would
+        // silently talk to the local socket instead; docker treats an empty one as unset.
+        let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| DEFAULT_HOST.into());
+        let unreachable = |e: BollardError| EngineError::Unreachable { host: host.clone(), message: chain(&e) };
+        let docker = Docker::connect_with_host(&host).map_err(unreachable)?;
+        // bollard speaks its newest API version by default; an older engine (20.10 is 1.41)
+        // answers that with "client version too new" until the version is negotiated.
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(Self { docker, host })
+    }
+
+    /// Every container (running or not) labelled `imgctl.service=SERVICE`, sorted by color
+    /// and index. Containers with missing or damaged labels are not ours and are left out.
+    pub async fn replicas(&self, service: &str) -> Result<Vec<Replica>, EngineError> {
+        let filters = HashMap::from([("label", vec![format!("{}={service}", label::SERVICE)])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.fail(format!("list the containers of service {service}"), e))?;
+        let mut replicas = Vec::with_capacity(summaries.len());
+        for id in summaries.into_iter().filter_map(|summary| summary.id) {
+            match self.inspect(&id).await {
+                Ok(replica) => replicas.push(replica),
+                // Removed since the listing, or not ours.
+                Err(EngineError::NotFound { .. } | EngineError::NotAReplica { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        replicas.sort_by_key(|r| (r.color, r.index));
+        Ok(replicas)
+    }
+
+    /// Creates (does not start) a container from SPEC, connected to all its networks, and
+    /// returns its id.
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let body = create_body(spec)?;
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let operation = || format!("create container {}", spec.name);
+        let created = match self.docker.create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => {
+                return Err(EngineError::NameInUse { name: spec.name.clone() });
+            }
+            Err(e) => return Err(self.fail(operation(), e)),
+        };
+        for network in spec.workload.networks.iter().skip(1) {
+            let request = NetworkConnectRequest { container: created.id.clone(), endpoint_config: None };
+            if let Err(e) = self.docker.connect_network(network, request).await {
+                // Half-wired containers would be started by a retry; take it back.
+                let _ = self.remove(&created.id).await;
+                return Err(self.fail(format!("connect container {} to network {network}", spec.name), e));
+            }
+        }
+        Ok(created.id)
+    }
+
+    /// Starts a created or stopped container (one already running is fine).
+    pub async fn start(&self, id: &str) -> Result<(), EngineError> {
+        // 304 Not Modified (already started) is a success to bollard.
+        self.docker.start_container(id, None).await.map_err(|e| self.fail(format!("start container {id}"), e))
+    }
+
+    /// The container's current state as a [`Replica`].
+    pub async fn inspect(&self, id: &str) -> Result<Replica, EngineError> {
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.fail(format!("inspect container {id}"), e))?;
+        replica_from_inspect(info).map_err(|reason| EngineError::NotAReplica { id: id.to_owned(), reason })
+    }
+
+    /// Stops the container: SIGTERM (or the image's stop signal), then SIGKILL after GRACE
+    /// (whole seconds, rounded up). Already stopped or gone is fine.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<(), EngineError> {
+        let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        let options = StopContainerOptionsBuilder::default().t(i32::try_from(seconds).unwrap_or(i32::MAX)).build();
+        // The engine answers once the container is down, up to GRACE later.
+        let docker = self.docker.clone().with_timeout(REQUEST_TIMEOUT.max(Duration::from_secs(seconds) + STOP_SLACK));
+        match docker.stop_container(id, Some(options)).await {
+            // 304 Not Modified (already stopped) is a success to bollard.
+            Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(self.fail(format!("stop container {id}"), e)),
+        }
+    }
+
+    /// Removes the container and its anonymous volumes, killing it if it runs. Gone already
+    /// is fine.
+    pub async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) | Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            // Another remove of the same container is under way: it ends as we want.
+            Err(BollardError::DockerResponseServerError { status_code: 409, message })
+                if message.contains("already in progress") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.fail(format!("remove container {id}"), e)),
+        }
+    }
+
+    /// Sorts a bollard error into what the caller can act on.
+    fn fail(&self, operation: String, error: BollardError) -> EngineError {
+        classify(&self.host, operation, error)
+    }
+}
+
+impl DockerEngine {
+    /// The API client, for the swarm calls in the sibling module.
+    pub(super) fn api(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Sorts a bollard error for the caller, naming `operation`.
+    pub(super) fn error(&self, operation: impl Into<String>, error: BollardError) -> EngineError {
+        classify(&self.host, operation.into(), error)
+    }
+}
+
+fn classify(host: &str, operation: String, error: BollardError) -> EngineError {
+    match error {
+        BollardError::DockerResponseServerError { status_code: 404, message } => {
+            EngineError::NotFound { operation, message }
+        }
+        BollardError::DockerResponseServerError { message, .. } => EngineError::Api { operation, message },
+        BollardError::HyperLegacyError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::IOError { .. }
+        | BollardError::SocketNotFoundError(_)
+        | BollardError::UnsupportedURISchemeError { .. }
+        | BollardError::RequestTimeoutError => {
+            EngineError::Unreachable { host: host.to_owned(), message: format!("{operation}: {}", chain(&error)) }
+        }
+        other => EngineError::Api { operation, message: chain(&other) },
+    }
+}
+
+/// The error and its sources on one line: hyper's own message ("client error (Connect)")
+/// hides the cause (no such socket, connection refused) in the chain.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_are_sorted_by_what_the_caller_can_do() {
+        let status = |status_code, message: &str| BollardError::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        };
+        let host = "unix:///var/run/docker.sock";
+        assert!(matches!(
+            classify(host, "start container x".into(), status(404, "No such container: x")),
+            EngineError::NotFound { .. }
+        ));
+        let refused = classify(host, "start container x".into(), status(500, "boom"));
+        assert_eq!(refused.to_string(), "the Docker Engine refused to start container x: boom");
+        let gone = classify(host, "list".into(), BollardError::SocketNotFoundError("/nope.sock".into()));
+        assert!(matches!(gone, EngineError::Unreachable { .. }), "{gone:?}");
+        assert!(gone.to_string().contains("DOCKER_HOST"), "{gone}");
+    }
+}
