@@ -11,6 +11,6 @@ mod workload;
 
 pub use image::PinnedImage;
 pub use replica::{ContainerState, Health, Replica};
-pub use traffic::{Phase, Server, Traffic};
+pub use traffic::{Phase, Server, Traffic, canary_weights};
 pub use update::{FailureAction, Order, UpdateConfig};
 pub use workload::{Healthcheck, Workload};

@@ -74,3 +74,26 @@ pub struct Server {
     /// Its color.
     pub color: Color,
 }
+
+/// nginx weights for a canary step: `percent` of requests to the new color's `new` servers,
+/// the rest to the stable color's `stable` servers, each server of a color weighted alike.
+/// Returns (weight of each stable server, weight of each new server); a zero weight means the
+/// color's servers leave the upstream.
+pub fn canary_weights(percent: u32, stable: usize, new: usize) -> (u32, u32) {
+    let percent = percent.min(100);
+    if percent == 100 || stable == 0 {
+        return (0, 1);
+    }
+    if percent == 0 || new == 0 {
+        return (1, 0);
+    }
+    // Total new share = percent * stable, total stable share = (100 - percent) * new, so each
+    // side's servers together carry exactly their percentage; then reduce.
+    let (s, n) = ((100 - percent) * new as u32, percent * stable as u32);
+    let g = gcd(s, n);
+    (s / g, n / g)
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
