@@ -21,9 +21,9 @@ use super::history::{self, Outcome, Record, StepTiming};
 use super::hooks::{self, Hook};
 use super::lock::{self, DeployLock, Holder, LockError};
 use super::model::{ContainerState, Replica, Server, Traffic};
-use super::nginx::{ProxyError, canary_weights};
+use super::nginx::canary_weights;
 use super::spec::ServiceSpec;
-use super::switch::{AnySwitch, TrafficSwitch};
+use super::switch::{AnySwitch, SwitchError, TrafficSwitch};
 use super::target::{self, AnyTarget, Placement, RollsItself, Target, TargetError};
 use crate::reference::Reference;
 
@@ -54,7 +54,7 @@ pub enum DeployError {
     Target(#[from] TargetError),
     /// The traffic switch's state could not be read.
     #[error(transparent)]
-    Proxy(#[from] ProxyError),
+    Proxy(#[from] SwitchError),
     /// The history could not be read or written.
     #[error("the deploy history under {path}: {source}")]
     History {

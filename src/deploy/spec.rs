@@ -154,6 +154,20 @@ pub struct ProxySettings {
     pub host: String,
 }
 
+/// The HAProxy traffic switch (`x-imgctl.proxy.kind: haproxy`): a `server-template` pool in
+/// one backend, driven over the stats socket, never reloaded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HaproxySettings {
+    /// The stats socket (`stats socket PATH level admin` in haproxy.cfg).
+    pub socket: PathBuf,
+    /// The backend whose `server-template` slots imgctl owns. Default: `proxy.upstream`, else
+    /// the service name.
+    pub backend: String,
+    /// Where the switch keeps the traffic and deploy state (haproxy keeps none across a
+    /// restart); written before each change, replayed after a haproxy restart.
+    pub state_file: PathBuf,
+}
+
 /// A canary step: a share of traffic on the new color, then a pause.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct CanaryStep {
@@ -179,6 +193,9 @@ pub struct DeploySettings {
     pub health: HealthGate,
     /// The traffic switch.
     pub proxy: ProxySettings,
+    /// With `proxy.kind: haproxy`, its settings (then `proxy.upstream_file`, `test` and
+    /// `reload` are unused); `None`: nginx (or no switch).
+    pub haproxy: Option<HaproxySettings>,
     /// The folder of lifecycle hooks.
     pub hooks_dir: PathBuf,
     /// A hook's time limit.
@@ -305,6 +322,11 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
     let mut settings = settings(&extension, service, ports, base).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
     if !names::is_upstream_name(&settings.proxy.upstream) {
         return Err(unsafe_value("x-imgctl.proxy.upstream", &settings.proxy.upstream, names::UPSTREAM_RULE));
+    }
+    if let Some(haproxy) = &settings.haproxy
+        && !names::is_upstream_name(&haproxy.backend)
+    {
+        return Err(unsafe_value("x-imgctl.proxy.backend", &haproxy.backend, names::UPSTREAM_RULE));
     }
     if !names::is_host(&settings.proxy.host) {
         return Err(unsafe_value("x-imgctl.proxy.host", &settings.proxy.host, names::HOST_RULE));
@@ -433,6 +455,10 @@ fn settings(
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct RawProxy {
+        kind: Option<ProxyKind>,
+        socket: Option<PathBuf>,
+        backend: Option<String>,
+        state_file: Option<PathBuf>,
         upstream_file: Option<PathBuf>,
         upstream: Option<String>,
         test: Option<Value>,
@@ -440,6 +466,13 @@ fn settings(
         verify_url: Option<String>,
         verify_count: Option<u32>,
         host: Option<String>,
+    }
+    #[derive(Deserialize, Default, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum ProxyKind {
+        #[default]
+        Nginx,
+        Haproxy,
     }
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
@@ -486,11 +519,46 @@ fn settings(
         healthy_threshold: health.healthy_threshold.unwrap_or(2).max(1),
         deadline: duration(health.deadline, Duration::from_secs(60), "health.deadline")?,
     };
-    let proxy = raw.proxy.unwrap_or_default();
+    let mut proxy = raw.proxy.unwrap_or_default();
+    let haproxy = match proxy.kind.take().unwrap_or_default() {
+        ProxyKind::Nginx => {
+            let set = [("socket", proxy.socket.is_some()), ("backend", proxy.backend.is_some())];
+            let set = set.into_iter().chain([("state_file", proxy.state_file.is_some())]);
+            if let Some((key, _)) = set.into_iter().find(|(_, set)| *set) {
+                return Err(format!("proxy.{key} is for proxy.kind haproxy (this proxy is nginx)"));
+            }
+            None
+        }
+        ProxyKind::Haproxy => {
+            let set = [("upstream_file", proxy.upstream_file.is_some()), ("test", proxy.test.is_some())];
+            if let Some((key, _)) = set.into_iter().chain([("reload", proxy.reload.is_some())]).find(|(_, set)| *set) {
+                return Err(format!(
+                    "proxy.{key} is for nginx: with proxy.kind haproxy imgctl changes servers over the stats socket and reloads nothing"
+                ));
+            }
+            if raw.target == Some(Target::Swarm) {
+                // haproxy 2.6 takes only IP addresses at runtime (`set server ... addr`), and
+                // swarm colors are reached by DNS name (tasks.NAME).
+                return Err("proxy.kind haproxy takes replica IP addresses, and swarm colors have DNS names: use nginx with target swarm".into());
+            }
+            let socket = proxy
+                .socket
+                .take()
+                .ok_or("proxy.socket is required with proxy.kind haproxy: the stats socket (level admin)")?;
+            let state_file = proxy.state_file.take().ok_or(
+                "proxy.state_file is required with proxy.kind haproxy: where imgctl keeps the traffic state haproxy forgets when it restarts",
+            )?;
+            Some(HaproxySettings {
+                socket: relative(socket),
+                backend: proxy.backend.take().or_else(|| proxy.upstream.clone()).unwrap_or_else(|| service.to_owned()),
+                state_file: relative(state_file),
+            })
+        }
+    };
     let proxy = ProxySettings {
         upstream_file: match proxy.upstream_file {
             Some(file) => Some(relative(file)),
-            None if swarm_rolling => None,
+            None if swarm_rolling || haproxy.is_some() => None,
             None => return Err("proxy.upstream_file is required: the file nginx includes for the upstream".into()),
         },
         upstream: proxy.upstream.unwrap_or_else(|| service.to_owned()),
@@ -551,6 +619,7 @@ fn settings(
         port,
         health,
         proxy,
+        haproxy,
         hooks_dir: relative(raw.hooks.unwrap_or_else(|| PathBuf::from("hooks"))),
         hook_timeout: duration(raw.hook_timeout, Duration::from_secs(60), "hook_timeout")?,
         pass_env,
@@ -658,6 +727,49 @@ services:
         assert_eq!((settings.port, settings.proxy.upstream_file), (None, None));
         let engine = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {proxy: {upstream_file: u}}\n";
         assert!(parse(engine, Path::new("compose.yaml"), "worker").unwrap_err().to_string().contains("no port"));
+    }
+
+    #[test]
+    fn proxy_kind_haproxy_takes_a_socket_a_backend_and_a_state_file() {
+        let yaml = |proxy: &str| {
+            format!("services: {{web: {{image: x, expose: [80]}}}}\nx-imgctl: {{health: {{path: /h}}, proxy: {proxy}}}")
+        };
+        let at = Path::new("/srv/app/compose.yaml");
+        let s = parse(&yaml("{kind: haproxy, socket: /run/haproxy/admin.sock, state_file: state/web.json}"), at, "web")
+            .unwrap()
+            .settings;
+        let haproxy = s.haproxy.expect("haproxy settings");
+        assert_eq!(
+            haproxy,
+            HaproxySettings {
+                socket: "/run/haproxy/admin.sock".into(),
+                backend: "web".into(),
+                state_file: "/srv/app/state/web.json".into(),
+            }
+        );
+        assert_eq!(s.proxy.upstream_file, None, "nginx's file is not needed");
+        let named = parse(&yaml("{kind: haproxy, socket: s, state_file: f, upstream: web_up}"), at, "web").unwrap();
+        assert_eq!(named.settings.haproxy.unwrap().backend, "web_up");
+        let named = parse(&yaml("{kind: haproxy, socket: s, state_file: f, backend: be_web}"), at, "web").unwrap();
+        assert_eq!(named.settings.haproxy.unwrap().backend, "be_web");
+        // nginx stays the default, and keeps its keys to itself.
+        let nginx = parse(&yaml("{upstream_file: u}"), at, "web").unwrap().settings;
+        assert_eq!((nginx.haproxy, nginx.proxy.upstream_file.is_some()), (None, true));
+
+        for (proxy, expected) in [
+            ("{kind: haproxy, state_file: f}", "proxy.socket is required"),
+            ("{kind: haproxy, socket: s}", "proxy.state_file is required"),
+            ("{kind: haproxy, socket: s, state_file: f, upstream_file: u}", "proxy.upstream_file is for nginx"),
+            ("{kind: haproxy, socket: s, state_file: f, reload: [true]}", "proxy.reload is for nginx"),
+            ("{upstream_file: u, socket: s}", "proxy.socket is for proxy.kind haproxy"),
+            ("{kind: traefik, upstream_file: u}", "unknown variant"),
+            ("{kind: haproxy, socket: s, state_file: f, backend: 'web; shutdown sessions'}", "x-imgctl.proxy.backend"),
+        ] {
+            let error = parse(&yaml(proxy), at, "web").unwrap_err().to_string();
+            assert!(error.contains(expected), "{proxy}: {error}");
+        }
+        let swarm = "services: {web: {image: x, expose: [80], healthcheck: {test: [CMD, 'true']}}}\nx-imgctl: {target: swarm, swarm: {network: n}, proxy: {kind: haproxy, socket: s, state_file: f}}";
+        assert!(parse(swarm, at, "web").unwrap_err().to_string().contains("use nginx with target swarm"));
     }
 
     #[test]
