@@ -23,4 +23,5 @@ mod sample_hooks;
 mod secret_service;
 mod shared_host;
 mod swarm_peers;
+mod switch_haproxy;
 mod token_registry;
