@@ -6,6 +6,7 @@ mod common;
 mod concurrency;
 mod deploy;
 mod deploy_cli;
+mod deploy_haproxy;
 mod deploy_peers;
 mod deploy_seams;
 mod deploy_swarm;
