@@ -94,6 +94,19 @@ fn haproxy_switches_without_closing_a_keep_alive_connection_and_replays_its_stat
     assert_eq!(switch.read().unwrap().as_ref(), Some(&on_green));
     assert_eq!(body_through(&haproxy), (200, "v2".into()));
 
+    // A socket that may read but not change: refused after the state file was written, so
+    // the file is put back, and so are the slots.
+    let operator = fs::read_to_string(&path)
+        .unwrap()
+        .replace(&haproxy.socket.display().to_string(), &haproxy.operator_socket.display().to_string());
+    fs::write(&path, operator).unwrap();
+    let read_only = spec::load(&path, &name).unwrap();
+    let refused = AnySwitch::of(&read_only).apply(&on_blue).unwrap_err();
+    assert!(matches!(refused, SwitchError::Haproxy(HaproxyError::NotAdmin { .. })), "{refused}");
+    assert!(refused.to_string().contains("level admin"), "{refused}");
+    assert_eq!(switch.read().unwrap().as_ref(), Some(&on_green), "the state file is put back");
+    assert_eq!(body_through(&haproxy), (200, "v2".into()));
+
     // haproxy restarts and forgets: every slot is back in maint. A replay of the state file
     // (what the interpreter runs when it takes over, and --repair) serves green again.
     haproxy.restart();

@@ -53,6 +53,14 @@ pub enum HaproxyError {
         /// What haproxy answered.
         answer: String,
     },
+    /// The socket lets imgctl read the servers but not change them.
+    #[error("haproxy refused `{command}` on {path}: permission denied; give that `stats socket` line `level admin`")]
+    NotAdmin {
+        /// The socket.
+        path: PathBuf,
+        /// The command.
+        command: String,
+    },
     /// `show servers state` answered something imgctl cannot read.
     #[error("haproxy's `show servers state {backend}` answer is not readable ({reason})")]
     UnreadableState {
@@ -422,6 +430,9 @@ impl<'a> Switch<'a> {
         for command in commands {
             let line = command.line(&self.settings.backend);
             let answer = self.send(&line)?;
+            if answer.trim() == "Permission denied" {
+                return Err(HaproxyError::NotAdmin { path: self.settings.socket.clone(), command: line });
+            }
             if !command.succeeded(&answer) {
                 return Err(HaproxyError::Refused { command: line, answer: answer.trim().to_owned() });
             }

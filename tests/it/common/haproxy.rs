@@ -26,6 +26,8 @@ pub struct Haproxy {
     pub port: u16,
     /// The stats socket (`level admin`).
     pub socket: PathBuf,
+    /// A second stats socket at `level operator`: it shows servers but refuses changes.
+    pub operator_socket: PathBuf,
     pub backend: String,
     pub conf: PathBuf,
     child: Child,
@@ -39,16 +41,17 @@ impl Haproxy {
         let dir = std::env::temp_dir().join(format!("imgctl-haproxy-{}-{}", std::process::id(), random_hex(4)));
         fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("admin.sock");
+        let operator_socket = dir.join("operator.sock");
         let conf = dir.join("haproxy.cfg");
         let mut last_log = String::new();
         // free_port() can lose a race with another test between its probe and haproxy's bind.
         for _ in 0..3 {
             let port = free_port();
-            fs::write(&conf, config(&socket, port, backend, slots)).unwrap();
+            fs::write(&conf, config(&socket, &operator_socket, port, backend, slots)).unwrap();
             let mut child = spawn(&dir, &conf);
             if wait_ready(&mut child, &socket) {
                 let backend = backend.to_owned();
-                return Self { dir, port, socket, backend, conf, child };
+                return Self { dir, port, socket, operator_socket, backend, conf, child };
             }
             stop(&mut child);
             last_log = logs(&dir);
@@ -62,6 +65,7 @@ impl Haproxy {
     pub fn restart(&mut self) {
         stop(&mut self.child);
         let _ = fs::remove_file(&self.socket);
+        let _ = fs::remove_file(&self.operator_socket);
         self.child = spawn(&self.dir, &self.conf);
         assert!(wait_ready(&mut self.child, &self.socket), "haproxy did not start again:\n{}", self.logs());
     }
@@ -97,12 +101,13 @@ impl Drop for Haproxy {
     }
 }
 
-/// The minimal configuration the README gives, on loopback.
-fn config(socket: &Path, port: u16, backend: &str, slots: usize) -> String {
+/// The minimal configuration the README gives, on loopback (and an operator socket).
+fn config(socket: &Path, operator: &Path, port: u16, backend: &str, slots: usize) -> String {
     format!(
         "# Written by tests/it/common/haproxy.rs.\n\
          global\n\
          \x20   stats socket {socket} mode 600 level admin\n\
+         \x20   stats socket {operator} mode 600 level operator\n\
          defaults\n\
          \x20   mode http\n\
          \x20   timeout connect 2s\n\
@@ -116,6 +121,7 @@ fn config(socket: &Path, port: u16, backend: &str, slots: usize) -> String {
          \x20   balance roundrobin\n\
          \x20   server-template app 1-{slots} 127.0.0.1:1 disabled\n",
         socket = socket.display(),
+        operator = operator.display(),
     )
 }
 
