@@ -1,9 +1,9 @@
 //! `imgctl deploy` behind haproxy (the runtime-API switch) and behind nginx (file and reload),
 //! side by side: the same images, the same load of `Connection: close` and keep-alive clients
-//! for the whole of a blue/green deploy. haproxy keeps every client connection across the
-//! switch, so no request may fail with either client kind; nginx's keep-alive failures (a
-//! reload closing idle connections just as a client reuses one, issue 12) are reported, not
-//! asserted.
+//! for the whole of a blue/green deploy (and, behind haproxy, a canary). haproxy keeps every
+//! client connection across the switch, so no request may fail with either client kind, and no
+//! keep-alive connection is replaced; nginx's keep-alive reconnects and failures (a reload
+//! closing idle connections just as a client reuses one, issue 12) are reported, not asserted.
 #![allow(clippy::print_stderr)] // the tallies, for whoever reads the test log
 
 use crate::common;
@@ -67,6 +67,13 @@ impl Service {
         let proxy = if haproxy { Proxy::Haproxy(Haproxy::start(&name, 8)) } else { Proxy::Nginx(Nginx::start(&name)) };
         let dir = home.dir.join(&name);
         fs::create_dir_all(&dir).unwrap();
+        let service = Self { name, proxy, dir };
+        service.compose(images, "");
+        service
+    }
+
+    /// Writes compose.yaml, with extra `x-imgctl` keys.
+    fn compose(&self, images: &WebImages, extension: &str) {
         let text = format!(
             r#"services:
   {name}:
@@ -80,12 +87,13 @@ impl Service {
       keep_warm: 1s
       drain: 500ms
       proxy: {block}
+{extension}
 "#,
+            name = self.name,
             repo = images.repo,
-            block = proxy.block(&dir),
+            block = self.proxy.block(&self.dir),
         );
-        fs::write(dir.join("compose.yaml"), text).unwrap();
-        Self { name, proxy, dir }
+        fs::write(self.dir.join("compose.yaml"), text).unwrap();
     }
 
     fn deploy(&self, home: &TestHome, digest: &str) -> Output {
@@ -131,7 +139,7 @@ fn blue_green_under_load(service: &Service, home: &TestHome, images: &WebImages)
 }
 
 #[test]
-fn haproxy_blue_green_under_load_fails_no_keep_alive_request_where_nginx_reloads() {
+fn haproxy_blue_green_and_canary_under_load_fail_no_keep_alive_request_where_nginx_reloads() {
     let images = WebImages::build("hxdeploy");
     let mut home = TestHome::new("hxdeploy");
     images.login(&mut home);
@@ -166,6 +174,22 @@ fn haproxy_blue_green_under_load_fails_no_keep_alive_request_where_nginx_reloads
         assert_eq!(tally.failed(), 0, "haproxy, {kind}: failed requests: {:?}", tally.errors);
         assert!(tally.by_body.contains_key("v1") && tally.by_body.contains_key("v2"), "{kind}: {tally:?}");
     }
+    // A canary v2 -> v3 (50%, then 100%): the weights change over the runtime API too.
+    behind_haproxy.compose(&images, "      strategy: canary\n      canary: {steps: [{weight: 50, pause: 1s}]}");
+    let close = Load::start(haproxy.addr(), "/", Mode::Close, 3);
+    let canary = Load::start(haproxy.addr(), "/", Mode::KeepAlive, 3);
+    let out = behind_haproxy.deploy(&home, &images.v3.digest);
+    std::thread::sleep(Duration::from_millis(300));
+    let (close, canary) = (close.stop(), canary.stop());
+    assert_success(&out, "canary v3");
+    eprintln!("haproxy  canary 50/100: close {close:?}\nhaproxy  canary 50/100: keep-alive {canary:?}");
+    for (kind, tally) in [("Connection: close", &close), ("keep-alive", &canary)] {
+        assert_eq!(tally.failed(), 0, "haproxy canary, {kind}: failed requests: {:?}", tally.errors);
+        assert!(tally.by_body.contains_key("v2") && tally.by_body.contains_key("v3"), "{kind}: {tally:?}");
+    }
+    assert_eq!((canary.reconnects, canary.retries), (0, 0), "{canary:?}");
+    assert_eq!(behind_haproxy.serving(), "v3");
+
     // Never reloaded: haproxy kept every client connection (none replaced, none retried).
     assert_eq!((keep_alive.reconnects, keep_alive.retries), (0, 0), "{keep_alive:?}");
     assert_eq!(haproxy.pid(), pid);
