@@ -520,18 +520,27 @@ fn settings(
         deadline: duration(health.deadline, Duration::from_secs(60), "health.deadline")?,
     };
     let mut proxy = raw.proxy.unwrap_or_default();
+    // The first of `keys` that is set, of those that belong to the other kind.
+    let first_set = |keys: [(&'static str, bool); 3]| keys.into_iter().find(|(_, set)| *set).map(|(key, _)| key);
     let haproxy = match proxy.kind.take().unwrap_or_default() {
         ProxyKind::Nginx => {
-            let set = [("socket", proxy.socket.is_some()), ("backend", proxy.backend.is_some())];
-            let set = set.into_iter().chain([("state_file", proxy.state_file.is_some())]);
-            if let Some((key, _)) = set.into_iter().find(|(_, set)| *set) {
+            let haproxy_keys = [
+                ("socket", proxy.socket.is_some()),
+                ("backend", proxy.backend.is_some()),
+                ("state_file", proxy.state_file.is_some()),
+            ];
+            if let Some(key) = first_set(haproxy_keys) {
                 return Err(format!("proxy.{key} is for proxy.kind haproxy (this proxy is nginx)"));
             }
             None
         }
         ProxyKind::Haproxy => {
-            let set = [("upstream_file", proxy.upstream_file.is_some()), ("test", proxy.test.is_some())];
-            if let Some((key, _)) = set.into_iter().chain([("reload", proxy.reload.is_some())]).find(|(_, set)| *set) {
+            let nginx_keys = [
+                ("upstream_file", proxy.upstream_file.is_some()),
+                ("test", proxy.test.is_some()),
+                ("reload", proxy.reload.is_some()),
+            ];
+            if let Some(key) = first_set(nginx_keys) {
                 return Err(format!(
                     "proxy.{key} is for nginx: with proxy.kind haproxy imgctl changes servers over the stats socket and reloads nothing"
                 ));
