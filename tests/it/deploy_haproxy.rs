@@ -97,9 +97,11 @@ impl Service {
     }
 
     fn deploy(&self, home: &TestHome, digest: &str) -> Output {
-        let mut command = home.command(IMGCTL);
-        command.args(["deploy", &self.name, "--digest", digest, "-o", "json"]).current_dir(&self.dir);
-        command.stdin(Stdio::null()).output().unwrap()
+        self.imgctl(home, &["deploy", &self.name, "--digest", digest, "-o", "json"])
+    }
+
+    fn imgctl(&self, home: &TestHome, args: &[&str]) -> Output {
+        home.command(IMGCTL).args(args).current_dir(&self.dir).stdin(Stdio::null()).output().unwrap()
     }
 
     fn serving(&self) -> String {
@@ -193,4 +195,13 @@ fn haproxy_blue_green_and_canary_under_load_fail_no_keep_alive_request_where_ngi
     // Never reloaded: haproxy kept every client connection (none replaced, none retried).
     assert_eq!((keep_alive.reconnects, keep_alive.retries), (0, 0), "{keep_alive:?}");
     assert_eq!(haproxy.pid(), pid);
+
+    // haproxy restarts and forgets every runtime change; --repair replays the live state.
+    let mut behind_haproxy = behind_haproxy;
+    let Proxy::Haproxy(haproxy) = &mut behind_haproxy.proxy else { unreachable!() };
+    haproxy.restart();
+    assert_eq!(load::get(haproxy.addr(), "/").unwrap().status, 503, "a restarted haproxy serves nothing");
+    let name = behind_haproxy.name.clone();
+    assert_success(&behind_haproxy.imgctl(&home, &["deploy", &name, "--repair"]), "deploy --repair");
+    assert_eq!(behind_haproxy.serving(), "v3");
 }
