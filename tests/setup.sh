@@ -15,6 +15,7 @@ packages=(
   skopeo                            # an independent registry client, to check copies
   hyperfine                         # benchmarks
   nginx-light                       # the traffic switch deploys drive
+  haproxy                           # the reload-free switch (runtime API over its stats socket)
   wrk                               # load through nginx in deploy benchmarks
   curl                              # the sample notifier hook posts with it
   tar ca-certificates

@@ -4,7 +4,7 @@
 
 use super::color::Color;
 use super::hooks::HookError;
-use super::nginx::ProxyError;
+use super::switch::SwitchError;
 use super::target::TargetError;
 
 /// One step of a run failed.
@@ -18,7 +18,7 @@ pub enum StepError {
     Target(#[from] TargetError),
     /// The traffic switch failed; it left traffic where it was.
     #[error(transparent)]
-    Switch(#[from] ProxyError),
+    Switch(#[from] SwitchError),
     /// The new version did not answer through the proxy (or on its health path) after the
     /// switch.
     #[error("verify after the switch failed: {0}")]

@@ -1,6 +1,7 @@
 //! One conformance suite per deploy seam, run unchanged on every implementation: each
 //! [`Target`] (the Docker Engine, swarm colors) against this machine's engine and a real
-//! registry, and each [`TrafficSwitch`] (nginx, a real one on loopback; and "no switch").
+//! registry, and each [`TrafficSwitch`] (nginx and haproxy, real ones on loopback; and "no
+//! switch").
 
 use crate::common;
 
@@ -17,6 +18,7 @@ use imgctl::deploy::switch::{AnySwitch, TrafficSwitch};
 use imgctl::deploy::target::{self, AnyTarget, Placement, Target};
 use imgctl::registry::credentials::RegistryCredential;
 
+use common::haproxy::Haproxy;
 use common::nginx::Nginx;
 use common::swarm::Swarm;
 use common::web::{Pushed, WebImages};
@@ -245,6 +247,24 @@ fn every_traffic_switch_passes_the_conformance_suite() {
     let switch = AnySwitch::of(&with_nginx);
     assert!(matches!(switch, AnySwitch::Nginx { .. }));
     switch_conformance(&switch, &name, true, "nginx");
+
+    // haproxy, by its runtime API: the same suite, and its slots say what was applied.
+    let haproxy = Haproxy::start(&name, 4);
+    let text = format!(
+        "services:\n  {name}:\n    image: 127.0.0.1:5000/web:v1\n    expose: [\"8080\"]\n    x-imgctl:\n      health: {{path: /health}}\n      proxy:\n        kind: haproxy\n        socket: {}\n        state_file: {}\n",
+        haproxy.socket.display(),
+        home.dir.join("haproxy-state.json").display(),
+    );
+    fs::write(&path, &text).unwrap();
+    let with_haproxy = spec::load(&path, &name).unwrap();
+    let switch = AnySwitch::of(&with_haproxy);
+    assert!(matches!(switch, AnySwitch::Haproxy { .. }));
+    switch_conformance(&switch, &name, true, "haproxy");
+    let slots = haproxy.command(&format!("show servers state {name}"));
+    let app1 = slots.lines().find(|l| l.contains(" app1 ")).unwrap_or_else(|| panic!("{slots}"));
+    // srv_addr, op state 2 (running), admin state 4 (CMAINT only: ready), weight 3, port 9.
+    assert!(app1.contains(" app1 127.0.0.1 2 4 3 "), "{slots}");
+    assert!(app1.contains(" - 9 "), "{slots}");
 
     // Swarm's own rolling update moves traffic itself: no proxy block, no switch.
     let rolling = format!(

@@ -17,9 +17,8 @@ use super::failure::StepError;
 use super::history::{self, Outcome, Record, StepTiming};
 use super::lock::{self, DeployLock, Holder, LockError};
 use super::model::{ContainerState, Replica};
-use super::nginx::ProxyError;
 use super::spec::ServiceSpec;
-use super::switch::{AnySwitch, TrafficSwitch};
+use super::switch::{AnySwitch, SwitchError, TrafficSwitch};
 use super::target::{self, AnyTarget, Placement, RollsItself, Target, TargetError};
 
 mod steps;
@@ -51,7 +50,7 @@ pub enum DeployError {
     Target(#[from] TargetError),
     /// The traffic switch's state could not be read.
     #[error(transparent)]
-    Proxy(#[from] ProxyError),
+    Proxy(#[from] SwitchError),
     /// The history could not be read or written.
     #[error("the deploy history under {path}: {source}")]
     History {

@@ -17,7 +17,9 @@ use super::compose::{
 use super::model::{UpdateConfig, Workload};
 use super::names;
 
-pub use settings::{CanaryStep, DeploySettings, HealthGate, ProxySettings, Strategy, SwarmSettings, Target};
+pub use settings::{
+    CanaryStep, DeploySettings, HaproxySettings, HealthGate, ProxySettings, Strategy, SwarmSettings, Target,
+};
 
 /// The file names tried, in order, when no compose file is given (as `docker compose` does).
 pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
@@ -159,6 +161,11 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
     if !names::is_upstream_name(&settings.proxy.upstream) {
         return Err(unsafe_value("x-imgctl.proxy.upstream", &settings.proxy.upstream, names::UPSTREAM_RULE));
     }
+    if let Some(haproxy) = &settings.haproxy
+        && !names::is_upstream_name(&haproxy.backend)
+    {
+        return Err(unsafe_value("x-imgctl.proxy.backend", &haproxy.backend, names::UPSTREAM_RULE));
+    }
     if !names::is_host(&settings.proxy.host) {
         return Err(unsafe_value("x-imgctl.proxy.host", &settings.proxy.host, names::HOST_RULE));
     }
@@ -297,6 +304,49 @@ services:
   db:
     image: postgres
 "#;
+
+    #[test]
+    fn proxy_kind_haproxy_takes_a_socket_a_backend_and_a_state_file() {
+        let yaml = |proxy: &str| {
+            format!("services: {{web: {{image: x, expose: [80]}}}}\nx-imgctl: {{health: {{path: /h}}, proxy: {proxy}}}")
+        };
+        let at = Path::new("/srv/app/compose.yaml");
+        let s = parse(&yaml("{kind: haproxy, socket: /run/haproxy/admin.sock, state_file: state/web.json}"), at, "web")
+            .unwrap()
+            .settings;
+        let haproxy = s.haproxy.expect("haproxy settings");
+        assert_eq!(
+            haproxy,
+            HaproxySettings {
+                socket: "/run/haproxy/admin.sock".into(),
+                backend: "web".into(),
+                state_file: "/srv/app/state/web.json".into(),
+            }
+        );
+        assert_eq!(s.proxy.upstream_file, None, "nginx's file is not needed");
+        let named = parse(&yaml("{kind: haproxy, socket: s, state_file: f, upstream: web_up}"), at, "web").unwrap();
+        assert_eq!(named.settings.haproxy.unwrap().backend, "web_up");
+        let named = parse(&yaml("{kind: haproxy, socket: s, state_file: f, backend: be_web}"), at, "web").unwrap();
+        assert_eq!(named.settings.haproxy.unwrap().backend, "be_web");
+        // nginx stays the default, and keeps its keys to itself.
+        let nginx = parse(&yaml("{upstream_file: u}"), at, "web").unwrap().settings;
+        assert_eq!((nginx.haproxy, nginx.proxy.upstream_file.is_some()), (None, true));
+
+        for (proxy, expected) in [
+            ("{kind: haproxy, state_file: f}", "proxy.socket is required"),
+            ("{kind: haproxy, socket: s}", "proxy.state_file is required"),
+            ("{kind: haproxy, socket: s, state_file: f, upstream_file: u}", "proxy.upstream_file is for nginx"),
+            ("{kind: haproxy, socket: s, state_file: f, reload: [true]}", "proxy.reload is for nginx"),
+            ("{upstream_file: u, socket: s}", "proxy.socket is for proxy.kind haproxy"),
+            ("{kind: traefik, upstream_file: u}", "unknown variant"),
+            ("{kind: haproxy, socket: s, state_file: f, backend: 'web; shutdown sessions'}", "x-imgctl.proxy.backend"),
+        ] {
+            let error = parse(&yaml(proxy), at, "web").unwrap_err().to_string();
+            assert!(error.contains(expected), "{proxy}: {error}");
+        }
+        let swarm = "services: {web: {image: x, expose: [80], healthcheck: {test: [CMD, 'true']}}}\nx-imgctl: {target: swarm, swarm: {network: n}, proxy: {kind: haproxy, socket: s, state_file: f}}";
+        assert!(parse(swarm, at, "web").unwrap_err().to_string().contains("use nginx with target swarm"));
+    }
 
     #[test]
     fn reads_the_compose_service_and_its_extension() {

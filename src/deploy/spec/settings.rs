@@ -96,6 +96,20 @@ pub struct ProxySettings {
     pub host: String,
 }
 
+/// The HAProxy traffic switch (`x-imgctl.proxy.kind: haproxy`): a `server-template` pool in
+/// one backend, driven over the stats socket, never reloaded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HaproxySettings {
+    /// The stats socket (`stats socket PATH level admin` in haproxy.cfg).
+    pub socket: PathBuf,
+    /// The backend whose `server-template` slots imgctl owns. Default: `proxy.upstream`, else
+    /// the service name.
+    pub backend: String,
+    /// Where the switch keeps the traffic and deploy state (haproxy keeps none across a
+    /// restart); written before each change, replayed after a haproxy restart.
+    pub state_file: PathBuf,
+}
+
 /// A canary step: a share of traffic on the new color, then a pause.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct CanaryStep {
@@ -118,6 +132,9 @@ pub struct DeploySettings {
     pub health: HealthGate,
     /// The traffic switch.
     pub proxy: ProxySettings,
+    /// With `proxy.kind: haproxy`, its settings (then `proxy.upstream_file`, `test` and
+    /// `reload` are unused); `None`: nginx (or no switch).
+    pub haproxy: Option<HaproxySettings>,
     /// The folder of lifecycle hooks.
     pub hooks_dir: PathBuf,
     /// A hook's time limit.
@@ -190,6 +207,10 @@ pub(super) fn parse(
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
     struct RawProxy {
+        kind: Option<ProxyKind>,
+        socket: Option<PathBuf>,
+        backend: Option<String>,
+        state_file: Option<PathBuf>,
         upstream_file: Option<PathBuf>,
         upstream: Option<String>,
         test: Option<Value>,
@@ -197,6 +218,13 @@ pub(super) fn parse(
         verify_url: Option<String>,
         verify_count: Option<u32>,
         host: Option<String>,
+    }
+    #[derive(Deserialize, Default, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum ProxyKind {
+        #[default]
+        Nginx,
+        Haproxy,
     }
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
@@ -244,11 +272,55 @@ pub(super) fn parse(
         healthy_threshold: health.healthy_threshold.unwrap_or(2).max(1),
         deadline: duration(health.deadline, Duration::from_secs(60), "health.deadline")?,
     };
-    let proxy = raw.proxy.unwrap_or_default();
+    let mut proxy = raw.proxy.unwrap_or_default();
+    // The first of `keys` that is set, of those that belong to the other kind.
+    let first_set = |keys: [(&'static str, bool); 3]| keys.into_iter().find(|(_, set)| *set).map(|(key, _)| key);
+    let haproxy = match proxy.kind.take().unwrap_or_default() {
+        ProxyKind::Nginx => {
+            let haproxy_keys = [
+                ("socket", proxy.socket.is_some()),
+                ("backend", proxy.backend.is_some()),
+                ("state_file", proxy.state_file.is_some()),
+            ];
+            if let Some(key) = first_set(haproxy_keys) {
+                return Err(format!("proxy.{key} is for proxy.kind haproxy (this proxy is nginx)"));
+            }
+            None
+        }
+        ProxyKind::Haproxy => {
+            let nginx_keys = [
+                ("upstream_file", proxy.upstream_file.is_some()),
+                ("test", proxy.test.is_some()),
+                ("reload", proxy.reload.is_some()),
+            ];
+            if let Some(key) = first_set(nginx_keys) {
+                return Err(format!(
+                    "proxy.{key} is for nginx: with proxy.kind haproxy imgctl changes servers over the stats socket and reloads nothing"
+                ));
+            }
+            if raw.target == Some(Target::Swarm) {
+                // haproxy 2.6 takes only IP addresses at runtime (`set server ... addr`), and
+                // swarm colors are reached by DNS name (tasks.NAME).
+                return Err("proxy.kind haproxy takes replica IP addresses, and swarm colors have DNS names: use nginx with target swarm".into());
+            }
+            let socket = proxy
+                .socket
+                .take()
+                .ok_or("proxy.socket is required with proxy.kind haproxy: the stats socket (level admin)")?;
+            let state_file = proxy.state_file.take().ok_or(
+                "proxy.state_file is required with proxy.kind haproxy: where imgctl keeps the traffic state haproxy forgets when it restarts",
+            )?;
+            Some(HaproxySettings {
+                socket: relative(socket),
+                backend: proxy.backend.take().or_else(|| proxy.upstream.clone()).unwrap_or_else(|| service.to_owned()),
+                state_file: relative(state_file),
+            })
+        }
+    };
     let proxy = ProxySettings {
         upstream_file: match proxy.upstream_file {
             Some(file) => Some(relative(file)),
-            None if swarm_rolling => None,
+            None if swarm_rolling || haproxy.is_some() => None,
             None => return Err("proxy.upstream_file is required: the file nginx includes for the upstream".into()),
         },
         upstream: proxy.upstream.unwrap_or_else(|| service.to_owned()),
@@ -308,6 +380,7 @@ pub(super) fn parse(
         strategy,
         health,
         proxy,
+        haproxy,
         hooks_dir: relative(raw.hooks.unwrap_or_else(|| PathBuf::from("hooks"))),
         hook_timeout: duration(raw.hook_timeout, Duration::from_secs(60), "hook_timeout")?,
         pass_env,

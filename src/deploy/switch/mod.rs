@@ -1,25 +1,54 @@
 //! Where requests go. A [`TrafficSwitch`] applies a [`Traffic`] (backends with weights, and
 //! the deploy state that travels with them) in one atomic step, and reads it back. nginx
-//! ([`super::nginx`]: file, test, reload) is the one there is; a service without a proxy
-//! (swarm's own rolling update) has [`AnySwitch::None`], not an empty path.
+//! ([`super::nginx`]: file, test, reload) and HAProxy ([`haproxy`]: runtime API, never a
+//! reload); a service without a proxy (swarm's own rolling update) has [`AnySwitch::None`],
+//! not an empty path.
+
+pub mod haproxy;
 
 use std::time::Duration;
 
 use super::child_env::ChildEnv;
 use super::model::Traffic;
 use super::nginx::{self, ProxyError};
-use super::spec::{ProxySettings, ServiceSpec};
+use super::spec::{HaproxySettings, ProxySettings, ServiceSpec};
+use haproxy::HaproxyError;
+
+/// A switch failed; it left traffic where it was.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    /// nginx's upstream file, test or reload.
+    #[error(transparent)]
+    Nginx(#[from] ProxyError),
+    /// haproxy's stats socket or the switch's state file.
+    #[error(transparent)]
+    Haproxy(#[from] HaproxyError),
+    /// The service has no switch (swarm's own rolling update) to send traffic with.
+    #[error("{0} has no traffic switch (x-imgctl.proxy): imgctl moves no traffic for it")]
+    NoSwitch(String),
+}
+
+impl SwitchError {
+    /// What the proxy's commands printed (nginx's test or reload), for the person watching;
+    /// empty when they printed nothing or none ran.
+    pub fn output(&self) -> &str {
+        match self {
+            Self::Nginx(e) => e.output(),
+            Self::Haproxy(_) | Self::NoSwitch(_) => "",
+        }
+    }
+}
 
 /// A way to move traffic.
 pub trait TrafficSwitch {
     /// The state it holds (`None`: never applied).
-    fn read(&self) -> Result<Option<Traffic>, ProxyError>;
+    fn read(&self) -> Result<Option<Traffic>, SwitchError>;
     /// Sends traffic where `traffic` says, atomically with its state; on failure traffic
     /// stays where it was. Returns how long the switch itself took.
-    fn apply(&self, traffic: &Traffic) -> Result<Duration, ProxyError>;
+    fn apply(&self, traffic: &Traffic) -> Result<Duration, SwitchError>;
     /// Has the proxy load the state as it is (an earlier run died between writing it and
-    /// loading it).
-    fn reload(&self) -> Result<(), ProxyError>;
+    /// loading it; haproxy restarted and forgot it).
+    fn reload(&self) -> Result<(), SwitchError>;
     /// What applying does, in words (`--dry-run`).
     fn describe(&self) -> String;
 }
@@ -33,6 +62,13 @@ pub enum AnySwitch<'a> {
         /// Its settings, for words.
         settings: &'a ProxySettings,
     },
+    /// haproxy, by its runtime API over the stats socket.
+    Haproxy {
+        /// The switch.
+        switch: haproxy::Switch<'a>,
+        /// Its settings, for words.
+        settings: &'a HaproxySettings,
+    },
     /// No proxy: the service's target moves traffic itself (or it serves none).
     None {
         /// The service.
@@ -44,6 +80,9 @@ impl<'a> AnySwitch<'a> {
     /// The switch `spec` configures.
     pub fn of(spec: &'a ServiceSpec) -> Self {
         let proxy = &spec.settings.proxy;
+        if let Some(settings) = &spec.settings.haproxy {
+            return Self::Haproxy { switch: haproxy::Switch::new(settings), settings };
+        }
         match proxy.upstream_file {
             Some(_) => Self::Nginx {
                 switch: nginx::Switch::new(proxy, ChildEnv::inherit(&spec.settings.pass_env)),
@@ -55,23 +94,26 @@ impl<'a> AnySwitch<'a> {
 }
 
 impl TrafficSwitch for AnySwitch<'_> {
-    fn read(&self) -> Result<Option<Traffic>, ProxyError> {
+    fn read(&self) -> Result<Option<Traffic>, SwitchError> {
         match self {
-            Self::Nginx { switch, .. } => switch.read(),
+            Self::Nginx { switch, .. } => Ok(switch.read()?),
+            Self::Haproxy { switch, .. } => Ok(switch.read()?),
             Self::None { .. } => Ok(None),
         }
     }
 
-    fn apply(&self, traffic: &Traffic) -> Result<Duration, ProxyError> {
+    fn apply(&self, traffic: &Traffic) -> Result<Duration, SwitchError> {
         match self {
-            Self::Nginx { switch, .. } => switch.apply(traffic),
-            Self::None { service } => Err(ProxyError::NoSwitch(service.clone())),
+            Self::Nginx { switch, .. } => Ok(switch.apply(traffic)?),
+            Self::Haproxy { switch, .. } => Ok(switch.apply(traffic)?),
+            Self::None { service } => Err(SwitchError::NoSwitch(service.clone())),
         }
     }
 
-    fn reload(&self) -> Result<(), ProxyError> {
+    fn reload(&self) -> Result<(), SwitchError> {
         match self {
-            Self::Nginx { switch, .. } => switch.reload(),
+            Self::Nginx { switch, .. } => Ok(switch.reload()?),
+            Self::Haproxy { switch, .. } => Ok(switch.reload()?),
             Self::None { .. } => Ok(()),
         }
     }
@@ -83,6 +125,12 @@ impl TrafficSwitch for AnySwitch<'_> {
                 settings.upstream_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
                 settings.test.join(" "),
                 settings.reload.join(" ")
+            ),
+            Self::Haproxy { settings, .. } => format!(
+                "write {}, set the server slots of haproxy backend {} over {} (no reload)",
+                settings.state_file.display(),
+                settings.backend,
+                settings.socket.display()
             ),
             Self::None { .. } => "no proxy: no traffic to move".into(),
         }

@@ -5,6 +5,7 @@
 
 pub mod busybox;
 pub mod conformance;
+pub mod haproxy;
 pub mod hostile;
 pub mod keyring;
 pub mod load;
