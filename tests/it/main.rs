@@ -2,6 +2,7 @@
 //! runs the real binaries against real peers that its tests start and stop themselves.
 
 mod ci_examples;
+mod cli_snapshots;
 mod common;
 mod concurrency;
 mod deploy;
