@@ -82,3 +82,31 @@ fn a_closed_stdout_ends_history_with_success() {
         assert_eq!(stderr(&out), "", "{args:?}: nothing to say about a reader that left");
     }
 }
+
+#[test]
+fn what_the_switch_state_alone_refuses_is_refused_without_docker() {
+    let home = TestHome::new("deploy-nodocker");
+    let dir = home.dir.join("app");
+    compose(&dir, "");
+    fs::create_dir_all(dir.join("upstreams")).unwrap();
+    // Never deployed: no upstream file, so nothing is paused, nothing to roll back or repair.
+    for (args, says) in [
+        (&["deploy", "web", "--continue"][..], "no paused deploy to continue"),
+        (&["deploy", "web", "--abort"][..], "no paused deploy to abort"),
+        (&["rollback", "web"][..], "it was never deployed"),
+        (&["deploy", "web", "--repair"][..], "no traffic state to repair"),
+        (&["deploy", "web", "--digest", DIGEST, "--no-auto-promote"][..], "no live version yet"),
+    ] {
+        let out = home
+            .command(IMGCTL)
+            .args(args)
+            .current_dir(&dir)
+            .env("DOCKER_HOST", "unix:///nonexistent/imgctl-test/docker.sock")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("Docker Engine"), "{args:?} reached for Docker: {}", stderr(&out));
+    }
+}

@@ -9,8 +9,40 @@ use crate::deploy::model::{ContainerState, Phase, PinnedImage, Replica, Traffic}
 use crate::deploy::plan;
 use crate::deploy::spec::Strategy;
 
+/// Why `action` cannot run, as far as the switch's state alone tells (no replica needs to be
+/// observed for it): the interpreter asks before it connects to where the replicas run.
+pub fn refusal(settings: &super::Settings, action: &Action, traffic: Option<&Traffic>) -> Option<Refusal> {
+    let service = settings.service.clone();
+    let in_flight = plan::in_flight(traffic);
+    match action {
+        Action::Continue if settings.rolls_itself => {
+            Some(Refusal::NothingInFlight { service, action: "continue (the target runs the update itself)" })
+        }
+        Action::Abort if settings.rolls_itself => Some(Refusal::NothingInFlight {
+            service,
+            action: "abort (the target runs the update itself; imgctl rollback goes back)",
+        }),
+        Action::Repair if settings.rolls_itself || traffic.is_none() => Some(Refusal::NothingToRepair(service)),
+        _ if settings.rolls_itself => None,
+        Action::Deploy(_) => match in_flight {
+            Some(phase) => Some(Refusal::InFlight { service, phase: describe(phase) }),
+            None if settings.no_auto_promote && traffic.is_none() => Some(Refusal::NoLiveVersion(service)),
+            None => None,
+        },
+        Action::Continue if in_flight.is_none() => Some(Refusal::NothingInFlight { service, action: "continue" }),
+        Action::Abort if in_flight.is_none() => Some(Refusal::NothingInFlight { service, action: "abort" }),
+        Action::Rollback { .. } if traffic.is_none() => {
+            Some(Refusal::NothingToRollBack { service, detail: ": it was never deployed".into() })
+        }
+        _ => None,
+    }
+}
+
 /// Fills the machine's queue for `action`.
 pub(super) fn plan(m: &mut Machine, action: &Action, observed: Observed) -> Result<(), Refusal> {
+    if let Some(refusal) = refusal(&m.settings, action, observed.traffic.as_ref()) {
+        return Err(refusal);
+    }
     if m.settings.rolls_itself {
         return rolls_itself(m, action, &observed);
     }
@@ -34,14 +66,9 @@ pub fn describe(phase: &Phase) -> String {
 }
 
 fn deploy(m: &mut Machine, image: &PinnedImage, observed: Observed) -> Result<(), Refusal> {
+    // In flight, or --no-auto-promote without a live version: refused by `refusal`.
     let service = m.settings.service.clone();
     let traffic = observed.traffic.clone();
-    if let Some(phase) = plan::in_flight(traffic.as_ref()) {
-        return Err(Refusal::InFlight { service, phase: describe(phase) });
-    }
-    if m.settings.no_auto_promote && traffic.is_none() {
-        return Err(Refusal::NoLiveVersion(service));
-    }
     reconcile(m, &observed);
     let color = traffic.as_ref().map(|t| t.live.other()).unwrap_or(Color::Blue);
     m.subject = Subject {
@@ -404,16 +431,10 @@ fn rolls_itself(m: &mut Machine, action: &Action, observed: &Observed) -> Result
             m.push(m.hook(Hook::OnRollback, Some("imgctl rollback".into())), On::Soft);
             m.queue.push_back(Item::End(End::Succeeded { live: None }));
         }
-        Action::Continue => {
-            return Err(Refusal::NothingInFlight { service, action: "continue (the target runs the update itself)" });
+        Action::Continue | Action::Abort | Action::Repair => {
+            let refused = refusal(&m.settings, action, None);
+            return Err(refused.expect("a target that rolls by itself has nothing to continue, abort or repair"));
         }
-        Action::Abort => {
-            return Err(Refusal::NothingInFlight {
-                service,
-                action: "abort (the target runs the update itself; imgctl rollback goes back)",
-            });
-        }
-        Action::Repair => return Err(Refusal::NothingToRepair(service)),
     }
     Ok(())
 }

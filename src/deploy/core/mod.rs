@@ -17,7 +17,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-pub use flows::describe;
+pub use flows::{describe, refusal};
 pub use step::{HookFacts, Member, Route, Share, Step, Verdict};
 
 use super::color::Color;

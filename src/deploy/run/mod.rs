@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::color::Color;
-use super::core::{Action, Machine, Observed, Past, Refusal, Settings, Step, Verdict};
+use super::core::{self, Action, Machine, Observed, Past, Refusal, Settings, Step, Verdict};
 use super::events::Events;
 use super::failure::StepError;
 use super::history::{self, Outcome, Record, StepTiming};
@@ -103,6 +103,11 @@ pub async fn execute(
     }
     let took_over = lock.taken_over.is_some();
     let switch = AnySwitch::of(spec);
+    // What the switch's state alone refuses is refused without connecting to Docker.
+    let early = Settings::of(spec, options.no_auto_promote, target::rolls_itself(spec), "");
+    if let Some(refusal) = core::refusal(&early, &action, switch.read()?.as_ref()) {
+        return Err(refusal.into());
+    }
     let placement = target::open(spec).await?;
     let observed = observe(spec, options, &switch, &placement, took_over).await?;
     let id = new_id();
