@@ -19,7 +19,7 @@ use super::lock::{self, DeployLock, Holder, LockError};
 use super::model::{ContainerState, Replica};
 use super::spec::ServiceSpec;
 use super::switch::{AnySwitch, SwitchError, TrafficSwitch};
-use super::target::{self, AnyTarget, Placement, RollsItself, Target, TargetError};
+use super::target::{self, AnyRolling, AnyTarget, Placement, RollsItself, Target, TargetError};
 
 mod steps;
 
@@ -234,9 +234,22 @@ impl<'a> Run<'a> {
     }
 
     fn colors(&mut self) -> &mut AnyTarget<'a> {
+        self.colors_and_events().0
+    }
+
+    /// The target of colors and the events, borrowed together (a start reports progress).
+    fn colors_and_events(&mut self) -> (&mut AnyTarget<'a>, &mut dyn Events) {
         match &mut self.placement {
-            Placement::Colors(target) => target,
+            Placement::Colors(target) => (target, &mut *self.events),
             Placement::RollsItself(_) => unreachable!("the core asks for colors only of a target of colors"),
+        }
+    }
+
+    /// The target that rolls by itself and the events, borrowed together.
+    fn rolling_and_events(&mut self) -> (&mut AnyRolling<'a>, &mut dyn Events) {
+        match &mut self.placement {
+            Placement::RollsItself(rolling) => (rolling, &mut *self.events),
+            Placement::Colors(_) => unreachable!("the core updates in place only a target that rolls by itself"),
         }
     }
 

@@ -25,11 +25,8 @@ impl Run<'_> {
                 if replicas.is_empty() {
                     return Err(TargetError::Gone(format!("{} {color}", self.spec.name)).into());
                 }
-                let events = &mut *self.events;
-                let started = match &mut self.placement {
-                    Placement::Colors(target) => target.resume(&replicas, events).await?,
-                    Placement::RollsItself(_) => unreachable!("the core resumes only colors"),
-                };
+                let (target, events) = self.colors_and_events();
+                let started = target.resume(&replicas, events).await?;
                 self.gated(format!("start {color} x{}", replicas.len()), since, started.gate, color);
             }
             Step::Retire { color, indices, remove } => {
@@ -67,11 +64,8 @@ impl Run<'_> {
             }
             Step::Start { color, image, indices } => {
                 let id = self.id.clone();
-                let events = &mut *self.events;
-                let started = match &mut self.placement {
-                    Placement::Colors(target) => target.start(color, &image, &indices, &id, events).await,
-                    Placement::RollsItself(_) => unreachable!("the core starts only colors"),
-                };
+                let (target, events) = self.colors_and_events();
+                let started = target.start(color, &image, &indices, &id, events).await;
                 let started = match started {
                     Ok(started) => started,
                     Err(e) => {
@@ -118,22 +112,14 @@ impl Run<'_> {
             Step::KeepWarm { old, new, duration } => self.keep_warm(old, new, duration).await?,
             Step::Update { image } => {
                 let id = self.id.clone();
-                let events = &mut *self.events;
-                let result = match &mut self.placement {
-                    Placement::RollsItself(rolling) => rolling.update(&image, &id, events).await,
-                    Placement::Colors(_) => {
-                        unreachable!("the core updates in place only a target that rolls by itself")
-                    }
-                };
+                let (rolling, events) = self.rolling_and_events();
+                let result = rolling.update(&image, &id, events).await;
                 self.timed("swarm update", since.elapsed());
                 result?;
             }
             Step::Revert => {
-                let events = &mut *self.events;
-                let result = match &mut self.placement {
-                    Placement::RollsItself(rolling) => rolling.revert(events).await,
-                    Placement::Colors(_) => unreachable!("the core reverts only a target that rolls by itself"),
-                };
+                let (rolling, events) = self.rolling_and_events();
+                let result = rolling.revert(events).await;
                 self.timed("swarm rollback", since.elapsed());
                 result?;
             }

@@ -14,6 +14,22 @@ fn rolling(failure_action: FailureAction, order: Order) -> Settings {
     };
     s
 }
+/// Deploys v2 in `world`, the second batch's start failing its gate (the first succeeds).
+fn deploy_failing_the_second_start(settings: &Settings, world: &mut World) {
+    let mut machine = Machine::new(settings.clone(), &Action::Deploy(image(V2)), world.observed()).unwrap();
+    let mut last = Ok(());
+    let mut starts = 0;
+    while let Some(step) = machine.next(last) {
+        starts += usize::from(matches!(step, Step::Start { .. }));
+        last = if matches!(step, Step::Start { .. }) && starts == 2 {
+            world.log.push(step.label());
+            Err(StepError::Injected("gate"))
+        } else {
+            world.apply(step)
+        };
+    }
+}
+
 #[test]
 fn rolling_every_failure_path() {
     let all_blue = &[(Blue, 1), (Blue, 2), (Blue, 3)][..];
@@ -146,19 +162,7 @@ fn rolling_every_failure_path() {
         // "Batch 2 fails": the first start succeeds, the second fails.
         if case.name.contains("batch 2") {
             world.fail = vec![];
-            let mut machine = Machine::new(settings.clone(), &Action::Deploy(image(V2)), world.observed()).unwrap();
-            let mut last = Ok(());
-            let mut starts = 0;
-            while let Some(step) = machine.next(last) {
-                let is_start = matches!(step, Step::Start { .. });
-                starts += usize::from(is_start);
-                last = if is_start && starts == 2 {
-                    world.log.push(step.label());
-                    Err(StepError::Injected("gate"))
-                } else {
-                    world.apply(step)
-                };
-            }
+            deploy_failing_the_second_start(settings, &mut world);
         } else {
             run(settings.clone(), Action::Deploy(image(V2)), &mut world).unwrap();
         }
@@ -170,14 +174,7 @@ fn rolling_every_failure_path() {
 fn a_paused_rolling_update_resumes_where_it_stopped_and_abort_brings_every_old_replica_back() {
     let mut world = World::live(Blue, 3, V1);
     let s = rolling(FailureAction::Pause, Order::StartFirst);
-    let mut machine = Machine::new(s.clone(), &Action::Deploy(image(V2)), world.observed()).unwrap();
-    let mut last = Ok(());
-    let mut starts = 0;
-    while let Some(step) = machine.next(last) {
-        let is_start = matches!(step, Step::Start { .. });
-        starts += usize::from(is_start);
-        last = if is_start && starts == 2 { Err(StepError::Injected("gate")) } else { world.apply(step) };
-    }
+    deploy_failing_the_second_start(&s, &mut world);
     assert_eq!(world.verdict.map(|v| v.0), Some(Outcome::Paused));
     assert!(matches!(world.traffic.as_ref().unwrap().2, Phase::Rolling { .. }));
 
