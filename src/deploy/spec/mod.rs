@@ -5,6 +5,7 @@
 //! the service's block is merged over the top-level one, key by key, and read by `settings`.
 //! The compose service's own fields become the [`Workload`].
 
+mod runtime;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -232,6 +233,9 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
         stop_signal: field("stop_signal").map(scalar),
         stop_grace,
         port,
+        runtime: runtime::runtime(body, base).map_err(|m| invalid(format!("services.{service}.{m}"))).and_then(
+            |r| runtime::for_target(r, settings.target).map_err(|m| invalid(format!("services.{service}: {m}"))),
+        )?,
     };
     Ok(ServiceSpec {
         name: service.into(),
