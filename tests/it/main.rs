@@ -22,6 +22,7 @@ mod migrate_pass;
 mod nginx_switch;
 mod promote;
 mod registry_credentials;
+mod runtime_keys;
 mod sample_hooks;
 mod secret_service;
 mod shared_host;
