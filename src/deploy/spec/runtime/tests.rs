@@ -6,59 +6,6 @@ fn read(yaml: &str) -> Result<Runtime, String> {
 }
 
 #[test]
-fn sizes_as_compose_reads_them() {
-    let ok: [(&str, i64); 14] = [
-        ("512m", 512 << 20),
-        ("512M", 512 << 20),
-        ("512mb", 512 << 20),
-        ("512MiB", 512 << 20),
-        ("1g", 1 << 30),
-        ("1G", 1 << 30),
-        ("1.5g", 3 << 29),
-        ("64k", 64 << 10),
-        ("100b", 100),
-        ("1073741824", 1 << 30),
-        ("'1073741824'", 1 << 30),
-        ("2 t", 2 << 40),
-        ("0", 0),
-        ("0.5k", 512),
-    ];
-    for (yaml, bytes) in ok {
-        let value: Value = serde_norway::from_str(yaml).unwrap();
-        assert_eq!(size(&value), Ok(bytes), "{yaml}");
-    }
-    for yaml in ["-1", "1.5", "'12x'", "'m'", "''", "'1.2.3m'", "'512 mib b'", "[1]", "true", "'1e3'", "'99999999999p'"]
-    {
-        let value: Value = serde_norway::from_str(yaml).unwrap();
-        assert!(size(&value).is_err(), "{yaml} taken as {:?}", size(&value));
-    }
-}
-
-#[test]
-fn cpus_are_exact_nano_cpus() {
-    let ok: [(&str, i64); 8] = [
-        ("1.5", 1_500_000_000),
-        ("'1.5'", 1_500_000_000),
-        ("0.1", 100_000_000),
-        ("2", 2_000_000_000),
-        ("0.000000001", 1),
-        ("'0.333333333'", 333_333_333),
-        ("'.5'", 500_000_000),
-        ("1e-3", 1_000_000),
-    ];
-    for (yaml, nanos) in ok {
-        let value: Value = serde_norway::from_str(yaml).unwrap();
-        assert_eq!(cpus(&value), Ok(nanos), "{yaml}");
-    }
-    for yaml in ["'0.0000000001'", "-1", "'one'", "[1]", "'1,5'"] {
-        let value: Value = serde_norway::from_str(yaml).unwrap();
-        assert!(cpus(&value).is_err(), "{yaml} taken as {:?}", cpus(&value));
-    }
-    let value: Value = serde_norway::from_str("'0.0000000001'").unwrap();
-    assert!(cpus(&value).unwrap_err().contains("more than nine decimals"));
-}
-
-#[test]
 fn every_key_is_read() {
     let r = read(
         r#"
