@@ -24,7 +24,7 @@ const RUNTIME_KEYS: &str = r#"    hostname: web-host
     ulimits:
       nofile: {soft: 1024, hard: 2048}
       core: 0
-    extra_hosts: ["db.internal:10.0.0.5"]
+    extra_hosts: ["db.internal:10.0.0.5", "gw.internal:host-gateway"]
     dns: 9.9.9.9
     dns_search: [example.internal]
     tmpfs: ["/tmp:size=1m,mode=1777"]
@@ -40,7 +40,7 @@ fn expected_host_config() -> Value {
         "CapAdd": ["CAP_NET_ADMIN"],
         "CapDrop": ["CAP_MKNOD"],
         "Ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}, {"Name": "nofile", "Soft": 1024, "Hard": 2048}],
-        "ExtraHosts": ["db.internal:10.0.0.5"],
+        "ExtraHosts": ["db.internal:10.0.0.5", "gw.internal:host-gateway"],
         "Dns": ["9.9.9.9"],
         "DnsSearch": ["example.internal"],
         "ReadonlyRootfs": true,
@@ -82,6 +82,9 @@ fn assert_applied_inside(id: &str, own_resolver: bool) {
     };
     let (_, hosts) = run(&["cat", "/etc/hosts"]);
     assert!(hosts.lines().any(|l| l.split_whitespace().eq(["10.0.0.5", "db.internal"])), "{hosts}");
+    let gateway = hosts.lines().find(|l| l.split_whitespace().nth(1) == Some("gw.internal"));
+    let gateway = gateway.and_then(|l| l.split_whitespace().next()).map(str::parse::<std::net::IpAddr>);
+    assert!(matches!(gateway, Some(Ok(_))), "host-gateway became the engine's address: {hosts}");
     let (_, resolv) = run(&["cat", "/etc/resolv.conf"]);
     assert!(resolv.contains("search example.internal"), "{resolv}");
     assert!(!own_resolver || resolv.contains("nameserver 9.9.9.9"), "{resolv}");
@@ -214,7 +217,7 @@ fn runtime_keys_reach_the_swarm_service_and_its_tasks() {
         container,
         &json!({
             "Hostname": "web-host",
-            "Hosts": ["10.0.0.5 db.internal"],
+            "Hosts": ["10.0.0.5 db.internal", "host-gateway gw.internal"],
             "DNSConfig": {"Nameservers": ["9.9.9.9"], "Search": ["example.internal"]},
             "ReadOnly": true,
             "Init": true,

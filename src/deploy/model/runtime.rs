@@ -175,11 +175,6 @@ impl Runtime {
             "a swarm service has no domainname (docker stack deploy ignores it); set hostname to the full name",
         );
         refuse(
-            self.extra_hosts.iter().any(|h| h.ip == "host-gateway"),
-            "extra_hosts",
-            "host-gateway is the Engine's own address; a swarm task may run on any node, so give an IP address",
-        );
-        refuse(
             self.tmpfs.iter().any(|t| !t.other.is_empty()),
             "tmpfs",
             "a swarm tmpfs mount takes only size= and mode= (Engine API 1.41)",
@@ -213,7 +208,7 @@ mod tests {
     #[test]
     fn each_engine_only_key_is_refused_on_swarm_by_name() {
         let device = Device { host: "/dev/fuse".into(), container: "/dev/fuse".into(), permissions: "rwm".into() };
-        let cases: [(&str, Runtime); 9] = [
+        let cases: [(&str, Runtime); 8] = [
             (
                 "privileged",
                 Runtime { engine_only: EngineOnly { privileged: true, ..Default::default() }, ..Default::default() },
@@ -254,13 +249,6 @@ mod tests {
                 "domainname",
                 Runtime {
                     engine_only: EngineOnly { domainname: Some("example.org".into()), ..Default::default() },
-                    ..Default::default()
-                },
-            ),
-            (
-                "extra_hosts",
-                Runtime {
-                    extra_hosts: vec![ExtraHost { host: "h".into(), ip: "host-gateway".into() }],
                     ..Default::default()
                 },
             ),
