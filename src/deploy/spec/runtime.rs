@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::deploy::compose::scalar;
 use crate::deploy::model::{Device, EngineOnly, ExtraHost, Logging, Refusal, Resources, Runtime, Tmpfs, Ulimit};
 use crate::deploy::spec::Target;
 use units::{cpus, size};
@@ -153,16 +154,18 @@ fn resources(body: &Value) -> Result<Resources, String> {
     type Parse = fn(&Value) -> Result<i64, String>;
     let one = |nested: Option<&Map<String, Value>>, section: &str, key: &str, flat: Option<&str>, parse: Parse| {
         let deep_key = format!("deploy.resources.{section}.{key}");
-        let deep = nested.and_then(|m| m.get(key)).filter(|v| !v.is_null());
-        let deep = deep.map(|v| parse(v).map_err(|m| at(&deep_key, m))).transpose()?;
+        let deep_raw = nested.and_then(|m| m.get(key)).filter(|v| !v.is_null());
+        let deep = deep_raw.map(|v| parse(v).map_err(|m| at(&deep_key, m))).transpose()?;
         let Some(flat) = flat else { return Ok(deep) };
-        let flat_value = body.get(flat).filter(|v| !v.is_null());
-        let flat_value = flat_value.map(|v| parse(v).map_err(|m| at(flat, m))).transpose()?;
-        match (deep, flat_value) {
-            (Some(a), Some(b)) if a != b => {
-                Err(format!("{flat} and {deep_key} are the same setting and differ ({b} and {a}): set one"))
-            }
-            (a, b) => Ok(a.or(b)),
+        let flat_raw = body.get(flat).filter(|v| !v.is_null());
+        let flat_value = flat_raw.map(|v| parse(v).map_err(|m| at(flat, m))).transpose()?;
+        match (deep, flat_value, deep_raw, flat_raw) {
+            (Some(a), Some(b), Some(a_raw), Some(b_raw)) if a != b => Err(format!(
+                "{flat} and {deep_key} are the same setting and differ ({} and {}): set one",
+                scalar(b_raw),
+                scalar(a_raw)
+            )),
+            (a, b, ..) => Ok(a.or(b)),
         }
     };
     let pids: Parse = |v| integer(v).and_then(|n| if n >= -1 { Ok(n) } else { Err("-1 (unlimited) or more".into()) });
