@@ -31,8 +31,10 @@ const RUNTIME_KEYS: &str = r#"    hostname: web-host
     read_only: true
     init: true
     sysctls: {net.core.somaxconn: 1024}
-    logging: {driver: json-file, options: {max-size: 1m, max-file: 2}}
+    logging: {driver: json-file, options: {max-size: 1m, max-file: "2"}}
 "#;
+// `max-file: "2"` quoted: docker-compose 1.29 sends an unquoted 2 as a JSON number, which the
+// Engine refuses (imgctl, like compose v2, sends "2"; a unit test covers that).
 
 /// What `RUNTIME_KEYS` becomes in `HostConfig`, on either target.
 fn expected_host_config() -> Value {
@@ -166,6 +168,146 @@ fn runtime_keys_reach_every_replica_of_both_colors_on_the_engine() {
     }
     colors.sort();
     assert_eq!(colors, ["blue", "blue", "green", "green"], "two replicas of each color: {ids}");
+}
+
+/// The HostConfig fields the runtime keys set, spelled the same way whoever set them: docker's
+/// CLI and imgctl send capabilities as `CAP_X`, docker-compose 1.29 as written (`mknod`);
+/// compose 1.29 sends `security_opt` as written (`no-new-privileges:true`), imgctl with the `=`
+/// docker's CLI uses. The Engine reads both spellings alike.
+fn runtime_fields(host_config: &Value) -> Value {
+    let caps = |v: &Value| {
+        let mut caps: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|c| {
+                let c = c.to_ascii_uppercase();
+                if c.starts_with("CAP_") || c == "ALL" { c } else { format!("CAP_{c}") }
+            })
+            .collect();
+        caps.sort();
+        json!(caps)
+    };
+    let options: Vec<Value> = host_config["SecurityOpt"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|o| json!(o.replacen(':', "=", 1)))
+        .collect();
+    // Ulimits in name order: imgctl sorts them (as docker stack deploy does), compose 1.29
+    // keeps the file's order; the order means nothing.
+    let mut ulimits = host_config["Ulimits"].as_array().cloned().unwrap_or_default();
+    ulimits.sort_by_key(|u| u["Name"].as_str().unwrap_or_default().to_owned());
+    let mut fields = json!({
+        "CapAdd": caps(&host_config["CapAdd"]),
+        "CapDrop": caps(&host_config["CapDrop"]),
+        "SecurityOpt": options,
+        "Ulimits": ulimits,
+    });
+    for key in [
+        "NanoCpus",
+        "Memory",
+        "MemoryReservation",
+        "PidsLimit",
+        "ShmSize",
+        "ExtraHosts",
+        "Dns",
+        "DnsSearch",
+        "Tmpfs",
+        "ReadonlyRootfs",
+        "Init",
+        "Sysctls",
+        "LogConfig",
+    ] {
+        fields[key] = host_config[key].clone();
+    }
+    fields
+}
+
+#[test]
+fn the_engine_runs_the_runtime_keys_as_docker_compose_1_29_does() {
+    let compose_bin = common::require("docker-compose", "docker-compose");
+    let service = format!("rtkc{}", random_hex(3));
+    let images = WebImages::build("rtkc");
+    let nginx = Nginx::start(&service);
+    let mut home = TestHome::new("rtkc");
+    images.login(&mut home);
+    let _cleanup = Containers(service.clone());
+    let json_list = |v: Vec<String>| serde_json::to_string(&v).unwrap();
+    // The keys both read alike: docker-compose 1.29 knows no deploy.resources.limits.pids
+    // (its schema refuses it), so the PID limit is the service-level pids_limit here.
+    let compose = |image: &str| {
+        format!(
+            r#"services:
+  {service}:
+    image: {image}
+    expose: ["8080"]
+    stop_signal: SIGKILL
+    shm_size: 64m
+    pids_limit: 100
+    security_opt: ["no-new-privileges:true"]
+    deploy:
+      replicas: 1
+      resources:
+        limits: {{cpus: "0.5", memory: 64m}}
+        reservations: {{memory: 32m}}
+{RUNTIME_KEYS}    x-imgctl:
+      health: {{path: /health, interval: 200ms, healthy_threshold: 2, deadline: 20s}}
+      proxy:
+        upstream_file: {upstream}
+        test: {test}
+        reload: {reload}
+"#,
+            upstream = nginx.upstream_file.display(),
+            test = json_list(nginx.test_command()),
+            reload = json_list(nginx.reload_command()),
+        )
+    };
+    fs::write(home.dir.join("compose.yaml"), compose(&format!("{}:v1", images.repo))).unwrap();
+    let mut command = home.command(IMGCTL);
+    command.args(["deploy", &service, "--digest", &images.v1.digest]).current_dir(&home.dir).stdin(Stdio::null());
+    assert_success(&command.output().unwrap(), "imgctl deploy");
+
+    // docker-compose runs the same image under a local tag (nothing to pull), same file.
+    let local = format!("imgctl-test-{service}:v1");
+    assert_success(&docker(&["tag", &images.v1.image, &local]), "docker tag");
+    let reference = home.dir.join("compose-1.29");
+    fs::create_dir_all(&reference).unwrap();
+    fs::write(reference.join("docker-compose.yml"), compose(&local)).unwrap();
+    let project = format!("imgctltest{service}");
+    let run_compose = |args: &[&str]| {
+        Command::new(&compose_bin)
+            .args(["-p", &project])
+            .args(args)
+            .current_dir(&reference)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let up = run_compose(&["up", "-d", "--no-build"]);
+    let theirs = stdout(&docker(&["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={project}")]));
+    let ours = stdout(&docker(&["ps", "-q", "--filter", &format!("label=imgctl.service={service}")]));
+    let (theirs_info, ours_info) =
+        (theirs.split_whitespace().next().map(inspect), ours.split_whitespace().next().map(inspect));
+    let _ = run_compose(&["down", "--timeout", "0"]);
+    let _ = docker(&["rmi", &local]);
+    assert_success(&up, "docker-compose up");
+    let (theirs_info, ours_info) =
+        (theirs_info.expect("docker-compose's container"), ours_info.expect("imgctl's replica"));
+    assert_eq!(
+        runtime_fields(&ours_info["HostConfig"]),
+        runtime_fields(&theirs_info["HostConfig"]),
+        "imgctl vs docker-compose 1.29"
+    );
+    assert_eq!(ours_info["Config"]["Hostname"], theirs_info["Config"]["Hostname"]);
+    // Not vacuous: the fields compared are the ones the compose file set.
+    assert_has(
+        &runtime_fields(&ours_info["HostConfig"]),
+        &json!({"NanoCpus": 500_000_000, "PidsLimit": 100, "ShmSize": 64 << 20}),
+        "imgctl",
+    );
 }
 
 #[test]
