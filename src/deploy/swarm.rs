@@ -316,7 +316,7 @@ fn service_spec(spec: &SwarmServiceSpec) -> Result<ServiceSpec, EngineError> {
     let workload = &spec.workload;
     let refused = workload.runtime.refused_on_swarm();
     if !refused.is_empty() {
-        let keys: Vec<String> = refused.iter().map(|r| format!("{}: {}", r.key, r.reason)).collect();
+        let keys: Vec<String> = refused.iter().map(ToString::to_string).collect();
         return Err(EngineError::InvalidSpec { container: format!("service {}", spec.name), reason: keys.join("; ") });
     }
     let runtime = &workload.runtime;

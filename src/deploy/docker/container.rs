@@ -64,7 +64,7 @@ pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, E
         workload.labels.iter().chain(&spec.labels).map(|(k, v)| (k.clone(), v.clone())).collect();
     let refused = workload.runtime.refused_on_engine();
     if let Some(first) = refused.first() {
-        return Err(invalid(format!("{}: {}", first.key, first.reason)));
+        return Err(invalid(first.to_string()));
     }
     let host_config = HostConfig {
         binds: Some(binds).filter(|b| !b.is_empty()),

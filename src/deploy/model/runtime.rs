@@ -105,6 +105,13 @@ pub struct Refusal {
     pub reason: &'static str,
 }
 
+impl std::fmt::Display for Refusal {
+    /// `key: reason`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
 /// compose's runtime keys of one service. Empty and `None` keep the engine's defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Runtime {

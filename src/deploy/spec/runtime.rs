@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::deploy::compose::scalar;
-use crate::deploy::model::{Device, EngineOnly, ExtraHost, Logging, Refusal, Resources, Runtime, Tmpfs, Ulimit};
+use crate::deploy::model::{Device, EngineOnly, ExtraHost, Logging, Resources, Runtime, Tmpfs, Ulimit};
 use crate::deploy::spec::Target;
 use units::{cpus, size};
 
@@ -115,11 +115,8 @@ pub(crate) fn for_target(runtime: Runtime, target: Target) -> Result<Runtime, St
         Target::Engine => "a single Docker Engine (x-imgctl.target: engine)",
         Target::Swarm => "swarm (x-imgctl.target: swarm)",
     };
-    Err(format!("cannot be applied on {place}: {}", describe(&refused)))
-}
-
-pub(crate) fn describe(refused: &[Refusal]) -> String {
-    refused.iter().map(|r| format!("{}: {}", r.key, r.reason)).collect::<Vec<_>>().join("; ")
+    let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
+    Err(format!("cannot be applied on {place}: {}", refused.join("; ")))
 }
 
 fn at(key: &str, message: impl std::fmt::Display) -> String {
