@@ -226,6 +226,22 @@ fn wrong_shapes_are_refused_by_the_keys_name() {
         ("{pid: 'service:db'}", "pid: \"service:db\": imgctl deploys one service"),
         ("{pid: private}", "pid: \"private\" is not one of host, container:NAME"),
         ("{ipc: 'container:'}", "ipc: \"container:\" is not one of host, private, shareable, none"),
+        // Lines written into the replica's /etc/hosts and resolv.conf cannot be smuggled in.
+        (
+            "{extra_hosts: [\"db\\n6.6.6.6 bank.example:10.0.0.5\"]}",
+            "extra_hosts: \"db\\n6.6.6.6 bank.example\" is not a host name",
+        ),
+        (
+            "{extra_hosts: {\"db\\n6.6.6.6 bank.example\": 10.0.0.5}}",
+            "extra_hosts: \"db\\n6.6.6.6 bank.example\" is not a host name",
+        ),
+        (
+            "{dns_search: \"example.org\\nnameserver 6.6.6.6\"}",
+            "dns_search: \"example.org\\nnameserver 6.6.6.6\" is not a domain",
+        ),
+        ("{dns: \"9.9.9.9\\nnameserver 6.6.6.6\"}", "dns: \"9.9.9.9\\nnameserver 6.6.6.6\" is not an IP address"),
+        ("{hostname: \"web\\n6.6.6.6 bank.example\"}", "hostname: \"web\\n6.6.6.6 bank.example\" is not a name"),
+        ("{cpus: '99999999999999999999'}", "cpus: \"99999999999999999999\" is too many CPUs"),
     ];
     for (yaml, expected) in cases {
         let error = read(yaml).unwrap_err();

@@ -27,7 +27,8 @@ pub(super) fn size(value: &Value) -> Result<i64, String> {
         _ => return Err(bad()),
     };
     let (digits, scale) = decimal(number).ok_or_else(bad)?;
-    let bytes = digits.checked_mul(1u128 << (10 * power)).ok_or_else(bad)? / 10u128.pow(scale);
+    let bytes =
+        digits.checked_mul(1u128 << (10 * power)).ok_or_else(bad)? / 10u128.checked_pow(scale).ok_or_else(bad)?;
     i64::try_from(bytes).map_err(|_| bad())
 }
 
@@ -42,8 +43,9 @@ pub(super) fn cpus(value: &Value) -> Result<i64, String> {
     if scale > 9 {
         return Err(format!("{text:?} has more than nine decimals"));
     }
-    let nanos = digits * 10u128.pow(9 - scale);
-    i64::try_from(nanos).map_err(|_| format!("{text:?} is too many CPUs"))
+    let too_many = || format!("{text:?} is too many CPUs");
+    let nanos = digits.checked_mul(10u128.pow(9 - scale)).ok_or_else(too_many)?;
+    i64::try_from(nanos).map_err(|_| too_many())
 }
 
 /// `I.F` as (IF, the number of decimals); no sign, no exponent.
@@ -98,9 +100,20 @@ mod tests {
             let value: Value = serde_norway::from_str(yaml).unwrap();
             assert_eq!(size(&value), Ok(bytes), "{yaml}");
         }
-        for yaml in
-            ["-1", "1.5", "'12x'", "'m'", "''", "'1.2.3m'", "'512 mib b'", "[1]", "true", "'1e3'", "'99999999999p'"]
-        {
+        for yaml in [
+            "-1",
+            "1.5",
+            "'12x'",
+            "'m'",
+            "''",
+            "'1.2.3m'",
+            "'512 mib b'",
+            "[1]",
+            "true",
+            "'1e3'",
+            "'99999999999p'",
+            "'0.00000000000000000000000000000000000000001g'",
+        ] {
             let value: Value = serde_norway::from_str(yaml).unwrap();
             assert!(size(&value).is_err(), "{yaml} taken as {:?}", size(&value));
         }
@@ -122,7 +135,7 @@ mod tests {
             let value: Value = serde_norway::from_str(yaml).unwrap();
             assert_eq!(cpus(&value), Ok(nanos), "{yaml}");
         }
-        for yaml in ["'0.0000000001'", "-1", "'one'", "[1]", "'1,5'"] {
+        for yaml in ["'0.0000000001'", "-1", "'one'", "[1]", "'1,5'", "'3e30'", "'1e400'", "'9e-400'"] {
             let value: Value = serde_norway::from_str(yaml).unwrap();
             assert!(cpus(&value).is_err(), "{yaml} taken as {:?}", cpus(&value));
         }
