@@ -20,6 +20,7 @@
 pub mod child_env;
 pub mod color;
 pub mod compose;
+pub mod config;
 pub mod core;
 pub mod docker;
 pub mod events;
