@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 pub use env_file::EnvFileError;
 pub use interpolate::InterpolationError;
 
+use crate::deploy::names;
 use interpolate::Variables;
 
 /// The file names tried, in order, when no compose file is given (as `docker compose` does).
@@ -132,6 +133,15 @@ pub enum ConfigError {
         /// What is wrong, with its line.
         source: EnvFileError,
     },
+    /// A service name compose would refuse: container, swarm service and upstream names are
+    /// made of it, and it goes into nginx's configuration.
+    #[error("{path}: the service name is {service:?}; it goes into nginx's configuration, so it must be {}", names::SERVICE_RULE)]
+    ServiceName {
+        /// The (first) file.
+        path: PathBuf,
+        /// The name refused.
+        service: String,
+    },
     /// The service is in none of the files.
     #[error("{path} has no service {service:?} (it has: {known})")]
     NoSuchService {
@@ -227,6 +237,9 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
             let text = files.read(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
             texts.push((path, text));
         }
+    }
+    if !names::is_service_name(service) {
+        return Err(ConfigError::ServiceName { path: texts[0].0.clone(), service: service.into() });
     }
     let dir = texts[0].0.parent().map(Path::to_path_buf).unwrap_or(project_dir);
 
