@@ -116,22 +116,22 @@ pub enum ConfigError {
         message: String,
     },
     /// `${VAR:?message}` with VAR unset, or a `$` that starts no substitution.
-    #[error("{path}: {key}: {source}")]
+    #[error("{path}: {key}: {problem}")]
     Interpolation {
         /// The file.
         path: PathBuf,
         /// Where in it (`services.web.image`).
         key: String,
-        /// What failed.
-        source: InterpolationError,
+        /// What failed (said in the message, so not a `source`).
+        problem: InterpolationError,
     },
     /// An env file that is not one.
-    #[error("{path}: {source}")]
+    #[error("{path}: {problem}")]
     EnvFile {
         /// The env file.
         path: PathBuf,
         /// What is wrong, with its line.
-        source: EnvFileError,
+        problem: EnvFileError,
     },
     /// A service name compose would refuse: container, swarm service and upstream names are
     /// made of it, and it goes into nginx's configuration.
@@ -298,7 +298,7 @@ fn read_env_file(
     process: &BTreeMap<String, String>,
     variables: &mut BTreeMap<String, String>,
 ) -> Result<(), ConfigError> {
-    let bindings = env_file::parse(text, process).map_err(|source| ConfigError::EnvFile { path: path.into(), source })?;
+    let bindings = env_file::parse(text, process).map_err(|problem| ConfigError::EnvFile { path: path.into(), problem })?;
     for (key, value) in bindings {
         // `KEY` alone sets nothing here: the process environment is laid over it anyway.
         if let Some(value) = value {
@@ -317,7 +317,7 @@ fn parse_document(path: &Path, text: &str, vars: &mut Variables) -> Result<Value
         return Err(invalid("not a compose file: the top level is not a mapping".into()));
     }
     interpolate_all(&mut document, &mut String::new(), vars)
-        .map_err(|(key, source)| ConfigError::Interpolation { path: path.into(), key, source })?;
+        .map_err(|(key, problem)| ConfigError::Interpolation { path: path.into(), key, problem })?;
     match document.get("services") {
         None | Some(Value::Object(_)) => {}
         Some(_) => return Err(invalid("services is not a mapping".into())),

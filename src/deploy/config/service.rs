@@ -36,7 +36,7 @@ impl Problem {
                 ConfigError::Refused { path: path.into(), service: service.into(), key, reason }
             }
             Self::Read { path, source } => ConfigError::Read { path, source },
-            Self::EnvFile { path, source } => ConfigError::EnvFile { path, source },
+            Self::EnvFile { path, source } => ConfigError::EnvFile { path, problem: source },
             Self::Invalid(message) => ConfigError::Invalid { path: path.into(), message },
         }
     }
@@ -206,7 +206,7 @@ fn judge(
         Some(Treatment::Applied | Treatment::Loader | Treatment::Runtime) => Ok(()),
         Some(Treatment::Ignored(why)) => {
             if say {
-                notes.push(format!("{key} is ignored: {why}"));
+                notes.push(format!("{key} is ignored ({why})"));
             }
             Ok(())
         }

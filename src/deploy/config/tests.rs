@@ -123,7 +123,7 @@ fn a_required_variable_stops_the_load_naming_file_and_key() {
     let fs = files(&[("/srv/app/compose.yaml", text)]);
     let error = load(&request(&["compose.yaml"], &[]), &fs, "web").unwrap_err();
     assert_eq!(error.to_string(), "/srv/app/compose.yaml: services.web.image: set TAG to the release");
-    assert!(matches!(error, ConfigError::Interpolation { source: InterpolationError::Required { .. }, .. }));
+    assert!(matches!(error, ConfigError::Interpolation { problem: InterpolationError::Required { .. }, .. }));
     let bad = files(&[("/srv/app/compose.yaml", "services:\n  web:\n    environment: ['P=pa$1']\n")]);
     let error = load(&request(&["compose.yaml"], &[]), &bad, "web").unwrap_err().to_string();
     assert!(error.contains("services.web.environment[0]: invalid interpolation"), "{error}");
@@ -270,7 +270,7 @@ fn every_key_is_applied_noted_or_refused_by_name() {
     }
     let noted = service("depends_on: [db], profiles: [web], network_mode: bridge, deploy: {mode: replicated}").unwrap();
     assert_eq!(noted.notes.len(), 4, "{:?}", noted.notes);
-    assert!(noted.notes[0].starts_with("depends_on is ignored: imgctl deploys this service alone"));
+    assert!(noted.notes[0].starts_with("depends_on is ignored (imgctl deploys this service alone"), "{:?}", noted.notes);
     for runtime in ["cap_add: [NET_ADMIN]", "read_only: true", "deploy: {resources: {limits: {memory: 64M}}}", "ulimits: {nofile: 1024}"] {
         assert!(service(runtime).is_ok(), "{runtime}");
     }
