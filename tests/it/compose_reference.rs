@@ -201,7 +201,9 @@ fn mount(value: &Value) -> (String, String, bool) {
             match parts.as_slice() {
                 [target] => (String::new(), (*target).to_owned(), false),
                 [source, target] => ((*source).to_owned(), (*target).to_owned(), false),
-                [source, target, mode] => ((*source).to_owned(), (*target).to_owned(), mode.split(',').any(|m| m == "ro")),
+                [source, target, mode] => {
+                    ((*source).to_owned(), (*target).to_owned(), mode.split(',').any(|m| m == "ro"))
+                }
                 _ => panic!("volume {other}"),
             }
         }
@@ -224,7 +226,8 @@ fn differences(compose: &Map<String, Value>, imgctl: &Value) -> Vec<String> {
     expect("entrypoint", argv(compose.get("entrypoint")), imgctl["entrypoint"].clone());
     expect("environment", compose.get("environment").cloned().unwrap_or(json!({})), imgctl["environment"].clone());
     expect("labels", compose.get("labels").cloned().unwrap_or(json!({})), imgctl["labels"].clone());
-    let mut theirs: Vec<_> = compose.get("volumes").and_then(Value::as_array).into_iter().flatten().map(mount).collect();
+    let mut theirs: Vec<_> =
+        compose.get("volumes").and_then(Value::as_array).into_iter().flatten().map(mount).collect();
     let mut ours: Vec<_> = imgctl["volumes"].as_array().unwrap().iter().map(mount).collect();
     theirs.sort();
     ours.sort();
@@ -235,7 +238,8 @@ fn differences(compose: &Map<String, Value>, imgctl: &Value) -> Vec<String> {
         _ => Vec::new(),
     };
     networks.sort();
-    let mut ours: Vec<String> = imgctl["networks"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().into()).collect();
+    let mut ours: Vec<String> =
+        imgctl["networks"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().into()).collect();
     ours.sort();
     expect("networks", json!(networks), json!(ours));
     // imgctl serves on one port: the first expose; 1.29 sorts expose, so membership is what
@@ -256,9 +260,17 @@ fn differences(compose: &Map<String, Value>, imgctl: &Value) -> Vec<String> {
             };
             expect("healthcheck.test", test, imgctl["healthcheck"]["test"].clone());
             for key in ["interval", "timeout", "start_period"] {
-                expect(&format!("healthcheck.{key}"), json!(hc.get(key).and_then(ms)), json!(ms(&imgctl["healthcheck"][key])));
+                expect(
+                    &format!("healthcheck.{key}"),
+                    json!(hc.get(key).and_then(ms)),
+                    json!(ms(&imgctl["healthcheck"][key])),
+                );
             }
-            expect("healthcheck.retries", hc.get("retries").cloned().unwrap_or(Value::Null), imgctl["healthcheck"]["retries"].clone());
+            expect(
+                "healthcheck.retries",
+                hc.get("retries").cloned().unwrap_or(Value::Null),
+                imgctl["healthcheck"]["retries"].clone(),
+            );
         }
     }
     let deploy = compose.get("deploy").cloned().unwrap_or(json!({}));
@@ -288,8 +300,9 @@ fn imgctl_resolves_each_service_as_docker_compose_1_29_does() {
             .unwrap_or_else(|e| panic!("docker-compose refused {} {args:?}: {e}", case.dir));
         for service in case.services {
             let theirs = compose["services"][*service].as_object().unwrap_or_else(|| panic!("{service} in {compose}"));
-            let ours = imgctl_config(&dir, service, &args, case.env)
-                .unwrap_or_else(|(code, e)| panic!("imgctl config {service} in {} {args:?}: exit {code}: {e}", case.dir));
+            let ours = imgctl_config(&dir, service, &args, case.env).unwrap_or_else(|(code, e)| {
+                panic!("imgctl config {service} in {} {args:?}: exit {code}: {e}", case.dir)
+            });
             for difference in differences(theirs, &ours) {
                 failures.push(format!("{} {args:?} {service}: {difference}", case.dir));
             }
@@ -351,7 +364,10 @@ fn every_refused_key_is_refused_by_name() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compose_reference_refusals");
     std::fs::create_dir_all(&dir).unwrap();
     let cases = [
-        ("container_name: web-1", "services.web.container_name: the two colors run side by side and cannot share one container name"),
+        (
+            "container_name: web-1",
+            "services.web.container_name: the two colors run side by side and cannot share one container name",
+        ),
         ("build: .", "services.web.build: imgctl deploys an image a registry holds, by digest"),
         ("network_mode: host", "services.web.network_mode: the two colors must each have their own network stack"),
         ("links: [db]", "services.web.links: links bind to one container"),
@@ -362,7 +378,10 @@ fn every_refused_key_is_refused_by_name() {
         ("mac_address: 02:42:ac:11:00:02", "services.web.mac_address: the two colors run at the same time"),
         ("cpu_shares: 512", "services.web.cpu_shares: imgctl does not apply it yet"),
         ("deploy: {mode: global}", "services.web.deploy.mode: imgctl runs a replicated service"),
-        ("deploy: {placement: {constraints: [node.role==manager]}}", "services.web.deploy.placement: not yet supported"),
+        (
+            "deploy: {placement: {constraints: [node.role==manager]}}",
+            "services.web.deploy.placement: not yet supported",
+        ),
         ("enviroment: {A: '1'}", "services.web.enviroment: not a compose key (did you mean environment?)"),
         ("helthcheck: {test: [CMD, 'true']}", "services.web.helthcheck: not a compose key (did you mean healthcheck?)"),
     ];

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use imgctl::deploy::config::Request;
 use imgctl::deploy::core::Refusal;
 use imgctl::deploy::history::Outcome;
 use imgctl::deploy::lock::LockError;
-use imgctl::deploy::config::Request;
 use imgctl::deploy::spec::{self, ServiceSpec, SpecError};
 use imgctl::deploy::target::TargetError;
 use imgctl::deploy::{self, Action, DeployError, Events, Options, PinnedImage, Report, status};

@@ -56,9 +56,10 @@ pub(super) fn parse(text: &str, environment: &BTreeMap<String, String>) -> Resul
         rest = next;
         let Some((key, value, quoted, start_line)) = statement else { continue };
         let value = match value {
-            Some(value) if quoted != Some('\'') => Some(expand_braced(&value, &seen, environment).map_err(
-                |source| EnvFileError::Interpolation { line: start_line, source },
-            )?),
+            Some(value) if quoted != Some('\'') => Some(
+                expand_braced(&value, &seen, environment)
+                    .map_err(|source| EnvFileError::Interpolation { line: start_line, source })?,
+            ),
             other => other,
         };
         if let Some(v) = &value {

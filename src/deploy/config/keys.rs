@@ -62,22 +62,29 @@ pub const SERVICE_KEYS: &[(&str, Treatment)] = {
         ("ipc", Runtime),
         ("hostname", Runtime),
         ("domainname", Runtime),
-        (
-            "depends_on",
-            Ignored("imgctl deploys this service alone: the services it depends on must already run"),
-        ),
+        ("depends_on", Ignored("imgctl deploys this service alone: the services it depends on must already run")),
         (
             "profiles",
-            Ignored("a service named on the command line is deployed whatever its profiles, as `docker compose up SERVICE` does"),
+            Ignored(
+                "a service named on the command line is deployed whatever its profiles, as `docker compose up SERVICE` does",
+            ),
         ),
         ("pull_policy", Ignored("imgctl always pulls the pinned digest (a digest never changes)")),
         ("container_name", Refused("the two colors run side by side and cannot share one container name")),
-        ("build", Refused("imgctl deploys an image a registry holds, by digest: build and push it in CI, then set image")),
+        (
+            "build",
+            Refused("imgctl deploys an image a registry holds, by digest: build and push it in CI, then set image"),
+        ),
         (
             "network_mode",
-            Refused("the two colors must each have their own network stack (host networking makes their ports clash); use networks"),
+            Refused(
+                "the two colors must each have their own network stack (host networking makes their ports clash); use networks",
+            ),
         ),
-        ("links", Refused("links bind to one container, and the colors come and go; use networks and the service name")),
+        (
+            "links",
+            Refused("links bind to one container, and the colors come and go; use networks and the service name"),
+        ),
         ("external_links", Refused("links bind to one container, and the colors come and go; use networks")),
         ("volumes_from", Refused("it ties each replica to another container's lifetime; name the volumes instead")),
         ("scale", Refused("set deploy.replicas")),
@@ -193,6 +200,9 @@ mod tests {
         assert_eq!(nearest(SERVICE_KEYS, "imgae"), Some("image"));
         assert_eq!(nearest(DEPLOY_KEYS, "replica"), Some("replicas"));
         assert_eq!(nearest(SERVICE_KEYS, "zzzzzz"), None);
-        assert_eq!(treatment("x-anything"), Some(Treatment::Ignored("an extension field (x-): compose ignores it, and so does imgctl")));
+        assert_eq!(
+            treatment("x-anything"),
+            Some(Treatment::Ignored("an extension field (x-): compose ignores it, and so does imgctl"))
+        );
     }
 }

@@ -36,9 +36,24 @@ pub(super) fn service(base: &mut Map<String, Value>, over: Map<String, Value>) {
                 deep(slot, value);
             }
             "volumes" | "devices" => by_target(slot, value),
-            "ports" | "expose" | "cap_add" | "cap_drop" | "dns" | "dns_search" | "dns_opt" | "tmpfs" | "env_file"
-            | "security_opt" | "profiles" | "external_links" | "volumes_from" | "links" | "secrets" | "configs"
-            | "group_add" | "device_cgroup_rules" => unique(slot, value),
+            "ports"
+            | "expose"
+            | "cap_add"
+            | "cap_drop"
+            | "dns"
+            | "dns_search"
+            | "dns_opt"
+            | "tmpfs"
+            | "env_file"
+            | "security_opt"
+            | "profiles"
+            | "external_links"
+            | "volumes_from"
+            | "links"
+            | "secrets"
+            | "configs"
+            | "group_add"
+            | "device_cgroup_rules" => unique(slot, value),
             "logging" => logging(slot, value),
             "deploy" | "healthcheck" | "ulimits" | "build" | "depends_on" | "blkio_config" | "storage_opt" => {
                 deep(slot, value)

@@ -135,7 +135,10 @@ pub enum ConfigError {
     },
     /// A service name compose would refuse: container, swarm service and upstream names are
     /// made of it, and it goes into nginx's configuration.
-    #[error("{path}: the service name is {service:?}; it goes into nginx's configuration, so it must be {}", names::SERVICE_RULE)]
+    #[error(
+        "{path}: the service name is {service:?}; it goes into nginx's configuration, so it must be {}",
+        names::SERVICE_RULE
+    )]
     ServiceName {
         /// The (first) file.
         path: PathBuf,
@@ -279,7 +282,11 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
                 }
             }
         }
-        return Err(ConfigError::NoSuchService { path: texts[0].0.clone(), service: service.into(), known: known.join(", ") });
+        return Err(ConfigError::NoSuchService {
+            path: texts[0].0.clone(),
+            service: service.into(),
+            known: known.join(", "),
+        });
     };
     paths::absolute_in(&mut body, &dir, variables.get("HOME").map(String::as_str));
     service::environment(&context, &mut body).map_err(|e| e.at(&texts[0].0, service))?;
@@ -287,7 +294,14 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
         merge::deep(&mut extension, own.clone());
     }
     service::check(&body, &mut notes).map_err(|e| e.at(&texts[0].0, service))?;
-    Ok(Loaded { files: texts.into_iter().map(|(p, _)| p).collect(), dir, service: service.into(), body, extension, notes })
+    Ok(Loaded {
+        files: texts.into_iter().map(|(p, _)| p).collect(),
+        dir,
+        service: service.into(),
+        body,
+        extension,
+        notes,
+    })
 }
 
 /// Reads an env file into `variables` (later files win), interpolated against the process
@@ -298,7 +312,8 @@ fn read_env_file(
     process: &BTreeMap<String, String>,
     variables: &mut BTreeMap<String, String>,
 ) -> Result<(), ConfigError> {
-    let bindings = env_file::parse(text, process).map_err(|problem| ConfigError::EnvFile { path: path.into(), problem })?;
+    let bindings =
+        env_file::parse(text, process).map_err(|problem| ConfigError::EnvFile { path: path.into(), problem })?;
     for (key, value) in bindings {
         // `KEY` alone sets nothing here: the process environment is laid over it anyway.
         if let Some(value) = value {
@@ -316,8 +331,11 @@ fn parse_document(path: &Path, text: &str, vars: &mut Variables) -> Result<Value
     if !document.is_object() {
         return Err(invalid("not a compose file: the top level is not a mapping".into()));
     }
-    interpolate_all(&mut document, &mut String::new(), vars)
-        .map_err(|(key, problem)| ConfigError::Interpolation { path: path.into(), key, problem })?;
+    interpolate_all(&mut document, &mut String::new(), vars).map_err(|(key, problem)| ConfigError::Interpolation {
+        path: path.into(),
+        key,
+        problem,
+    })?;
     match document.get("services") {
         None | Some(Value::Object(_)) => {}
         Some(_) => return Err(invalid("services is not a mapping".into())),
@@ -336,7 +354,11 @@ fn parse_document(path: &Path, text: &str, vars: &mut Variables) -> Result<Value
 
 /// Interpolates every string of `value` (not the keys, as compose does); the error names the
 /// key path.
-fn interpolate_all(value: &mut Value, at: &mut String, vars: &mut Variables) -> Result<(), (String, InterpolationError)> {
+fn interpolate_all(
+    value: &mut Value,
+    at: &mut String,
+    vars: &mut Variables,
+) -> Result<(), (String, InterpolationError)> {
     match value {
         Value::String(text) => {
             *text = interpolate::interpolate(text, vars).map_err(|e| (at.clone(), e))?;

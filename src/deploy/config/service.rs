@@ -76,7 +76,8 @@ pub(super) fn extended<F: Files>(
         Value::String(service) => (None, service.clone()),
         Value::Object(long) => {
             let service = long.get("service").and_then(Value::as_str).ok_or_else(|| fail("needs service".into()))?;
-            let file = long.get("file").map(|f| f.as_str().map(str::to_owned).ok_or_else(|| fail("file is a path".into())));
+            let file =
+                long.get("file").map(|f| f.as_str().map(str::to_owned).ok_or_else(|| fail("file is a path".into())));
             (file.transpose()?, service.to_owned())
         }
         _ => return Err(fail("a service name, or {service, file}".into())),
@@ -115,24 +116,25 @@ pub(super) fn environment<F: Files>(context: &Context<F>, body: &mut Map<String,
     let entries = match body.remove("env_file") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(path)) => vec![(path, true)],
-        Some(Value::Array(list)) => list
-            .into_iter()
-            .map(|item| match item {
-                Value::String(path) => Ok((path, true)),
-                Value::Object(long) => {
-                    let path = long.get("path").and_then(Value::as_str).ok_or_else(|| {
-                        Problem::Invalid("env_file: each entry is a path or {path, required}".into())
-                    })?;
-                    let required = match long.get("required") {
-                        None => true,
-                        Some(Value::Bool(b)) => *b,
-                        Some(_) => return Err(Problem::Invalid("env_file: required is true or false".into())),
-                    };
-                    Ok((path.to_owned(), required))
-                }
-                _ => Err(Problem::Invalid("env_file: each entry is a path or {path, required}".into())),
-            })
-            .collect::<Result<_, _>>()?,
+        Some(Value::Array(list)) => {
+            list.into_iter()
+                .map(|item| match item {
+                    Value::String(path) => Ok((path, true)),
+                    Value::Object(long) => {
+                        let path = long.get("path").and_then(Value::as_str).ok_or_else(|| {
+                            Problem::Invalid("env_file: each entry is a path or {path, required}".into())
+                        })?;
+                        let required = match long.get("required") {
+                            None => true,
+                            Some(Value::Bool(b)) => *b,
+                            Some(_) => return Err(Problem::Invalid("env_file: required is true or false".into())),
+                        };
+                        Ok((path.to_owned(), required))
+                    }
+                    _ => Err(Problem::Invalid("env_file: each entry is a path or {path, required}".into())),
+                })
+                .collect::<Result<_, _>>()?
+        }
         Some(_) => return Err(Problem::Invalid("env_file: a path or a list".into())),
     };
     let had_environment = body.contains_key("environment") || !entries.is_empty();

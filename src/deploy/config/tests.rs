@@ -57,7 +57,8 @@ services:
 
 #[test]
 fn files_merge_in_order_with_composes_rules() {
-    let fs = files(&[("/srv/app/compose.yaml", BASE), ("/srv/app/prod/prod.yml", PROD), ("/srv/app/.env", "TAG=1.4\n")]);
+    let fs =
+        files(&[("/srv/app/compose.yaml", BASE), ("/srv/app/prod/prod.yml", PROD), ("/srv/app/.env", "TAG=1.4\n")]);
     let loaded = web(&request(&["compose.yaml", "prod/prod.yml"], &[("FROM_SHELL", "s")]), &fs);
     assert_eq!(loaded.files, [Path::new("/srv/app/compose.yaml"), Path::new("/srv/app/prod/prod.yml")]);
     assert_eq!(loaded.dir, Path::new("/srv/app"));
@@ -114,7 +115,9 @@ fn the_process_environment_wins_over_env_files() {
     assert_eq!(image(r), "reg.later/team/web:from-ci");
     let mut missing = request(&["compose.yaml"], &[]);
     missing.env_files = vec!["nope.env".into()];
-    assert!(matches!(load(&missing, &fs, "web"), Err(ConfigError::Read { path, .. }) if path == Path::new("/srv/app/nope.env")));
+    assert!(
+        matches!(load(&missing, &fs, "web"), Err(ConfigError::Read { path, .. }) if path == Path::new("/srv/app/nope.env"))
+    );
 }
 
 #[test]
@@ -245,7 +248,10 @@ services:
 #[test]
 fn every_key_is_applied_noted_or_refused_by_name() {
     let service = |body: &str| {
-        let fs = files(&[("/srv/app/compose.yaml", &*format!("services:\n  web: {{image: x, {body}}}\n  db: {{build: .}}\n"))]);
+        let fs = files(&[(
+            "/srv/app/compose.yaml",
+            &*format!("services:\n  web: {{image: x, {body}}}\n  db: {{build: .}}\n"),
+        )]);
         load(&request(&["compose.yaml"], &[]), &fs, "web")
     };
     for (body, expected) in [
@@ -270,8 +276,17 @@ fn every_key_is_applied_noted_or_refused_by_name() {
     }
     let noted = service("depends_on: [db], profiles: [web], network_mode: bridge, deploy: {mode: replicated}").unwrap();
     assert_eq!(noted.notes.len(), 4, "{:?}", noted.notes);
-    assert!(noted.notes[0].starts_with("depends_on is ignored (imgctl deploys this service alone"), "{:?}", noted.notes);
-    for runtime in ["cap_add: [NET_ADMIN]", "read_only: true", "deploy: {resources: {limits: {memory: 64M}}}", "ulimits: {nofile: 1024}"] {
+    assert!(
+        noted.notes[0].starts_with("depends_on is ignored (imgctl deploys this service alone"),
+        "{:?}",
+        noted.notes
+    );
+    for runtime in [
+        "cap_add: [NET_ADMIN]",
+        "read_only: true",
+        "deploy: {resources: {limits: {memory: 64M}}}",
+        "ulimits: {nofile: 1024}",
+    ] {
         assert!(service(runtime).is_ok(), "{runtime}");
     }
 }

@@ -26,10 +26,10 @@ use super::model::{UpdateConfig, Workload};
 use super::names;
 
 pub use super::config::DEFAULT_FILES;
-pub use view::view;
 pub use settings::{
     CanaryStep, DeploySettings, HaproxySettings, HealthGate, ProxySettings, Strategy, SwarmSettings, Target,
 };
+pub use view::view;
 
 /// A compose file could not give a deployable service.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +125,6 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
     let base = if loaded.dir.as_os_str().is_empty() { Path::new(".") } else { loaded.dir.as_path() };
     let field = |name: &str| body.get(name).filter(|v| !v.is_null());
     let at = |name: &str| format!("services.{service}.{name}");
-
 
     let healthcheck = field("healthcheck")
         .map(|v| healthcheck(v).map_err(|m| invalid(format!("{}: {m}", at("healthcheck")))))

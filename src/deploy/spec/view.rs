@@ -124,7 +124,8 @@ mod tests {
 
     #[test]
     fn durations_read_back_as_they_were_written() {
-        for (d, text) in [(0, "0s"), (250, "250ms"), (1500, "1.5s"), (90_000, "1m30s"), (3_600_000, "1h"), (3_723_000, "1h2m3s")]
+        for (d, text) in
+            [(0, "0s"), (250, "250ms"), (1500, "1.5s"), (90_000, "1m30s"), (3_600_000, "1h"), (3_723_000, "1h2m3s")]
         {
             assert_eq!(duration(Duration::from_millis(d)), text);
             assert_eq!(parse_duration(text).unwrap(), Duration::from_millis(d));
