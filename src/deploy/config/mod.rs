@@ -340,6 +340,21 @@ fn parse_document(path: &Path, text: &str, vars: &mut Variables) -> Result<Value
         None | Some(Value::Object(_)) => {}
         Some(_) => return Err(invalid("services is not a mapping".into())),
     }
+    for key in document.as_object().into_iter().flat_map(|top| top.keys()) {
+        match key.as_str() {
+            // `version` is informative (compose v2 ignores it; 1.29 reads any 2.x/3.x as the
+            // same specification); `name` is the project's name.
+            "version" | "name" | "services" | "networks" | "volumes" | "secrets" | "configs" => {}
+            "include" => return Err(invalid("include: not yet supported: name each file with -f".into())),
+            key if key.starts_with("x-") => {}
+            key => {
+                const TOP: [&str; 7] = ["version", "name", "services", "networks", "volumes", "secrets", "configs"];
+                let near = TOP.iter().find(|k| strsim::damerau_levenshtein(key, k) <= 2);
+                let hint = near.map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
+                return Err(invalid(format!("{key}: not a compose top-level key{hint}")));
+            }
+        }
+    }
     if let Some(Value::Object(services)) = document.get_mut("services") {
         for (name, body) in services.iter_mut() {
             match body {

@@ -301,4 +301,12 @@ fn refusals_of_shape() {
     assert_eq!(one("- a\n"), "/srv/app/compose.yaml: not a compose file: the top level is not a mapping");
     assert_eq!(one("services: [web]\n"), "/srv/app/compose.yaml: services is not a mapping");
     assert_eq!(one("services: {api: {image: x}}\n"), "/srv/app/compose.yaml has no service \"web\" (it has: api)");
+    assert_eq!(
+        one("servics: {web: {image: x}}\n"),
+        "/srv/app/compose.yaml: servics: not a compose top-level key (did you mean services?)"
+    );
+    assert_eq!(
+        one("include: [other.yaml]\n"),
+        "/srv/app/compose.yaml: include: not yet supported: name each file with -f"
+    );
 }
