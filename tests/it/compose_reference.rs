@@ -404,3 +404,116 @@ fn every_refused_key_is_refused_by_name() {
     assert!(stderr.contains("note: depends_on is ignored (imgctl deploys this service alone"), "{stderr}");
     assert!(stderr.contains("note: profiles is ignored"), "{stderr}");
 }
+
+/// Removes the service's containers, also after a failure.
+struct Containers(String);
+
+impl Containers {
+    fn ids(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=imgctl.service={}", self.0)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for id in self.ids() {
+            let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+        }
+    }
+}
+
+#[test]
+fn a_deploy_from_two_files_and_an_env_file_runs_what_config_shows() {
+    use crate::common::nginx::Nginx;
+    use crate::common::web::WebImages;
+    use crate::common::{TestHome, assert_success, random_hex};
+
+    let service = format!("cfg{}", random_hex(3));
+    let images = WebImages::build("compose-deploy");
+    let nginx = Nginx::start(&service);
+    let mut home = TestHome::new("compose-deploy");
+    images.login(&mut home);
+    let containers = Containers(service.clone());
+    let dir = home.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = |v: Vec<String>| serde_json::to_string(&v).unwrap();
+    let base = format!(
+        r#"x-imgctl:
+  health: {{path: /health, interval: 200ms, deadline: 20s}}
+  keep_warm: 1s
+  drain: 200ms
+  proxy: {{upstream_file: {upstream}, test: {test}, reload: {reload}}}
+services:
+  {service}:
+    image: ${{REPO:?set REPO to the repository}}:v1
+    expose: ["8080"]
+    stop_signal: SIGKILL
+    env_file: [app.env]
+    environment:
+      GREETING: ${{GREETING:-hello}}
+      FROM_SHELL:
+    labels: {{release: "${{RELEASE}}"}}
+"#,
+        upstream = nginx.upstream_file.display(),
+        test = json(nginx.test_command()),
+        reload = json(nginx.reload_command()),
+    );
+    std::fs::write(dir.join("compose.yaml"), base).unwrap();
+    std::fs::write(
+        dir.join("prod.yaml"),
+        format!("services:\n  {service}:\n    environment: [MODE=prod]\n    deploy: {{replicas: 2}}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("app.env"), "# the app's own\nAPP_NAME=\"the app\"\nMODE=dev\n").unwrap();
+    std::fs::write(dir.join("ci.env"), "GREETING=hi from ci\nRELEASE=r42\n").unwrap();
+    let files = ["-f", "compose.yaml", "-f", "prod.yaml", "--env-file", "ci.env"];
+    let imgctl = |args: &[&str]| {
+        home.command(IMGCTL)
+            .args(args)
+            .args(files)
+            .current_dir(&dir)
+            .env("REPO", &images.repo)
+            .env("FROM_SHELL", "shell")
+            .output()
+            .unwrap()
+    };
+    let expected = ["APP_NAME=the app", "MODE=prod", "GREETING=hi from ci", "FROM_SHELL=shell"];
+
+    let shown = imgctl(&["config", &service, "-o", "json"]);
+    assert_success(&shown, "imgctl config");
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        shown["environment"],
+        json!({"APP_NAME": "the app", "MODE": "prod", "GREETING": "hi from ci", "FROM_SHELL": "shell"})
+    );
+    assert_eq!(shown["replicas"], 2);
+
+    let out = imgctl(&["deploy", &service, "--digest", &images.v1.digest]);
+    assert_success(&out, "imgctl deploy from two files and an env file");
+    let ids = containers.ids();
+    assert_eq!(ids.len(), 2, "deploy.replicas from the override");
+    for id in &ids {
+        let inspect = Command::new("docker")
+            .args([
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"release\"}}|{{.Config.Image}}|{{json .Config.Env}}",
+                id,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
+        let mut parts = text.splitn(3, '|');
+        let (release, image, env) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let env: Vec<String> = serde_json::from_str(env).unwrap_or_else(|e| panic!("{e}: {text}"));
+        for entry in expected {
+            assert!(env.iter().any(|e| e == entry), "{id}: {entry} not in {env:?}");
+        }
+        assert!(!env.iter().any(|e| e == "MODE=dev"), "environment wins over env_file: {env:?}");
+        assert_eq!((release, image), ("r42", images.v1.image.as_str()), "{id}");
+    }
+}
