@@ -182,6 +182,7 @@ pub(super) fn check(body: &Map<String, Value>, notes: &mut Vec<String>) -> Resul
         };
         judge(key, treatment, keys::SERVICE_KEYS, notes, !key.starts_with("x-"))?;
     }
+    port_notes(body, notes);
     if let Some(deploy) = body.get("deploy") {
         let Value::Object(deploy) = deploy else { return Err(Problem::Invalid("deploy: a mapping".into())) };
         for key in deploy.keys() {
@@ -195,6 +196,34 @@ pub(super) fn check(body: &Map<String, Value>, notes: &mut Vec<String>) -> Resul
         }
     }
     Ok(())
+}
+
+/// imgctl serves one port per replica (the first `expose`, else the first `ports`), published
+/// where the proxy reaches it at a host port Docker picks: a fixed host port would clash
+/// between the two colors, and the other ports are not published. Said, not dropped silently.
+fn port_notes(body: &Map<String, Value>, notes: &mut Vec<String>) {
+    let list = |key: &str| body.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let (expose, ports) = (list("expose"), list("ports"));
+    let fixed: Vec<String> = ports
+        .iter()
+        .filter_map(|p| match p {
+            Value::Object(long) => long
+                .get("published")
+                .map(|host| format!("{}:{}", scalar(host), long.get("target").map(scalar).unwrap_or_default())),
+            other => Some(scalar(other)).filter(|text| text.contains(':')),
+        })
+        .collect();
+    if !fixed.is_empty() {
+        notes.push(format!(
+            "ports: the host side of {} is not published: each replica's port is published at a host port Docker picks (the two colors would clash on a fixed one), and the proxy reaches it there",
+            fixed.join(", ")
+        ));
+    }
+    let served = expose.len().max(usize::from(expose.is_empty()) * ports.len());
+    if served > 1 {
+        let key = if expose.is_empty() { "ports" } else { "expose" };
+        notes.push(format!("{key}: only the first port is served through imgctl (set x-imgctl.port to choose); the others are not published"));
+    }
 }
 
 fn judge(

@@ -74,7 +74,12 @@ fn files_merge_in_order_with_composes_rules() {
     assert_eq!(b["healthcheck"], json!({"test": ["CMD", "true"], "interval": "2s", "retries": 5}));
     assert_eq!(b["deploy"], json!({"replicas": 2, "update_config": {"parallelism": 2, "delay": "1s"}}));
     assert_eq!(loaded.extension, json!({"keep_warm": "5s", "proxy": {"upstream_file": "u"}, "health": {"path": "/h"}}));
-    assert!(loaded.notes.is_empty(), "{:?}", loaded.notes);
+    assert_eq!(
+        loaded.notes,
+        [
+            "expose: only the first port is served through imgctl (set x-imgctl.port to choose); the others are not published"
+        ]
+    );
 }
 
 #[test]
@@ -281,6 +286,21 @@ fn every_key_is_applied_noted_or_refused_by_name() {
         "{:?}",
         noted.notes
     );
+    let ports = service("ports: ['8080:80', {target: 81, published: 8081}], expose: ['80']").unwrap();
+    assert_eq!(
+        ports.notes,
+        [
+            "ports: the host side of 8080:80, 8081:81 is not published: each replica's port is published at a host port Docker picks (the two colors would clash on a fixed one), and the proxy reaches it there"
+        ]
+    );
+    let two = service("expose: ['80', '81']").unwrap();
+    assert_eq!(
+        two.notes,
+        [
+            "expose: only the first port is served through imgctl (set x-imgctl.port to choose); the others are not published"
+        ]
+    );
+    assert!(service("ports: ['80']").unwrap().notes.is_empty());
     for runtime in [
         "cap_add: [NET_ADMIN]",
         "read_only: true",
