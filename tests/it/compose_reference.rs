@@ -335,11 +335,23 @@ fn where_compose_v2_and_1_29_differ_imgctl_follows_v2() {
     let ours = imgctl_config(&dir, "web", &args, &[]).unwrap();
     assert_eq!(ours["environment"]["OVERRIDDEN"], "by-file", "common.env read, the optional missing.env skipped");
 
-    // In an env file 1.29's python-dotenv resolves ${VAR} from the process alone; v2 and
-    // imgctl look at the project's .env too. Here SHELL_VAR is set only in... nowhere, so both
-    // fall back to the default written in the file.
-    let ours = imgctl_config(&dir, "worker", &[], &[]).unwrap();
-    assert_eq!(ours["environment"]["BRACED"], "default");
+    // In an env file, 1.29's python-dotenv resolves ${VAR} from the process alone and
+    // interpolates inside single quotes; v2 and imgctl see the project's .env too and keep
+    // single quotes literal. Both keep a bare $VAR as written (v2 would expand it).
+    let dir = corpus("env_file_differences");
+    let theirs = compose_config(&dir, &[], &[]).unwrap();
+    let ours = imgctl_config(&dir, "web", &[], &[]).unwrap();
+    let theirs = &theirs["services"]["web"]["environment"];
+    assert_eq!(
+        (&theirs["FROM_DOTENV"], &theirs["SINGLE"], &theirs["BARE"]),
+        (&json!("not seen"), &json!(""), &json!("$DOTENV_ONLY")),
+        "1.29: the process has no DOTENV_ONLY, and single quotes do not stop it"
+    );
+    let ours = &ours["environment"];
+    assert_eq!(
+        (&ours["FROM_DOTENV"], &ours["SINGLE"], &ours["BARE"]),
+        (&json!("from-dotenv"), &json!("${DOTENV_ONLY}"), &json!("$DOTENV_ONLY"))
+    );
 }
 
 #[test]
