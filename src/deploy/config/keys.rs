@@ -3,6 +3,20 @@
 //! runtime keys' reader), accepted with a note saying why it changes nothing, or refused with
 //! the reason. A key compose does not know is refused by name, with the nearest known key.
 
+/// The `healthcheck` keys.
+pub const HEALTHCHECK_KEYS: &[(&str, Treatment)] = {
+    use Treatment::*;
+    &[
+        ("test", Applied),
+        ("interval", Applied),
+        ("timeout", Applied),
+        ("retries", Applied),
+        ("start_period", Applied),
+        ("disable", Applied),
+        ("start_interval", Refused("not yet supported: imgctl does not pass start_interval to docker yet")),
+    ]
+};
+
 /// What imgctl does with a service key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Treatment {
@@ -165,6 +179,11 @@ pub fn treatment(key: &str) -> Option<Treatment> {
     lookup(SERVICE_KEYS, key)
 }
 
+/// What imgctl does with `healthcheck.KEY`.
+pub fn healthcheck_treatment(key: &str) -> Option<Treatment> {
+    lookup(HEALTHCHECK_KEYS, key)
+}
+
 /// What imgctl does with `deploy.KEY`.
 pub fn deploy_treatment(key: &str) -> Option<Treatment> {
     lookup(DEPLOY_KEYS, key)
@@ -190,7 +209,7 @@ mod tests {
 
     #[test]
     fn each_key_once_and_typos_find_their_key() {
-        for table in [SERVICE_KEYS, DEPLOY_KEYS] {
+        for table in [SERVICE_KEYS, DEPLOY_KEYS, HEALTHCHECK_KEYS] {
             for (i, (key, _)) in table.iter().enumerate() {
                 assert!(!table[i + 1..].iter().any(|(k, _)| k == key), "{key} twice");
             }

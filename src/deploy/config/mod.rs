@@ -355,6 +355,10 @@ fn parse_document(path: &Path, text: &str, vars: &mut Variables) -> Result<Value
             }
         }
     }
+    if let Some(top) = document.as_object_mut() {
+        // The top-level `x-imgctl` (the service-level paths cast finds nothing else there).
+        paths::cast(top);
+    }
     if let Some(Value::Object(services)) = document.get_mut("services") {
         for (name, body) in services.iter_mut() {
             match body {

@@ -183,6 +183,17 @@ pub(super) fn check(body: &Map<String, Value>, notes: &mut Vec<String>) -> Resul
         judge(key, treatment, keys::SERVICE_KEYS, notes, !key.starts_with("x-"))?;
     }
     port_notes(body, notes);
+    if let Some(Value::Object(healthcheck)) = body.get("healthcheck") {
+        for key in healthcheck.keys() {
+            judge(
+                &format!("healthcheck.{key}"),
+                keys::healthcheck_treatment(key),
+                keys::HEALTHCHECK_KEYS,
+                notes,
+                true,
+            )?;
+        }
+    }
     if let Some(deploy) = body.get("deploy") {
         let Value::Object(deploy) = deploy else { return Err(Problem::Invalid("deploy: a mapping".into())) };
         for key in deploy.keys() {

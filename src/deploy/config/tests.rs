@@ -274,6 +274,14 @@ fn every_key_is_applied_noted_or_refused_by_name() {
         ("deploy: {placement: {constraints: [x]}}", "services.web.deploy.placement: not yet supported"),
         ("deploy: {replica: 2}", "services.web.deploy.replica: not a compose key (did you mean replicas?)"),
         ("mem_limit: 64m", "set deploy.resources.limits.memory"),
+        (
+            "healthcheck: {test: [CMD, 'true'], intervall: 2s}",
+            "services.web.healthcheck.intervall: not a compose key (did you mean interval?)",
+        ),
+        (
+            "healthcheck: {test: [CMD, 'true'], start_interval: 1s}",
+            "services.web.healthcheck.start_interval: not yet supported",
+        ),
     ] {
         let error = service(body).unwrap_err().to_string();
         assert!(error.starts_with("/srv/app/compose.yaml: "), "{body}: {error}");
@@ -309,6 +317,14 @@ fn every_key_is_applied_noted_or_refused_by_name() {
     ] {
         assert!(service(runtime).is_ok(), "{runtime}");
     }
+}
+
+#[test]
+fn an_interpolated_port_in_the_top_level_block_is_a_number() {
+    let text = "x-imgctl: {port: '${PORT:-8080}', auto_promote: '${AUTO:-false}'}\nservices:\n  web: {image: x}\n";
+    let fs = files(&[("/srv/app/compose.yaml", text)]);
+    let loaded = web(&request(&["compose.yaml"], &[]), &fs);
+    assert_eq!(loaded.extension, json!({"port": 8080, "auto_promote": false}));
 }
 
 #[test]
