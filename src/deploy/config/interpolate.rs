@@ -33,11 +33,17 @@ pub(super) struct Variables<'a> {
     pub values: &'a BTreeMap<String, String>,
     /// Names read while unset, in the order met.
     pub unset: Vec<String>,
+    /// How deep in nested defaults (`${A:-${B:-...}}`) the substitution is.
+    depth: usize,
 }
+
+/// Nested defaults deeper than this are refused: a file of ten thousand `${A:-` would
+/// otherwise recurse as deep.
+const MAX_NESTING: usize = 16;
 
 impl<'a> Variables<'a> {
     pub fn new(values: &'a BTreeMap<String, String>) -> Self {
-        Self { values, unset: Vec::new() }
+        Self { values, unset: Vec::new(), depth: 0 }
     }
 
     fn get(&mut self, name: &str) -> Option<&'a str> {
@@ -138,7 +144,15 @@ fn braced(inner: &str, vars: &mut Variables) -> Result<String, Option<Interpolat
     let value = vars.get(name);
     // With `:`, an empty value counts as unset.
     let set = value.is_some_and(|v| !colon || !v.is_empty());
-    let expand = |word: &str, vars: &mut Variables| interpolate(word, vars).map_err(Some);
+    let expand = |word: &str, vars: &mut Variables| {
+        if vars.depth >= MAX_NESTING {
+            return Err(None);
+        }
+        vars.depth += 1;
+        let expanded = interpolate(word, vars).map_err(Some);
+        vars.depth -= 1;
+        expanded
+    };
     match operator {
         '-' if set => Ok(value.unwrap_or_default().to_owned()),
         '-' => expand(word, vars),
@@ -230,6 +244,10 @@ mod tests {
         assert_eq!(run("${UNSET?}"), required("UNSET", "UNSET is unset"));
         assert_eq!(run("${EMPTY:?}"), required("EMPTY", "EMPTY is unset or empty"));
         assert_eq!(run("${UNSET?need ${SET}}"), required("UNSET", "need value"));
+        let deep = format!("{}x{}", "${UNSET:-".repeat(10_000), "}".repeat(10_000));
+        assert!(matches!(run(&deep), Err(InterpolationError::Invalid { .. })), "too deep");
+        let fine = format!("{}x{}", "${UNSET:-".repeat(16), "}".repeat(16));
+        assert_eq!(run(&fine).as_deref(), Ok("x"));
         for text in ["$", "a $1", "${", "${SET", "${}", "${A B}", "${SET:}", "${SET*x}", "${1}", "$ {A}"] {
             assert_eq!(run(text), Err(InterpolationError::Invalid { text: text.into() }), "{text}");
         }

@@ -115,6 +115,22 @@ services:
     }
 
     #[test]
+    fn an_alias_bomb_is_refused_not_expanded() {
+        // Nine levels of nine aliases: 9^9 strings if expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let error = parse(&text).unwrap_err();
+        assert!(error.contains("repetition limit"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse(&deep).unwrap_err().contains("recursion limit"));
+    }
+
+    #[test]
     fn scalar_keys_become_strings_and_bad_merges_are_refused() {
         assert_eq!(parse("{80: a, true: b}").unwrap(), json!({"80": "a", "true": "b"}));
         assert!(parse("{<<: 1}").unwrap_err().contains("merge key"));
