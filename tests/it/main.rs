@@ -4,6 +4,7 @@
 mod ci_examples;
 mod cli_snapshots;
 mod common;
+mod compose_reference;
 mod concurrency;
 mod deploy;
 mod deploy_cli;
