@@ -273,7 +273,7 @@ fn every_key_is_applied_noted_or_refused_by_name() {
         ("deploy: {mode: global}", "services.web.deploy.mode: imgctl runs a replicated service"),
         ("deploy: {placement: {constraints: [x]}}", "services.web.deploy.placement: not yet supported"),
         ("deploy: {replica: 2}", "services.web.deploy.replica: not a compose key (did you mean replicas?)"),
-        ("mem_limit: 64m", "set deploy.resources.limits.memory"),
+        ("log_driver: syslog", "services.web.log_driver: set logging.driver"),
         (
             "healthcheck: {test: [CMD, 'true'], intervall: 2s}",
             "services.web.healthcheck.intervall: not a compose key (did you mean interval?)",

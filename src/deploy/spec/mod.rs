@@ -181,8 +181,7 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
     }
 
     // The one place the workload is built. The runtime keys (cap_add, ulimits, resources...)
-    // are read by `runtime::runtime(body, base)` into a `runtime` field of the workload:
-    // `runtime: runtime::runtime(body, base).map_err(invalid)?,` goes below.
+    // are read by `runtime::runtime`, and what the target cannot apply is refused here.
     let workload = Workload {
         environment: field("environment")
             .map(key_values)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::ServiceSpec;
-use crate::deploy::model::{Healthcheck, UpdateConfig};
+use crate::deploy::model::{Healthcheck, Runtime, UpdateConfig};
 
 /// The service as one JSON document.
 pub fn view(spec: &ServiceSpec) -> Value {
@@ -42,6 +42,7 @@ pub fn view(spec: &ServiceSpec) -> Value {
         "replicas": spec.replicas,
         "update_config": update(&spec.update_config),
         "rollback_config": update(&spec.rollback_config),
+        "runtime": runtime(&w.runtime),
         "x-imgctl": settings,
         "notes": spec.notes,
     })
@@ -55,6 +56,71 @@ fn healthcheck(h: &Healthcheck) -> Value {
         "retries": h.retries,
         "start_period": h.start_period.map(duration),
     })
+}
+
+/// The runtime keys that are set, under compose's names, in the Engine API's units (bytes,
+/// billionths of a CPU): what each replica's container gets.
+fn runtime(r: &Runtime) -> Value {
+    let mut out = Map::new();
+    let mut put = |key: &str, value: Value| {
+        let empty = match &value {
+            Value::Null | Value::Bool(false) => true,
+            Value::Array(list) => list.is_empty(),
+            Value::Object(map) => map.is_empty(),
+            _ => false,
+        };
+        if !empty {
+            out.insert(key.into(), value);
+        }
+    };
+    let res = &r.resources;
+    let set = |pairs: [(&str, Option<i64>); 3]| -> Map<String, Value> {
+        pairs.into_iter().filter_map(|(key, value)| Some((key.to_owned(), value?.into()))).collect()
+    };
+    let limits = set([("nano_cpus", res.cpus_limit), ("memory_bytes", res.memory_limit), ("pids", res.pids_limit)]);
+    let reservations =
+        set([("nano_cpus", res.cpus_reservation), ("memory_bytes", res.memory_reservation), ("pids", None)]);
+    let mut resources = Map::new();
+    if !limits.is_empty() {
+        resources.insert("limits".into(), limits.into());
+    }
+    if !reservations.is_empty() {
+        resources.insert("reservations".into(), reservations.into());
+    }
+    put("resources", resources.into());
+    put("cap_add", json!(r.cap_add));
+    put("cap_drop", json!(r.cap_drop));
+    put("ulimits", r.ulimits.iter().map(|u| (u.name.clone(), json!({"soft": u.soft, "hard": u.hard}))).collect());
+    put("extra_hosts", r.extra_hosts.iter().map(|h| Value::String(format!("{}:{}", h.host, h.ip))).collect());
+    put("dns", json!(r.dns));
+    put("dns_search", json!(r.dns_search));
+    put("dns_opt", json!(r.dns_opt));
+    put(
+        "tmpfs",
+        r.tmpfs
+            .iter()
+            .map(|t| {
+                Value::String(if t.options.is_empty() { t.path.clone() } else { format!("{}:{}", t.path, t.options) })
+            })
+            .collect(),
+    );
+    put("read_only", r.read_only.into());
+    put("init", json!(r.init));
+    put("logging", r.logging.as_ref().map_or(Value::Null, |l| json!({"driver": l.driver, "options": l.options})));
+    put("sysctls", json!(r.sysctls));
+    put("hostname", json!(r.hostname));
+    let e = &r.engine_only;
+    put("privileged", e.privileged.into());
+    put(
+        "devices",
+        e.devices.iter().map(|d| Value::String(format!("{}:{}:{}", d.host, d.container, d.permissions))).collect(),
+    );
+    put("shm_size", json!(e.shm_size));
+    put("security_opt", json!(e.security_opt));
+    put("pid", json!(e.pid));
+    put("ipc", json!(e.ipc));
+    put("domainname", json!(e.domainname));
+    Value::Object(out)
 }
 
 fn update(u: &UpdateConfig) -> Value {
@@ -145,5 +211,24 @@ mod tests {
         assert_eq!(v["x-imgctl"]["health"]["deadline"], "1m");
         assert_eq!(v["update_config"]["monitor"], "5s");
         assert_eq!(v["port"], 8080);
+    }
+
+    #[test]
+    fn the_view_shows_the_runtime_keys_that_are_set() {
+        let yaml = "services:\n  web:\n    image: r/web:1\n    expose: [8080]\n    cpus: 1.5\n    mem_limit: 512m\n    cap_add: [net_admin]\n    ulimits: {nofile: {soft: 1024, hard: 2048}}\n    extra_hosts: ['db:10.0.0.2']\n    tmpfs: ['/run:size=64m']\n    read_only: true\n    x-imgctl: {health: {path: /h}, proxy: {upstream_file: /u}}\n";
+        let v = view(&parse(yaml, Path::new("/srv/compose.yaml"), "web").unwrap());
+        assert_eq!(
+            v["runtime"],
+            json!({
+                "resources": {"limits": {"nano_cpus": 1_500_000_000_i64, "memory_bytes": 536_870_912_i64}},
+                "cap_add": ["CAP_NET_ADMIN"],
+                "ulimits": {"nofile": {"soft": 1024, "hard": 2048}},
+                "extra_hosts": ["db:10.0.0.2"],
+                "tmpfs": ["/run:size=64m"],
+                "read_only": true,
+            })
+        );
+        let bare = "services:\n  web:\n    image: r/web:1\n    expose: [8080]\n    x-imgctl: {health: {path: /h}, proxy: {upstream_file: /u}}\n";
+        assert_eq!(view(&parse(bare, Path::new("/srv/compose.yaml"), "web").unwrap())["runtime"], json!({}));
     }
 }
