@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 pub use flows::{describe, refusal};
-pub use step::{HookFacts, Member, Route, Share, Step, Verdict};
+pub use step::{Done, Drained, HookFacts, Member, Route, Share, Step, Verdict};
 
 use super::color::Color;
 use super::failure::{RunFailure, StepError};
@@ -75,7 +75,8 @@ pub struct Settings {
     pub update_config: UpdateConfig,
     /// compose's `deploy.rollback_config`.
     pub rollback_config: UpdateConfig,
-    /// How long replicas leaving traffic keep serving what they have.
+    /// The longest wait, after replicas leave traffic, for their open connections to end
+    /// before they are stopped (the wait ends as soon as none is open).
     pub drain: Duration,
     /// How long the old color stays running after a switch.
     pub keep_warm: Duration,
@@ -99,7 +100,7 @@ impl Settings {
             update_config: spec.update_config.clone(),
             rollback_config: spec.rollback_config.clone(),
             drain: s.drain,
-            keep_warm: s.keep_warm.max(s.drain),
+            keep_warm: s.keep_warm,
             no_auto_promote,
             rolls_itself,
             noun,
@@ -209,6 +210,9 @@ enum On {
     Roll(rolling::Event),
     /// A target that rolls by itself updates (or rolls back): a failure is its update's.
     Updating,
+    /// Keep-warm of the old color: a failure is tolerated, and when the old color is left
+    /// running ([`Done::LeftRunning`]) its drain and stop are dropped.
+    Warm(Color),
 }
 
 /// An entry of the machine's queue.
@@ -279,6 +283,8 @@ pub struct Machine {
     /// The label of the step handed out last.
     current: String,
     notes: Vec<String>,
+    /// How each drain ended, in order.
+    drains: Vec<Drained>,
 }
 
 impl Machine {
@@ -297,17 +303,21 @@ impl Machine {
             failure: None,
             current: String::new(),
             notes: Vec::new(),
+            drains: Vec::new(),
         };
         flows::plan(&mut machine, action, observed)?;
         Ok(machine)
     }
 
-    /// The next step, given how the last one ended (`Ok(())` before the first); `None` when
-    /// the run is over.
-    pub fn next(&mut self, last: Result<(), StepError>) -> Option<Step> {
+    /// The next step, given how the last one ended (`Ok(Done::Done)` before the first);
+    /// `None` when the run is over.
+    pub fn next(&mut self, last: Result<Done, StepError>) -> Option<Step> {
         let on = std::mem::replace(&mut self.on, On::Plain);
         match last {
-            Ok(()) => self.succeeded(on),
+            Ok(done) => {
+                self.took(&on, done);
+                self.succeeded(on);
+            }
             Err(cause) => self.fail(on, cause),
         }
         loop {
@@ -333,18 +343,40 @@ impl Machine {
         std::mem::take(&mut self.notes)
     }
 
+    /// How the run's drains ended so far, in order (a drain after the record too).
+    pub fn drains(&self) -> &[Drained] {
+        &self.drains
+    }
+
     /// The steps of the run if every one succeeds: what `--dry-run` shows.
     pub fn preview(mut self) -> Vec<Step> {
         let mut steps = Vec::new();
-        while let Some(step) = self.next(Ok(())) {
+        while let Some(step) = self.next(Ok(Done::Done)) {
             steps.push(step);
         }
         steps
     }
 
+    /// What a step's outcome says beyond success: a drain's counts are kept; an old color
+    /// left running after keep-warm is not drained nor stopped by this run.
+    fn took(&mut self, on: &On, done: Done) {
+        match (on, done) {
+            (_, Done::Done) => {}
+            (_, Done::Drained(drained)) => self.drains.push(drained),
+            (On::Warm(old), Done::LeftRunning) => {
+                let old = *old;
+                self.queue.retain(|item| {
+                    !matches!(item, Item::Do(Step::Drain { color, .. } | Step::Retire { color, remove: false, .. }, _)
+                        if *color == old)
+                });
+            }
+            (_, Done::LeftRunning) => {}
+        }
+    }
+
     fn succeeded(&mut self, on: On) {
         match on {
-            On::Plain | On::Soft | On::Updating => {}
+            On::Plain | On::Soft | On::Updating | On::Warm(_) => {}
             On::Built(color) => self.guard = Guard::Built(color),
             On::Moved(new) => self.guard = Guard::Moved { new },
             On::Roll(event) => rolling::succeeded(self, event),
@@ -355,7 +387,7 @@ impl Machine {
     /// undone first.
     fn fail(&mut self, on: On, cause: StepError) {
         let step = std::mem::take(&mut self.current);
-        if on == On::Soft || self.guard == Guard::Recorded {
+        if matches!(on, On::Soft | On::Warm(_)) || self.guard == Guard::Recorded {
             self.notes.push(format!("{step}: {cause} (the run goes on)"));
             return;
         }
@@ -392,7 +424,8 @@ impl Machine {
                         self.guard = Guard::SwitchingBack { on: new };
                         self.push(Step::Switch { route: back, label: "switch back".into(), moves: false }, On::Plain);
                         self.push(self.hook(Hook::OnRollback, Some(reason)), On::Soft);
-                        self.push(Step::Wait { label: "drain", duration: self.settings.drain }, On::Soft);
+                        let drain = Step::Drain { color: new, indices: None, deadline: self.settings.drain };
+                        self.push(drain, On::Soft);
                         self.push(Step::Retire { color: new, indices: None, remove: true }, On::Soft);
                         self.queue.push_back(Item::End(End::Failed(Ending::SwitchedBack(to))));
                     }

@@ -186,6 +186,21 @@ impl DockerEngine {
         replica_from_inspect(info).map_err(|reason| EngineError::NotAReplica { id: id.to_owned(), reason })
     }
 
+    /// The host process id of the container's main process while it runs, when the engine
+    /// runs on this host (`None` over `tcp://`: a pid there means nothing here).
+    pub async fn local_pid(&self, id: &str) -> Result<Option<u32>, EngineError> {
+        if !self.host.starts_with("unix://") {
+            return Ok(None);
+        }
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.fail(format!("inspect container {id}"), e))?;
+        let pid = info.state.and_then(|s| s.pid).filter(|&p| p > 0);
+        Ok(pid.and_then(|p| u32::try_from(p).ok()))
+    }
+
     /// Stops the container: SIGTERM (or the image's stop signal), then SIGKILL after GRACE
     /// (whole seconds, rounded up). Already stopped or gone is fine.
     pub async fn stop(&self, id: &str, grace: Duration) -> Result<(), EngineError> {

@@ -144,7 +144,8 @@ pub struct DeploySettings {
     pub pass_env: Vec<String>,
     /// How long the old color keeps running after the switch, so a rollback is instant.
     pub keep_warm: Duration,
-    /// The shortest wait between taking replicas out of traffic and stopping them.
+    /// The longest wait, after replicas leave traffic, for their open connections to end
+    /// before they are stopped: the wait ends as soon as none is open.
     pub drain: Duration,
     /// Canary steps (the last one is 100).
     pub canary_steps: Vec<CanaryStep>,
@@ -385,7 +386,10 @@ pub(super) fn parse(
         hook_timeout: duration(raw.hook_timeout, Duration::from_secs(60), "hook_timeout")?,
         pass_env,
         keep_warm: duration(raw.keep_warm, Duration::from_secs(30), "keep_warm")?,
-        drain: duration(raw.drain, Duration::from_secs(2), "drain")?,
+        // A deadline, not a sleep: a drain ends when the last connection does, so a long
+        // default costs nothing unless a request is that long (haproxy's usual `timeout
+        // server`).
+        drain: duration(raw.drain, Duration::from_secs(30), "drain")?,
         canary_steps,
         auto_promote: raw.auto_promote.unwrap_or(true),
     };

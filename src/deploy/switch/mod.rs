@@ -51,6 +51,13 @@ pub trait TrafficSwitch {
     fn reload(&self) -> Result<(), SwitchError>;
     /// What applying does, in words (`--dry-run`).
     fn describe(&self) -> String;
+    /// The sessions the proxy has open to the servers at `addrs`, as it counts them itself
+    /// (`None`: it keeps no count it can give, as nginx; the target counts them then).
+    ///
+    /// The proxy's own count is asked first because it is exact where the target's is not:
+    /// haproxy's `scur` counts requests in flight, while connections counted on a replica
+    /// include idle ones the proxy keeps pooled for reuse.
+    fn open_sessions(&self, addrs: &[String]) -> Result<Option<u32>, SwitchError>;
 }
 
 /// The switch of a service.
@@ -115,6 +122,13 @@ impl TrafficSwitch for AnySwitch<'_> {
             Self::Nginx { switch, .. } => Ok(switch.reload()?),
             Self::Haproxy { switch, .. } => Ok(switch.reload()?),
             Self::None { .. } => Ok(()),
+        }
+    }
+
+    fn open_sessions(&self, addrs: &[String]) -> Result<Option<u32>, SwitchError> {
+        match self {
+            Self::Haproxy { switch, .. } => Ok(Some(switch.open_sessions(addrs)?)),
+            Self::Nginx { .. } | Self::None { .. } => Ok(None),
         }
     }
 

@@ -149,6 +149,12 @@ impl Target for Engine<'_> {
         Ok(())
     }
 
+    async fn open_connections(&self, replica: &Replica) -> Option<u32> {
+        let port = self.spec.workload.port?;
+        let pid = self.engine.local_pid(&replica.id).await.ok()??;
+        super::connections::established(pid, port)
+    }
+
     fn address(&self, replica: &Replica) -> Option<String> {
         replica.addr.map(|addr| crate::deploy::names::host_port(&self.spec.settings.proxy.host, addr.port()))
     }
