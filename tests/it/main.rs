@@ -14,6 +14,7 @@ mod deploy_swarm;
 mod docker_cli;
 mod docker_engine;
 mod dockerpy;
+mod drain;
 mod helper_protocol;
 mod hostile_registry;
 mod imgctl_creds;
