@@ -26,6 +26,7 @@ mod registry_credentials;
 mod sample_hooks;
 mod secret_service;
 mod shared_host;
+mod stable_addresses;
 mod swarm_peers;
 mod switch_haproxy;
 mod token_registry;

@@ -18,7 +18,7 @@ use super::model::{UpdateConfig, Workload};
 use super::names;
 
 pub use settings::{
-    CanaryStep, DeploySettings, HaproxySettings, HealthGate, ProxySettings, Strategy, SwarmSettings, Target,
+    CanaryStep, DeploySettings, HaproxySettings, HealthGate, PortRange, ProxySettings, Strategy, SwarmSettings, Target,
 };
 
 /// The file names tried, in order, when no compose file is given (as `docker compose` does).
@@ -158,6 +158,7 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
     };
     let settings::Extension { settings, port, stop_grace } =
         settings::parse(&extension, service, ports, base).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
+    settings.check_host_ports(replicas).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
     if !names::is_upstream_name(&settings.proxy.upstream) {
         return Err(unsafe_value("x-imgctl.proxy.upstream", &settings.proxy.upstream, names::UPSTREAM_RULE));
     }

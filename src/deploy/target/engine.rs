@@ -1,5 +1,6 @@
 //! Colors as containers on one Docker Engine: `SERVICE-COLOR-N`, each publishing the service's
-//! port on 127.0.0.1 with a host port the engine picks (so both colors run at once).
+//! port on 127.0.0.1 with a host port the engine picks (so both colors run at once), or one
+//! of `x-imgctl.host_ports`, which the replica keeps across restarts.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -39,7 +40,21 @@ impl<'a> Engine<'a> {
             image: image.reference(),
             labels,
             workload: spec.workload.clone(),
+            host_port: None,
         }
+    }
+
+    /// A port of `x-imgctl.host_ports` for a new replica: one no container of the service is
+    /// configured with (a stopped one takes its port back when started) and no other process
+    /// holds on the proxy's address (`None`: no range, the engine picks).
+    async fn host_port(&self, replica: &str) -> Result<Option<u16>, TargetError> {
+        let Some(range) = self.spec.settings.host_ports else { return Ok(None) };
+        let taken = self.engine.host_ports(&self.spec.name).await?;
+        let free = range.ports().filter(|p| !taken.contains(p)).find(|&p| {
+            // Held by another process: skipped. (The probe closes at once; docker binds next.)
+            std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        });
+        free.map(Some).ok_or_else(|| TargetError::NoFreePort { range, replica: replica.to_owned() })
     }
 
     /// Removes containers, all at once (a failed start's).
@@ -88,11 +103,18 @@ impl Target for Engine<'_> {
     ) -> Result<Started, TargetError> {
         let mut ids = Vec::new();
         for &index in indices {
-            let spec = self.container_spec(color, image, index, deploy_id);
+            let mut spec = self.container_spec(color, image, index, deploy_id);
             // A container left with this name by an earlier run goes first.
             if let Some(old) = self.observe().await?.into_iter().find(|r| r.name == spec.name) {
                 self.engine.remove(&old.id).await?;
             }
+            spec.host_port = match self.host_port(&spec.name).await {
+                Ok(port) => port,
+                Err(e) => {
+                    self.remove_all(&ids).await;
+                    return Err(e);
+                }
+            };
             let started = match self.engine.create(&spec).await {
                 Ok(id) => {
                     ids.push(id.clone());

@@ -50,6 +50,16 @@ pub enum TargetError {
         /// Why its tasks failed, or the last progress seen.
         why: String,
     },
+    /// `x-imgctl.host_ports` has no port left for a new replica.
+    #[error(
+        "x-imgctl.host_ports {range}: no free port for {replica} (the others are held by the service's containers, running or stopped, or by other processes): widen the range"
+    )]
+    NoFreePort {
+        /// The range.
+        range: crate::deploy::spec::PortRange,
+        /// The replica that needs one.
+        replica: String,
+    },
     /// A replica in traffic stopped running.
     #[error("{0} stopped running")]
     Stopped(String),
