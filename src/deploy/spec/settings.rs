@@ -123,7 +123,7 @@ pub struct PortRange {
 
 impl PortRange {
     /// How many ports it holds.
-    pub fn len(self) -> usize {
+    pub fn count(self) -> usize {
         usize::from(self.last - self.first) + 1
     }
 
@@ -200,9 +200,9 @@ impl DeploySettings {
     /// them side by side).
     pub fn check_host_ports(&self, replicas: u32) -> Result<(), String> {
         match self.host_ports {
-            Some(range) if range.len() < 2 * replicas as usize => Err(format!(
+            Some(range) if range.count() < 2 * replicas as usize => Err(format!(
                 "host_ports {range} holds {} port(s), and both colors of {replicas} replica(s) need {}",
-                range.len(),
+                range.count(),
                 2 * replicas
             )),
             _ => Ok(()),

@@ -78,7 +78,7 @@ mod tests {
         assert_eq!(count(TCP6, 8080), Some(1));
         assert_eq!(count(TCP, 8080), Some(1));
         assert_eq!(count(TCP, 80), Some(0));
-        assert_eq!(count(&TCP.lines().next().unwrap().to_owned(), 8080), Some(0), "no socket");
+        assert_eq!(count(TCP.lines().next().unwrap(), 8080), Some(0), "no socket");
     }
 
     #[test]
