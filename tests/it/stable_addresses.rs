@@ -2,38 +2,43 @@
 //! publishes its port on a host port of that range, which docker keeps across restarts, so a
 //! `docker restart` leaves nginx pointing at the right address (no `--repair`, `imgctl
 //! status` not stale). A port another process holds is skipped; a range too small for both
-//! colors is refused by name.
+//! colors is refused by name. And the proxy in a container on a user-defined network (the
+//! compose layout): replicas join that network and the upstream names their IP there.
 
 use crate::common;
 
 use std::fs;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::load::{self, Load, Mode};
 use common::nginx::Nginx;
+use common::nginx_container::{NginxContainer, ProxyImage, Resolution};
 use common::web::WebImages;
 use common::{IMGCTL, TestHome, assert_success, random_hex, stdout};
 
+/// A service and where its proxy is reached; its containers are removed when it is dropped.
 struct Service {
     name: String,
-    nginx: Nginx,
     dir: PathBuf,
+    proxy: SocketAddr,
+}
+
+fn json(v: Vec<String>) -> String {
+    serde_json::to_string(&v).unwrap()
 }
 
 impl Service {
-    fn new(home: &TestHome) -> Self {
-        let name = format!("sta{}", random_hex(3));
-        let nginx = Nginx::start(&name);
+    fn new(home: &TestHome, name: String, proxy: SocketAddr) -> Self {
         let dir = home.dir.join(&name);
         fs::create_dir_all(&dir).unwrap();
-        Self { name, nginx, dir }
+        Self { name, dir, proxy }
     }
 
-    fn compose(&self, images: &WebImages, host_ports: &str) {
-        let json = |v: Vec<String>| serde_json::to_string(&v).unwrap();
+    /// compose.yaml with `keys` in its x-imgctl block.
+    fn compose(&self, images: &WebImages, keys: &str) {
         let text = format!(
             r#"services:
   {name}:
@@ -46,14 +51,10 @@ impl Service {
       health: {{path: /health, interval: 200ms, healthy_threshold: 1, deadline: 20s}}
       keep_warm: 0s
       drain: 2s
-      host_ports: {host_ports}
-      proxy: {{upstream_file: {file}, test: {test}, reload: {reload}}}
+{keys}
 "#,
             name = self.name,
             repo = images.repo,
-            file = self.nginx.upstream_file.display(),
-            test = json(self.nginx.test_command()),
-            reload = json(self.nginx.reload_command()),
         );
         fs::write(self.dir.join("compose.yaml"), text).unwrap();
     }
@@ -70,7 +71,7 @@ impl Service {
 
     fn wait_serving(&self, version: &str) {
         let since = Instant::now();
-        while load::get(self.nginx.addr(), "/").map(|r| r.text()).ok().as_deref() != Some(version) {
+        while load::get(self.proxy, "/").map(|r| r.text()).ok().as_deref() != Some(version) {
             assert!(since.elapsed() < Duration::from_secs(10), "nginx does not serve {version}");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -114,17 +115,26 @@ fn a_restarted_replica_keeps_its_host_port_and_traffic_needs_no_repair() {
     let images = WebImages::build("stable");
     let mut home = TestHome::new("stable");
     images.login(&mut home);
-    let service = Service::new(&home);
+    let name = format!("sta{}", random_hex(3));
+    let nginx = Nginx::start(&name);
+    let service = Service::new(&home, name, nginx.addr());
+    let proxy = format!(
+        "      proxy: {{upstream_file: {}, test: {}, reload: {}}}",
+        nginx.upstream_file.display(),
+        json(nginx.test_command()),
+        json(nginx.reload_command())
+    );
+    let keys = |first: u16, last: u16| format!("      host_ports: {first}-{last}\n{proxy}");
 
     // Too small for both colors of 2 replicas: refused by name, before anything runs.
     let first = free_range(5);
-    service.compose(&images, &format!("{first}-{}", first + 2));
+    service.compose(&images, &keys(first, first + 2));
     let out = service.imgctl(&home, &["deploy", &service.name, "--digest", &images.v1.digest]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains(&format!("host_ports {first}-{} holds 3 port(s)", first + 2)), "{text}");
 
-    service.compose(&images, &format!("{first}-{}", first + 4));
+    service.compose(&images, &keys(first, first + 4));
     assert_success(&service.imgctl(&home, &["deploy", &service.name, "--digest", &images.v1.digest]), "deploy v1");
     service.wait_serving("v1");
     let blue: Vec<u16> = (1..=2).map(|i| published_port(&format!("{}-blue-{i}", service.name)).unwrap()).collect();
@@ -132,8 +142,8 @@ fn a_restarted_replica_keeps_its_host_port_and_traffic_needs_no_repair() {
 
     // docker restart under load: the same port again, nginx keeps reaching it.
     let name = format!("{}-blue-1", service.name);
-    let load = Load::start(service.nginx.addr(), "/", Mode::Close, 2);
-    assert!(Command::new("docker").args(["restart", "-t", "0", &name]).status().unwrap().success());
+    let load = Load::start(service.proxy, "/", Mode::Close, 2);
+    assert_success(&Command::new("docker").args(["restart", "-t", "0", &name]).output().unwrap(), "docker restart");
     assert_eq!(published_port(&name), Some(first), "docker kept the explicit host port");
     std::thread::sleep(Duration::from_millis(1500));
     let tally = load.stop();
@@ -142,7 +152,7 @@ fn a_restarted_replica_keeps_its_host_port_and_traffic_needs_no_repair() {
     assert_eq!(stale, [false, false], "{status}");
     // The restart itself is not free (its requests in that instant fail over to blue-2 or
     // fail), but afterwards every request is served without --repair.
-    let after = Load::start(service.nginx.addr(), "/", Mode::Close, 2);
+    let after = Load::start(service.proxy, "/", Mode::Close, 2);
     std::thread::sleep(Duration::from_millis(1000));
     let after = after.stop();
     assert!(after.ok > 20 && after.failed() == 0, "after the restart: {after:?} (during: {tally:?})");
@@ -155,4 +165,67 @@ fn a_restarted_replica_keeps_its_host_port_and_traffic_needs_no_repair() {
     let green: Vec<u16> = (1..=2).map(|i| published_port(&format!("{}-green-{i}", service.name)).unwrap()).collect();
     assert_eq!(green, [first + 3, first + 4], "green skips blue's ports (kept while stopped) and the held one");
     drop(held);
+}
+
+/// A user-defined bridge network, removed on drop (declare it before what joins it).
+struct Network(String);
+
+impl Network {
+    fn create() -> Self {
+        let name = format!("imgctl-test-net-{}-{}", std::process::id(), random_hex(4));
+        assert_success(&Command::new("docker").args(["network", "create", &name]).output().unwrap(), "network create");
+        Self(name)
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["network", "rm", &self.0]).output();
+    }
+}
+
+/// `container`'s IP address on `network`.
+fn ip_on(container: &str, network: &str) -> String {
+    let format = format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}");
+    let out = Command::new("docker").args(["inspect", "-f", &format, container]).output().unwrap();
+    assert_success(&out, "docker inspect");
+    stdout(&out).trim().to_owned()
+}
+
+#[test]
+fn behind_nginx_in_a_container_replicas_join_its_network_and_are_reached_at_their_ip_there() {
+    let network = Network::create();
+    let images = WebImages::build("netproxy");
+    let image = ProxyImage::build();
+    let mut home = TestHome::new("netproxy");
+    images.login(&mut home);
+    let name = format!("stn{}", random_hex(3));
+    let nginx = NginxContainer::start_on(&network.0, &image, &name, Resolution::AtReload);
+    let service = Service::new(&home, name.clone(), nginx.addr());
+    let keys = format!(
+        "      proxy: {{network: {}, upstream_file: {}, test: {}, reload: {}}}",
+        network.0,
+        nginx.upstream_file().display(),
+        json(nginx.test_command()),
+        json(nginx.reload_command())
+    );
+    service.compose(&images, &keys);
+
+    for (version, pushed, color) in [("v1", &images.v1, "blue"), ("v2", &images.v2, "green")] {
+        let out = service.imgctl(&home, &["deploy", &name, "--digest", &pushed.digest]);
+        assert_success(&out, &format!("deploy {version}"));
+        service.wait_serving(version);
+        // The upstream names each replica by its address on the proxy's network.
+        let upstream = fs::read_to_string(nginx.upstream_file()).unwrap();
+        for i in 1..=2 {
+            let ip = ip_on(&format!("{name}-{color}-{i}"), &network.0);
+            assert!(!ip.is_empty(), "{name}-{color}-{i} did not join {}", network.0);
+            assert!(upstream.contains(&format!("server {ip}:8080")), "{ip} not in {upstream}");
+        }
+    }
+    let status = service.status(&home);
+    let stale: Vec<bool> = status["replicas"].as_array().unwrap().iter().map(|r| r["stale"] == true).collect();
+    assert!(stale.iter().all(|s| !s), "{status}");
+    drop(service);
+    drop(nginx);
 }

@@ -210,6 +210,20 @@ impl DockerEngine {
         Ok(ports)
     }
 
+    /// The container's IP address on `network` (`None`: not connected, or not running).
+    pub async fn network_ip(&self, id: &str, network: &str) -> Result<Option<std::net::IpAddr>, EngineError> {
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.fail(format!("inspect container {id}"), e))?;
+        let networks = info.network_settings.and_then(|n| n.networks).unwrap_or_default();
+        let endpoint = networks.get(network);
+        let ip =
+            endpoint.and_then(|e| e.ip_address.as_deref().filter(|ip| !ip.is_empty()).and_then(|ip| ip.parse().ok()));
+        Ok(ip)
+    }
+
     /// The host process id of the container's main process while it runs, when the engine
     /// runs on this host (`None` over `tcp://`: a pid there means nothing here).
     pub async fn local_pid(&self, id: &str) -> Result<Option<u32>, EngineError> {

@@ -137,15 +137,19 @@ impl Run<'_> {
         Ok(Done::Done)
     }
 
-    /// Waits until the running replicas of `color` (of `indices`) have no open connection,
-    /// or `deadline` passes; says how many were still open.
+    /// Waits until the running replicas of `color` (of `indices`) have had no open connection
+    /// for the switch's settle time, or `deadline` passes; says how many were still open.
     async fn drain(&mut self, color: Color, indices: Option<&[u32]>, deadline: Duration) -> Result<Drained, StepError> {
         let replicas = self.running(color, indices).await?;
+        let settle = self.switch.settle().min(deadline);
         let since = Instant::now();
+        let mut none_open_since = None;
         loop {
             let open = self.open_connections(&replicas).await;
-            let waited = since.elapsed();
-            if open == Some(0) || waited >= deadline {
+            let (now, waited) = (Instant::now(), since.elapsed());
+            none_open_since = if open == Some(0) { none_open_since.or(Some(now)) } else { None };
+            let quiet = none_open_since.is_some_and(|t| now.duration_since(t) >= settle);
+            if quiet || waited >= deadline {
                 return Ok(Drained::new(color, replicas.len(), open, waited, deadline));
             }
             tokio::time::sleep(DRAIN_POLL.min(deadline - waited)).await;

@@ -94,6 +94,10 @@ pub struct ProxySettings {
     pub verify_count: u32,
     /// The host address the replicas' ports are published on and nginx reaches them at.
     pub host: String,
+    /// A docker network the proxy runs on (nginx or haproxy in a container, the usual
+    /// compose layout): imgctl joins each replica to it, and the switch reaches replicas at
+    /// their IP address on it instead of a published host port.
+    pub network: Option<String>,
 }
 
 /// The HAProxy traffic switch (`x-imgctl.proxy.kind: haproxy`): a `server-template` pool in
@@ -277,6 +281,7 @@ pub(super) fn parse(
         verify_url: Option<String>,
         verify_count: Option<u32>,
         host: Option<String>,
+        network: Option<String>,
     }
     #[derive(Deserialize, Default, PartialEq)]
     #[serde(rename_all = "lowercase")]
@@ -376,7 +381,18 @@ pub(super) fn parse(
             })
         }
     };
+    if let Some(network) = &proxy.network {
+        let plain = network.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && network.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !plain {
+            return Err(format!("proxy.network: {network:?} is not a docker network name"));
+        }
+        if raw.target == Some(Target::Swarm) {
+            return Err("proxy.network is for target engine: with swarm, nginx reaches colors on swarm.network".into());
+        }
+    }
     let proxy = ProxySettings {
+        network: proxy.network,
         upstream_file: match proxy.upstream_file {
             Some(file) => Some(relative(file)),
             None if swarm_rolling || haproxy.is_some() => None,
@@ -497,6 +513,24 @@ mod tests {
         for bad in ["18083-18080", "0-3", "a-b", "18080-70000", "'18080-'"] {
             assert!(error(bad, 1).contains("is not a port range"), "{bad}: {}", error(bad, 1));
         }
+    }
+
+    #[test]
+    fn proxy_network_is_a_docker_network_name_on_the_engine() {
+        let yaml = |proxy: &str, target: &str| {
+            format!(
+                "services:\n  web:\n    image: r/web\n    expose: [8080]\n    healthcheck: {{test: [CMD, /bin/true]}}\n    x-imgctl: {{{target}proxy: {{upstream_file: u, {proxy}}}, swarm: {{network: o}}}}\n"
+            )
+        };
+        let parsed = |proxy: &str, target: &str| parse(&yaml(proxy, target), Path::new("compose.yaml"), "web");
+        assert_eq!(parsed("network: front_1.a-b", "").unwrap().settings.proxy.network.as_deref(), Some("front_1.a-b"));
+        assert_eq!(parsed("host: 127.0.0.1", "").unwrap().settings.proxy.network, None);
+        for bad in ["'-front'", "'a b'", "'a;b'", "''"] {
+            let error = parsed(&format!("network: {bad}"), "").unwrap_err().to_string();
+            assert!(error.contains("is not a docker network name"), "{bad}: {error}");
+        }
+        let error = parsed("network: front", "target: swarm, strategy: blue-green, ").unwrap_err().to_string();
+        assert!(error.contains("proxy.network is for target engine"), "{error}");
     }
 
     #[test]

@@ -58,7 +58,14 @@ pub trait TrafficSwitch {
     /// haproxy's `scur` counts requests in flight, while connections counted on a replica
     /// include idle ones the proxy keeps pooled for reuse.
     fn open_sessions(&self, addrs: &[String]) -> Result<Option<u32>, SwitchError>;
+    /// How long after a switch the proxy may still open new connections to servers it
+    /// left: a drain trusts "no connection open" only once it has lasted that long.
+    fn settle(&self) -> Duration;
 }
+
+/// nginx's reload is asynchronous: `nginx -s reload` returns once the master is signalled,
+/// and the old workers, with the old upstream, keep accepting until the new ones are up.
+const NGINX_SETTLE: Duration = Duration::from_secs(1);
 
 /// The switch of a service.
 pub enum AnySwitch<'a> {
@@ -129,6 +136,14 @@ impl TrafficSwitch for AnySwitch<'_> {
         match self {
             Self::Haproxy { switch, .. } => Ok(Some(switch.open_sessions(addrs)?)),
             Self::Nginx { .. } | Self::None { .. } => Ok(None),
+        }
+    }
+
+    fn settle(&self) -> Duration {
+        match self {
+            Self::Nginx { .. } => NGINX_SETTLE,
+            // `set server ... state maint` has taken effect when haproxy answers.
+            Self::Haproxy { .. } | Self::None { .. } => Duration::ZERO,
         }
     }
 
