@@ -362,6 +362,8 @@ impl Machine {
     fn took(&mut self, on: &On, done: Done) {
         match (on, done) {
             (_, Done::Done) => {}
+            // A color with nothing running had nothing to drain: not worth a line.
+            (_, Done::Drained(drained)) if drained.replicas == 0 => {}
             (_, Done::Drained(drained)) => self.drains.push(drained),
             (On::Warm(old), Done::LeftRunning) => {
                 let old = *old;

@@ -108,8 +108,10 @@ impl Run<'_> {
             }
             Step::Drain { color, indices, deadline } => {
                 let drained = self.drain(color, indices.as_deref(), deadline).await?;
-                self.timed(format!("drain {color}"), since.elapsed());
-                self.events.note(&drained.to_string());
+                if drained.replicas > 0 {
+                    self.timed(format!("drain {color}"), since.elapsed());
+                    self.events.note(&drained.to_string());
+                }
                 return Ok(Done::Drained(drained));
             }
             Step::Wait { label, duration } => {

@@ -77,6 +77,25 @@ fn an_old_color_another_run_took_over_during_keep_warm_is_neither_drained_nor_st
 }
 
 #[test]
+fn a_color_with_nothing_running_is_not_reported_as_drained() {
+    // Blue was stopped meanwhile (by hand): the drain finds no replica running, and the
+    // report says nothing of it.
+    let mut world = World::live(Blue, 2, V1);
+    let mut machine =
+        Machine::new(settings(Strategy::BlueGreen, 2), &Action::Deploy(image(V2)), world.observed()).unwrap();
+    let mut last = Ok(Done::Done);
+    while let Some(step) = machine.next(last) {
+        last = match step {
+            Step::Drain { color, deadline, .. } => {
+                Ok(Done::Drained(Drained::new(color, 0, Some(0), Duration::ZERO, deadline)))
+            }
+            step => world.apply(step),
+        };
+    }
+    assert!(machine.drains().is_empty(), "{:?}", machine.drains());
+}
+
+#[test]
 fn rolling_drains_each_old_replica_before_stopping_it_in_either_order() {
     for order in [Order::StartFirst, Order::StopFirst] {
         let mut s = settings(Strategy::Rolling, 3);
