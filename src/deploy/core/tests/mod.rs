@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use super::*;
 use crate::deploy::history::Outcome;
-use crate::deploy::model::{ContainerState, FailureAction, Health, Order, Phase, Server};
-use crate::deploy::spec::CanaryStep;
+use crate::deploy::model::{
+    ContainerState, FailureAction, Health, Order, Phase, Replica, Server, Traffic, UpdateConfig,
+};
+use crate::deploy::spec::{CanaryStep, Strategy};
 use crate::deploy::target::{TargetError, UpdateFailure};
 
 const V1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
