@@ -16,6 +16,7 @@ packages=(
   hyperfine                         # benchmarks
   nginx-light                       # the traffic switch deploys drive
   haproxy                           # the reload-free switch (runtime API over its stats socket)
+  docker-compose                    # 1.29: the reference imgctl config is compared with
   wrk                               # load through nginx in deploy benchmarks
   curl                              # the sample notifier hook posts with it
   tar ca-certificates

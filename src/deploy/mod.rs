@@ -4,8 +4,10 @@
 //!
 //! - [`model`]: the shared nouns (what a replica runs, replicas, traffic and its phase, pinned
 //!   images), no I/O.
-//! - [`spec`]: the compose service and its `x-imgctl` block; [`compose`] reads compose's fields;
-//!   [`names`]: the values that reach the proxy's configuration.
+//! - [`config`]: compose files loaded as compose loads them (several `-f`, `.env`, `${VAR}`,
+//!   `extends`, `env_file`, merge rules), every key applied, noted or refused; [`spec`]: the
+//!   loaded service as a workload and its `x-imgctl` settings; [`compose`] reads compose's
+//!   fields; [`names`]: the values that reach the proxy's configuration.
 //! - [`core`]: the pure state machine of a run: from what is observed and what is asked, the
 //!   next step given how the last one ended. [`run`] is its interpreter.
 //! - [`target`]: where replicas run (the Engine, swarm colors, swarm's own rolling update);
@@ -20,6 +22,7 @@
 pub mod child_env;
 pub mod color;
 pub mod compose;
+pub mod config;
 pub mod core;
 pub mod docker;
 pub mod events;

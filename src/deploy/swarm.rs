@@ -19,11 +19,16 @@ use bollard::query_parameters::{ListTasksOptionsBuilder, UpdateServiceOptionsBui
 use super::docker::{DockerEngine, EngineError, PullAuth, health_config};
 use super::model::{FailureAction, Order, UpdateConfig, Workload};
 
+mod runtime;
+
 /// What a swarm service should be: a workload (built from the compose service), its image,
 /// imgctl's labels and how many tasks run it.
 ///
 /// Swarm is given the workload's command, environment, user, healthcheck, stop signal and
-/// grace, and networks; its volumes, restart and port are not passed on.
+/// grace, networks, and the runtime keys a service can carry (resources, capabilities,
+/// ulimits, hosts, DNS, tmpfs mounts, read-only root, init, sysctls, logging, hostname; a
+/// runtime with keys it cannot carry is refused, see `Runtime::refused_on_swarm`); its
+/// volumes, restart and port are not passed on.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SwarmServiceSpec {
     /// The service name.
@@ -123,7 +128,7 @@ impl DockerEngine {
         let credentials = auth.and_then(PullAuth::docker_credentials);
         let created = self
             .api()
-            .create_service(service_spec(spec), credentials)
+            .create_service(service_spec(spec)?, credentials)
             .await
             .map_err(|e| self.error(format!("creating service {}", spec.name), e))?;
         Ok(created.id.unwrap_or_default())
@@ -141,7 +146,7 @@ impl DockerEngine {
         let credentials = auth.and_then(PullAuth::docker_credentials);
         let answer = self
             .api()
-            .update_service(&spec.name, service_spec(spec), options, credentials)
+            .update_service(&spec.name, service_spec(spec)?, options, credentials)
             .await
             .map_err(|e| match e {
                 // Swarm answers a stale version index with a 500, not a 409.
@@ -305,9 +310,16 @@ fn update_state(state: &ServiceUpdateStatusStateEnum) -> String {
     serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-/// The Engine API's service spec for `spec`.
-fn service_spec(spec: &SwarmServiceSpec) -> ServiceSpec {
+/// The Engine API's service spec for `spec`; refused when its runtime has keys a service
+/// cannot carry (the compose reader refuses them first, naming them).
+fn service_spec(spec: &SwarmServiceSpec) -> Result<ServiceSpec, EngineError> {
     let workload = &spec.workload;
+    let refused = workload.runtime.refused_on_swarm();
+    if !refused.is_empty() {
+        let keys: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        return Err(EngineError::InvalidSpec { container: format!("service {}", spec.name), reason: keys.join("; ") });
+    }
+    let runtime = &workload.runtime;
     let update = &spec.update_config;
     let rollback = &spec.rollback_config;
     let networks: Vec<NetworkAttachmentConfig> = workload
@@ -318,7 +330,7 @@ fn service_spec(spec: &SwarmServiceSpec) -> ServiceSpec {
     // imgctl's labels win: they are how the deploy finds its services again.
     let labels: HashMap<String, String> =
         workload.labels.iter().chain(&spec.labels).map(|(k, v)| (k.clone(), v.clone())).collect();
-    ServiceSpec {
+    Ok(ServiceSpec {
         name: Some(spec.name.clone()),
         labels: Some(labels.clone()),
         task_template: Some(TaskSpec {
@@ -333,9 +345,11 @@ fn service_spec(spec: &SwarmServiceSpec) -> ServiceSpec {
                 health_check: workload.healthcheck.as_ref().map(health_config),
                 stop_signal: workload.stop_signal.clone(),
                 stop_grace_period: Some(nanos(workload.stop_grace)),
-                ..Default::default()
+                ..runtime::container_spec(runtime)
             }),
             networks: Some(networks).filter(|n| !n.is_empty()),
+            resources: runtime::resources(runtime),
+            log_driver: runtime::log_driver(runtime),
             ..Default::default()
         }),
         mode: Some(replicated(spec.replicas)),
@@ -370,7 +384,7 @@ fn service_spec(spec: &SwarmServiceSpec) -> ServiceSpec {
             }),
         }),
         ..Default::default()
-    }
+    })
 }
 
 #[cfg(test)]
@@ -411,7 +425,7 @@ mod tests {
             rollback_config: UpdateConfig { failure_action: FailureAction::Rollback, ..UpdateConfig::default() },
             ..Default::default()
         };
-        let body = serde_json::to_value(service_spec(&spec)).unwrap();
+        let body = serde_json::to_value(service_spec(&spec).unwrap()).unwrap();
         assert_eq!(body["TaskTemplate"]["ContainerSpec"]["Image"], "r/web@sha256:aa");
         assert_eq!(body["TaskTemplate"]["ContainerSpec"]["Args"], serde_json::json!(["httpd"]));
         assert_eq!(body["TaskTemplate"]["Networks"][0]["Target"], "front");
@@ -442,7 +456,7 @@ mod tests {
             replicas: 1,
             ..Default::default()
         };
-        let body = serde_json::to_value(service_spec(&spec)).unwrap();
+        let body = serde_json::to_value(service_spec(&spec).unwrap()).unwrap();
         let container = &body["TaskTemplate"]["ContainerSpec"];
         assert_eq!(
             (&container["Command"], &container["Env"]),

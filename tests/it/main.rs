@@ -4,6 +4,7 @@
 mod ci_examples;
 mod cli_snapshots;
 mod common;
+mod compose_reference;
 mod concurrency;
 mod deploy;
 mod deploy_cli;
@@ -23,6 +24,7 @@ mod migrate_pass;
 mod nginx_switch;
 mod promote;
 mod registry_credentials;
+mod runtime_keys;
 mod sample_hooks;
 mod secret_service;
 mod shared_host;

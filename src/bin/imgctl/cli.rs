@@ -129,8 +129,28 @@ pub enum Command {
     ///   imgctl deploy web --continue                     # next canary step, or the held switch
     ///   imgctl deploy web --abort                        # all traffic back on the stable color
     ///   imgctl deploy web --repair                       # after a reboot or docker restart
+    ///   TAG=1.4 imgctl deploy web -f compose.yaml -f prod.yaml --digest sha256:4f1e...
     #[command(verbatim_doc_comment)]
     Deploy(Deploy),
+
+    /// Print a service as imgctl will deploy it, resolved as compose resolves it.
+    ///
+    /// Like `docker compose config`, for one service: the compose files merged in order,
+    /// ${VAR} interpolated (the environment wins over --env-file, or else over the project's
+    /// .env), extends and env_file applied, and the x-imgctl settings with their defaults. A
+    /// key imgctl would refuse at deploy time is refused here (exit 2); keys accepted without
+    /// effect and unset variables are noted on stderr.
+    ///
+    ///   imgctl config web
+    ///   TAG=1.4 imgctl config web -f compose.yaml -f prod.yaml --env-file prod.env
+    ///   imgctl config web -o json | jq .environment
+    #[command(verbatim_doc_comment)]
+    Config {
+        /// The compose service.
+        service: String,
+        #[command(flatten)]
+        compose: ComposeArgs,
+    },
 
     /// Put the previous version back: the idle color (warm or stopped) takes the traffic
     /// again, or the previous digest from the history is deployed. Aborts a paused deploy.
@@ -166,13 +186,18 @@ pub enum Command {
     },
 }
 
-/// Where the service is defined.
+/// Where the service is defined, read as compose reads it.
 #[derive(Debug, Args)]
 pub struct ComposeArgs {
-    /// The compose file (default: compose.yaml, compose.yml, docker-compose.yaml or
-    /// docker-compose.yml here).
+    /// A compose file; repeat to merge overrides over it, in order, as compose does (default:
+    /// COMPOSE_FILE, split on ':' or COMPOSE_PATH_SEPARATOR; else compose.yaml, compose.yml,
+    /// docker-compose.yaml or docker-compose.yml here, with its override file).
     #[arg(long = "file", short = 'f', value_name = "FILE")]
-    pub file: Option<std::path::PathBuf>,
+    pub files: Vec<std::path::PathBuf>,
+    /// Variables for ${VAR} in the compose files, replacing the project's .env (repeatable;
+    /// later files win). Variables of the environment win over both.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<std::path::PathBuf>,
 }
 
 /// `imgctl deploy`

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use imgctl::deploy::config::Request;
 use imgctl::deploy::core::Refusal;
 use imgctl::deploy::history::Outcome;
 use imgctl::deploy::lock::LockError;
@@ -181,9 +182,22 @@ async fn pin(args: &Deploy, spec: &ServiceSpec) -> Result<PinnedImage> {
     Ok(PinnedImage { repository, digest })
 }
 
-fn load(compose: &ComposeArgs, service: &str) -> Result<ServiceSpec> {
-    let path = spec::find_compose_file(compose.file.as_deref(), &std::env::current_dir()?)?;
-    Ok(spec::load(&path, service)?)
+/// Reads `service` as compose would from the command line's files and the process
+/// environment, and says on stderr what the loader noted (unset variables, ignored keys).
+pub fn load(compose: &ComposeArgs, service: &str) -> Result<ServiceSpec> {
+    let request = Request {
+        files: compose.files.clone(),
+        env_files: compose.env_files.clone(),
+        environment: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+        cwd: std::env::current_dir()?,
+    };
+    let spec = spec::resolve(&request, service)?;
+    for note in &spec.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(spec)
 }
 
 fn options(no_auto_promote: bool) -> Result<Options> {

@@ -21,7 +21,12 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match command {
-            Command::Creds(_) | Command::Deploy(_) | Command::Rollback { .. } | Command::Status { .. } | Command::History { .. } => {
+            Command::Creds(_)
+            | Command::Config { .. }
+            | Command::Deploy(_)
+            | Command::Rollback { .. }
+            | Command::Status { .. }
+            | Command::History { .. } => {
                 unreachable!("main routes these elsewhere")
             }
             Command::Resolve { reference, registry } => resolve(&reference, &registry, output).await,

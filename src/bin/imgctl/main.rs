@@ -11,6 +11,7 @@ macro_rules! outln {
 }
 
 mod cli;
+mod config;
 mod creds;
 mod deploy;
 mod images;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Creds(command) => creds::run(command, cli.output),
+        Command::Config { service, compose } => config::run(&service, &compose, cli.output),
         command
         @ (Command::Deploy(_) | Command::Rollback { .. } | Command::Status { .. } | Command::History { .. }) => {
             deploy::run(command, cli.output)

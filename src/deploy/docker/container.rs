@@ -15,6 +15,8 @@ use super::EngineError;
 use crate::deploy::color::{Color, label};
 use crate::deploy::model::{ContainerState, Health, Healthcheck, Replica, Workload};
 
+mod runtime;
+
 /// One replica as a container: its workload, under its own name and image, with imgctl's
 /// labels.
 ///
@@ -64,12 +66,16 @@ pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, E
     // imgctl's labels win: they are how the deploy finds its replicas again.
     let labels: HashMap<String, String> =
         workload.labels.iter().chain(&spec.labels).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let refused = workload.runtime.refused_on_engine();
+    if let Some(first) = refused.first() {
+        return Err(invalid(first.to_string()));
+    }
     let host_config = HostConfig {
         binds: Some(binds).filter(|b| !b.is_empty()),
         port_bindings,
         network_mode: workload.networks.first().cloned(),
         restart_policy,
-        ..Default::default()
+        ..runtime::host_config(&workload.runtime)
     };
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -83,6 +89,8 @@ pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, E
         healthcheck: workload.healthcheck.as_ref().map(health_config),
         volumes: Some(anonymous).filter(|v| !v.is_empty()),
         stop_signal: workload.stop_signal.clone(),
+        hostname: workload.runtime.hostname.clone(),
+        domainname: workload.runtime.engine_only.domainname.clone(),
         host_config: Some(host_config),
         ..Default::default()
     })

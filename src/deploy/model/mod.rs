@@ -5,12 +5,14 @@
 
 mod image;
 mod replica;
+mod runtime;
 mod traffic;
 mod update;
 mod workload;
 
 pub use image::PinnedImage;
 pub use replica::{ContainerState, Health, Replica};
+pub use runtime::{Device, EngineOnly, ExtraHost, Logging, Refusal, Resources, Runtime, Tmpfs, Ulimit};
 pub use traffic::{Phase, Server, Traffic, canary_weights};
 pub use update::{FailureAction, Order, UpdateConfig};
 pub use workload::{Healthcheck, Workload};

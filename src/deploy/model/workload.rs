@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::Runtime;
+
 /// A docker healthcheck (compose `healthcheck:`), durations already parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Healthcheck {
@@ -57,6 +59,9 @@ pub struct Workload {
     /// `ports`); `None` only where nothing reaches the replicas through imgctl (swarm's own
     /// rolling update: a queue worker listens on nothing).
     pub port: Option<u16>,
+    /// compose's runtime keys (resources, capabilities, ulimits, hosts, DNS, tmpfs, logging,
+    /// sysctls, ...): how the container runs, one value for every replica.
+    pub runtime: Runtime,
 }
 
 impl Workload {
@@ -81,6 +86,7 @@ impl Default for Workload {
             stop_signal: None,
             stop_grace: Self::DEFAULT_STOP_GRACE,
             port: None,
+            runtime: Runtime::default(),
         }
     }
 }

@@ -1,12 +1,20 @@
-//! The service to deploy, read from a compose file: the compose service is the template of each
-//! replica, and the `x-imgctl` block holds what compose has no word for.
+//! The service to deploy: the compose service, loaded by [`config`] as compose loads it, is
+//! the template of each replica, and the `x-imgctl` block holds what compose has no word for.
 //!
 //! `x-imgctl` may stand at the top level (defaults for every service) and inside the service;
 //! the service's block is merged over the top-level one, key by key, and read by `settings`.
 //! The compose service's own fields become the [`Workload`].
+//!
+//! This module stays the public entry ([`resolve`], [`load`], [`ServiceSpec`]) that the
+//! targets, switches and the binary use; [`config`] does the loading (files, environment,
+//! interpolation, merging, extends, env_file, the table of keys) and knows nothing of
+//! workloads.
 
+mod runtime;
 mod settings;
+mod view;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -14,47 +22,30 @@ use serde_json::Value;
 use super::compose::{
     healthcheck, key_values, parse_duration, port_from_service, relative_volume, scalar, update_config, volumes, words,
 };
+use super::config::{self, ConfigError, Loaded, Request};
 use super::model::{UpdateConfig, Workload};
 use super::names;
 
+pub use super::config::DEFAULT_FILES;
 pub use settings::{
     CanaryStep, DeploySettings, HaproxySettings, HealthGate, PortRange, ProxySettings, Strategy, SwarmSettings, Target,
 };
-
-/// The file names tried, in order, when no compose file is given (as `docker compose` does).
-pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+pub use view::view;
 
 /// A compose file could not give a deployable service.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    /// No compose file was given and none of the default names exists.
-    #[error("no compose file here (looked for {}); name one with -f", DEFAULT_FILES.join(", "))]
-    NoComposeFile,
-    /// The file could not be read.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not YAML, or a field has the wrong shape.
+    /// The compose files could not be loaded: not found, not YAML, a variable required and
+    /// unset, a key refused...
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A field has the wrong shape.
     #[error("{path}: {message}")]
     Invalid {
         /// The file.
         path: PathBuf,
         /// What is wrong, with the field's name.
         message: String,
-    },
-    /// The service is not in the file.
-    #[error("{path} has no service {service:?} (it has: {known})")]
-    NoSuchService {
-        /// The file.
-        path: PathBuf,
-        /// The service asked for.
-        service: String,
-        /// The services it has.
-        known: String,
     },
     /// A value imgctl writes into nginx's configuration is not a plain name: written as it is,
     /// it could end the directive and add others.
@@ -76,8 +67,10 @@ pub enum SpecError {
 pub struct ServiceSpec {
     /// The compose service name.
     pub name: String,
-    /// The compose file it came from.
+    /// The first compose file (the project's; hooks get it as `IMGCTL_COMPOSE_FILE`).
     pub compose_file: PathBuf,
+    /// Every compose file, in the order merged.
+    pub compose_files: Vec<PathBuf>,
     /// compose `image` (its repository is what `--digest` pins).
     pub image: Option<String>,
     /// What each replica runs: the compose service's fields, with `x-imgctl`'s port and
@@ -91,24 +84,35 @@ pub struct ServiceSpec {
     pub rollback_config: UpdateConfig,
     /// The `x-imgctl` settings.
     pub settings: DeploySettings,
+    /// What the loader noted: unset variables, keys accepted without effect.
+    pub notes: Vec<String>,
 }
 
-/// Finds the compose file: `given`, else the first default name in `dir` that exists.
-pub fn find_compose_file(given: Option<&Path>, dir: &Path) -> Result<PathBuf, SpecError> {
-    if let Some(path) = given {
-        return Ok(path.to_path_buf());
-    }
-    DEFAULT_FILES.iter().map(|name| dir.join(name)).find(|path| path.is_file()).ok_or(SpecError::NoComposeFile)
+/// Loads `service` as `request` says (the binary passes the command line's `-f` and
+/// `--env-file`, the process environment and the working directory).
+pub fn resolve(request: &Request, service: &str) -> Result<ServiceSpec, SpecError> {
+    from_loaded(config::load(request, &config::Disk, service)?)
 }
 
-/// Reads `service` from the compose file at `path`.
+/// Reads `service` from the one compose file at `path` (and the `.env` beside it), with an
+/// empty process environment.
 pub fn load(path: &Path, service: &str) -> Result<ServiceSpec, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.into(), source })?;
-    parse(&text, path, service)
+    resolve(&Request { files: vec![path.to_path_buf()], ..Request::default() }, service)
 }
 
-/// Reads `service` from compose YAML `text` (relative paths are taken from `path`'s folder).
+/// Reads `service` from compose YAML `text`, as if it were the file at `path` (relative
+/// paths are taken from its folder), with no environment.
 pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, SpecError> {
+    let files: BTreeMap<PathBuf, String> = [(path.to_path_buf(), text.to_owned())].into();
+    let request = Request { files: vec![path.to_path_buf()], ..Request::default() };
+    from_loaded(config::load(&request, &files, service)?)
+}
+
+/// The workload and the deploy settings of a loaded service.
+pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
+    let path = loaded.files.first().cloned().unwrap_or_default();
+    let path = path.as_path();
+    let service = loaded.service.as_str();
     let invalid = |message: String| SpecError::Invalid { path: path.into(), message };
     let unsafe_value = |key: &str, value: &str, rule| SpecError::UnsafeValue {
         path: path.into(),
@@ -116,25 +120,12 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
         value: value.into(),
         rule,
     };
-    // Container, swarm service and upstream names are made of the service name.
-    if !names::is_service_name(service) {
-        return Err(unsafe_value("the service name", service, names::SERVICE_RULE));
-    }
-    let document: Value = serde_norway::from_str(text).map_err(|e| invalid(e.to_string()))?;
-    let services = document.get("services").and_then(Value::as_object).ok_or_else(|| invalid("no services".into()))?;
-    let Some(body) = services.get(service) else {
-        return Err(SpecError::NoSuchService {
-            path: path.into(),
-            service: service.into(),
-            known: services.keys().cloned().collect::<Vec<_>>().join(", "),
-        });
-    };
+    let body = Value::Object(loaded.body.clone());
+    let body = &body;
+    let extension = loaded.extension.clone();
+    let base = if loaded.dir.as_os_str().is_empty() { Path::new(".") } else { loaded.dir.as_path() };
     let field = |name: &str| body.get(name).filter(|v| !v.is_null());
     let at = |name: &str| format!("services.{service}.{name}");
-
-    let mut extension = document.get("x-imgctl").cloned().unwrap_or(Value::Null);
-    merge(&mut extension, body.get("x-imgctl").cloned().unwrap_or(Value::Null));
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
 
     let healthcheck = field("healthcheck")
         .map(|v| healthcheck(v).map_err(|m| invalid(format!("{}: {m}", at("healthcheck")))))
@@ -190,6 +181,8 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
         )));
     }
 
+    // The one place the workload is built. The runtime keys (cap_add, ulimits, resources...)
+    // are read by `runtime::runtime`, and what the target cannot apply is refused here.
     let workload = Workload {
         environment: field("environment")
             .map(key_values)
@@ -233,30 +226,22 @@ pub fn parse(text: &str, path: &Path, service: &str) -> Result<ServiceSpec, Spec
         stop_signal: field("stop_signal").map(scalar),
         stop_grace,
         port,
+        runtime: runtime::runtime(body, base).map_err(|m| invalid(format!("services.{service}.{m}"))).and_then(
+            |r| runtime::for_target(r, settings.target).map_err(|m| invalid(format!("services.{service}: {m}"))),
+        )?,
     };
     Ok(ServiceSpec {
         name: service.into(),
         compose_file: path.into(),
+        compose_files: loaded.files.clone(),
         image: field("image").and_then(Value::as_str).map(str::to_owned),
         workload,
         replicas,
         update_config: update("update_config")?,
         rollback_config: update("rollback_config")?,
         settings,
+        notes: loaded.notes.clone(),
     })
-}
-
-/// Merges `over` into `base`, maps key by key (recursively), anything else replaced.
-fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(base), Value::Object(over)) => {
-            for (key, value) in over {
-                merge(base.entry(key).or_insert(Value::Null), value);
-            }
-        }
-        (_, Value::Null) => {}
-        (base, over) => *base = over,
-    }
 }
 
 #[cfg(test)]
@@ -354,9 +339,9 @@ services:
         let spec = parse(COMPOSE, Path::new("/srv/app/compose.yaml"), "web").unwrap();
         assert_eq!(spec.image.as_deref(), Some("registry.example.com/team/web:1.4"));
         assert_eq!(spec.workload.command.unwrap(), ["httpd", "-f", "-p", "8080", "-h", "/www"]);
-        assert_eq!(spec.workload.environment, ["MODE=prod", "EMPTY"]);
+        assert_eq!(spec.workload.environment, ["MODE=prod", "EMPTY"], "EMPTY is set nowhere");
         assert_eq!(spec.workload.labels.get("team").map(String::as_str), Some("web"));
-        assert_eq!(spec.workload.volumes, ["data:/data", "/srv/app/./conf:/conf:ro", "/etc/app:/etc/app:ro"]);
+        assert_eq!(spec.workload.volumes, ["data:/data", "/srv/app/conf:/conf:ro", "/etc/app:/etc/app:ro"]);
         assert_eq!(spec.workload.networks, ["front"]);
         assert_eq!(spec.workload.stop_signal.as_deref(), Some("SIGQUIT"));
         assert_eq!(spec.workload.stop_grace, Duration::from_secs(3));
@@ -414,7 +399,7 @@ services:
             );
             let error = parse(&yaml, Path::new("compose.yaml"), name).unwrap_err();
             assert!(
-                matches!(&error, SpecError::UnsafeValue { key, value, .. } if key == "the service name" && value == name),
+                matches!(&error, SpecError::Config(ConfigError::ServiceName { service, .. }) if service == name),
                 "{name:?}: {error}"
             );
         }

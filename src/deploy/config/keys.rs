@@ -1,0 +1,227 @@
+//! Every compose service key imgctl knows, and what it does with it: nothing in a compose
+//! file is dropped without a word. A key is applied to each replica (by the spec, or by the
+//! runtime keys' reader), accepted with a note saying why it changes nothing, or refused with
+//! the reason. A key compose does not know is refused by name, with the nearest known key.
+
+/// The `healthcheck` keys.
+pub const HEALTHCHECK_KEYS: &[(&str, Treatment)] = {
+    use Treatment::*;
+    &[
+        ("test", Applied),
+        ("interval", Applied),
+        ("timeout", Applied),
+        ("retries", Applied),
+        ("start_period", Applied),
+        ("disable", Applied),
+        ("start_interval", Refused("not yet supported: imgctl does not pass start_interval to docker yet")),
+    ]
+};
+
+/// What imgctl does with a service key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Treatment {
+    /// Read into the workload or the deploy settings.
+    Applied,
+    /// Read by the loader itself (`extends`, `env_file`), gone from the resolved service.
+    Loader,
+    /// Applied to each replica's container or service as docker runs it (the runtime keys).
+    Runtime,
+    /// Accepted, with this note: it changes nothing in what imgctl deploys.
+    Ignored(&'static str),
+    /// Refused, for this reason.
+    Refused(&'static str),
+}
+
+/// compose keys imgctl does not apply yet (the compose specification's service keys).
+const NOT_YET: &str = "imgctl does not apply it yet; remove it, or deploy this service with compose";
+
+/// The service keys, in the compose specification's order of topics.
+pub const SERVICE_KEYS: &[(&str, Treatment)] = {
+    use Treatment::*;
+    &[
+        ("image", Applied),
+        ("command", Applied),
+        ("entrypoint", Applied),
+        ("environment", Applied),
+        ("env_file", Loader),
+        ("extends", Loader),
+        ("working_dir", Applied),
+        ("user", Applied),
+        ("healthcheck", Applied),
+        ("volumes", Applied),
+        ("networks", Applied),
+        ("labels", Applied),
+        ("restart", Applied),
+        ("stop_signal", Applied),
+        ("stop_grace_period", Applied),
+        ("expose", Applied),
+        ("ports", Applied),
+        ("deploy", Applied),
+        ("cap_add", Runtime),
+        ("cap_drop", Runtime),
+        ("ulimits", Runtime),
+        ("extra_hosts", Runtime),
+        ("dns", Runtime),
+        ("dns_search", Runtime),
+        ("tmpfs", Runtime),
+        ("read_only", Runtime),
+        ("init", Runtime),
+        ("logging", Runtime),
+        ("sysctls", Runtime),
+        ("shm_size", Runtime),
+        ("security_opt", Runtime),
+        ("devices", Runtime),
+        ("privileged", Runtime),
+        ("pid", Runtime),
+        ("ipc", Runtime),
+        ("hostname", Runtime),
+        ("domainname", Runtime),
+        ("depends_on", Ignored("imgctl deploys this service alone: the services it depends on must already run")),
+        (
+            "profiles",
+            Ignored(
+                "a service named on the command line is deployed whatever its profiles, as `docker compose up SERVICE` does",
+            ),
+        ),
+        ("pull_policy", Ignored("imgctl always pulls the pinned digest (a digest never changes)")),
+        ("container_name", Refused("the two colors run side by side and cannot share one container name")),
+        (
+            "build",
+            Refused("imgctl deploys an image a registry holds, by digest: build and push it in CI, then set image"),
+        ),
+        (
+            "network_mode",
+            Refused(
+                "the two colors must each have their own network stack (host networking makes their ports clash); use networks",
+            ),
+        ),
+        (
+            "links",
+            Refused("links bind to one container, and the colors come and go; use networks and the service name"),
+        ),
+        ("external_links", Refused("links bind to one container, and the colors come and go; use networks")),
+        ("volumes_from", Refused("it ties each replica to another container's lifetime; name the volumes instead")),
+        ("scale", Refused("set deploy.replicas")),
+        ("mac_address", Refused("the two colors run at the same time and cannot share one MAC address")),
+        ("secrets", Refused("not yet supported: imgctl does not mount compose secrets yet")),
+        ("configs", Refused("not yet supported: imgctl does not mount compose configs yet")),
+        ("platform", Refused(NOT_YET)),
+        ("annotations", Refused(NOT_YET)),
+        ("attach", Refused(NOT_YET)),
+        ("blkio_config", Refused(NOT_YET)),
+        ("cgroup", Refused(NOT_YET)),
+        ("cgroup_parent", Refused(NOT_YET)),
+        ("cpu_count", Refused(NOT_YET)),
+        ("cpu_percent", Refused(NOT_YET)),
+        ("cpu_period", Refused(NOT_YET)),
+        ("cpu_quota", Refused(NOT_YET)),
+        ("cpu_rt_period", Refused(NOT_YET)),
+        ("cpu_rt_runtime", Refused(NOT_YET)),
+        ("cpu_shares", Refused(NOT_YET)),
+        ("cpus", Runtime),
+        ("cpuset", Refused(NOT_YET)),
+        ("credential_spec", Refused(NOT_YET)),
+        ("develop", Refused(NOT_YET)),
+        ("device_cgroup_rules", Refused(NOT_YET)),
+        ("dns_opt", Runtime),
+        ("gpus", Refused(NOT_YET)),
+        ("group_add", Refused(NOT_YET)),
+        ("isolation", Refused(NOT_YET)),
+        ("log_driver", Refused("set logging.driver")),
+        ("log_opt", Refused("set logging.options")),
+        ("mem_limit", Runtime),
+        ("mem_reservation", Runtime),
+        ("mem_swappiness", Refused(NOT_YET)),
+        ("memswap_limit", Refused(NOT_YET)),
+        ("oom_kill_disable", Refused(NOT_YET)),
+        ("oom_score_adj", Refused(NOT_YET)),
+        ("pids_limit", Runtime),
+        ("post_start", Refused(NOT_YET)),
+        ("pre_stop", Refused(NOT_YET)),
+        ("runtime", Refused(NOT_YET)),
+        ("stdin_open", Refused(NOT_YET)),
+        ("storage_opt", Refused(NOT_YET)),
+        ("tty", Refused(NOT_YET)),
+        ("userns_mode", Refused(NOT_YET)),
+        ("uts", Refused(NOT_YET)),
+        ("volume_driver", Refused(NOT_YET)),
+    ]
+};
+
+/// The `deploy` keys.
+pub const DEPLOY_KEYS: &[(&str, Treatment)] = {
+    use Treatment::*;
+    &[
+        ("replicas", Applied),
+        ("update_config", Applied),
+        ("rollback_config", Applied),
+        ("resources", Runtime),
+        (
+            "mode",
+            Refused("imgctl runs a replicated service (deploy.replicas); global mode has no colors to switch between"),
+        ),
+        ("restart_policy", Refused("set restart (imgctl does not apply deploy.restart_policy yet)")),
+        ("placement", Refused("not yet supported: imgctl does not place swarm tasks yet")),
+        ("labels", Refused("not yet supported: set labels (on each replica) instead")),
+        ("endpoint_mode", Refused("not yet supported: imgctl reaches swarm tasks by their names (tasks.SERVICE)")),
+    ]
+};
+
+/// What imgctl does with `key` of a service (`x-` keys: `x-imgctl` is applied, others are
+/// compose's extension fields, ignored as compose ignores them).
+pub fn treatment(key: &str) -> Option<Treatment> {
+    if key == "x-imgctl" {
+        return Some(Treatment::Applied);
+    }
+    if key.starts_with("x-") {
+        return Some(Treatment::Ignored("an extension field (x-): compose ignores it, and so does imgctl"));
+    }
+    lookup(SERVICE_KEYS, key)
+}
+
+/// What imgctl does with `healthcheck.KEY`.
+pub fn healthcheck_treatment(key: &str) -> Option<Treatment> {
+    lookup(HEALTHCHECK_KEYS, key)
+}
+
+/// What imgctl does with `deploy.KEY`.
+pub fn deploy_treatment(key: &str) -> Option<Treatment> {
+    lookup(DEPLOY_KEYS, key)
+}
+
+fn lookup(table: &[(&str, Treatment)], key: &str) -> Option<Treatment> {
+    table.iter().find(|(name, _)| *name == key).map(|(_, t)| *t)
+}
+
+/// The known key nearest to a misspelt `key`, if one is near enough to be meant.
+pub fn nearest(table: &[(&'static str, Treatment)], key: &str) -> Option<&'static str> {
+    table
+        .iter()
+        .map(|(name, _)| (*name, strsim::damerau_levenshtein(key, name)))
+        .filter(|(name, distance)| *distance <= 2.max(name.len() / 4))
+        .min_by_key(|(_, distance)| *distance)
+        .map(|(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_key_once_and_typos_find_their_key() {
+        for table in [SERVICE_KEYS, DEPLOY_KEYS, HEALTHCHECK_KEYS] {
+            for (i, (key, _)) in table.iter().enumerate() {
+                assert!(!table[i + 1..].iter().any(|(k, _)| k == key), "{key} twice");
+            }
+        }
+        assert_eq!(nearest(SERVICE_KEYS, "enviroment"), Some("environment"));
+        assert_eq!(nearest(SERVICE_KEYS, "helthcheck"), Some("healthcheck"));
+        assert_eq!(nearest(SERVICE_KEYS, "imgae"), Some("image"));
+        assert_eq!(nearest(DEPLOY_KEYS, "replica"), Some("replicas"));
+        assert_eq!(nearest(SERVICE_KEYS, "zzzzzz"), None);
+        assert_eq!(
+            treatment("x-anything"),
+            Some(Treatment::Ignored("an extension field (x-): compose ignores it, and so does imgctl"))
+        );
+    }
+}

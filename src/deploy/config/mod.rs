@@ -1,0 +1,410 @@
+//! Compose files loaded as compose loads them, pure: which files (`-f` in order, else
+//! `COMPOSE_FILE`, else `compose.yaml`... and its override file), the environment (the
+//! process's over `--env-file` or the project's `.env`), `${VAR}` interpolation of every
+//! string, YAML anchors and merge keys, `extends`, the files merged in order by compose's
+//! rules, and each service's `env_file`. Nothing here reads the process environment or the
+//! disk by itself: the caller hands over the environment and a [`Files`] to read through, so
+//! every rule is unit-tested with tables.
+//!
+//! The result is one service's resolved compose body and its merged `x-imgctl` block, which
+//! [`crate::deploy::spec`] turns into a workload and deploy settings. Every key of that body
+//! is applied, ignored with a note, or refused by name ([`keys`]).
+
+mod env_file;
+mod interpolate;
+pub mod keys;
+mod merge;
+mod paths;
+mod service;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+pub use env_file::EnvFileError;
+pub use interpolate::InterpolationError;
+
+use crate::deploy::names;
+use interpolate::Variables;
+
+/// The file names tried, in order, when no compose file is given (as `docker compose` does).
+pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+
+/// The override files read after a default file, the first that exists (as compose does).
+pub const OVERRIDE_FILES: [&str; 4] =
+    ["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"];
+
+/// How compose files are read: the disk, or a table in tests.
+pub trait Files {
+    /// The file's text; an error of kind `NotFound` when there is none.
+    fn read(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// The file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Disk;
+
+impl Files for Disk {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+impl Files for BTreeMap<PathBuf, String> {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        self.get(path).cloned().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+/// What to load, as the command line and the process give it.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    /// `-f` files, in order (relative to `cwd`); empty: `COMPOSE_FILE`, else the default
+    /// names in `cwd` and their override file.
+    pub files: Vec<PathBuf>,
+    /// `--env-file` files, in order, later ones winning (relative to `cwd`); empty: the
+    /// project directory's `.env`, if there is one.
+    pub env_files: Vec<PathBuf>,
+    /// The process environment: it wins over the env files.
+    pub environment: BTreeMap<String, String>,
+    /// The directory relative paths on the command line are taken from.
+    pub cwd: PathBuf,
+}
+
+/// A service as compose resolves it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loaded {
+    /// The compose files, in the order merged.
+    pub files: Vec<PathBuf>,
+    /// The project directory (the first file's): relative paths in every file are taken
+    /// from it, but in a file another service `extends`, from that file's own.
+    pub dir: PathBuf,
+    /// The service's name.
+    pub service: String,
+    /// Its resolved body: files merged, `extends` applied, `env_file` read into
+    /// `environment` (a mapping; `null` for a variable that is set nowhere), relative host
+    /// paths made absolute.
+    pub body: Map<String, Value>,
+    /// `x-imgctl` at the top level with the service's own block merged over it.
+    pub extension: Value,
+    /// What the user should hear: unset variables, keys accepted without effect.
+    pub notes: Vec<String>,
+}
+
+/// A compose project that cannot give the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No compose file was given and none of the default names exists.
+    #[error("no compose file here (looked for {}); name one with -f", DEFAULT_FILES.join(", "))]
+    NoComposeFile,
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not YAML, or not shaped as compose needs.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// `${VAR:?message}` with VAR unset, or a `$` that starts no substitution.
+    #[error("{path}: {key}: {problem}")]
+    Interpolation {
+        /// The file.
+        path: PathBuf,
+        /// Where in it (`services.web.image`).
+        key: String,
+        /// What failed (said in the message, so not a `source`).
+        problem: InterpolationError,
+    },
+    /// An env file that is not one.
+    #[error("{path}: {problem}")]
+    EnvFile {
+        /// The env file.
+        path: PathBuf,
+        /// What is wrong, with its line.
+        problem: EnvFileError,
+    },
+    /// A service name compose would refuse: container, swarm service and upstream names are
+    /// made of it, and it goes into nginx's configuration.
+    #[error(
+        "{path}: the service name is {service:?}; it goes into nginx's configuration, so it must be {}",
+        names::SERVICE_RULE
+    )]
+    ServiceName {
+        /// The (first) file.
+        path: PathBuf,
+        /// The name refused.
+        service: String,
+    },
+    /// The service is in none of the files.
+    #[error("{path} has no service {service:?} (it has: {known})")]
+    NoSuchService {
+        /// The (first) file.
+        path: PathBuf,
+        /// The service asked for.
+        service: String,
+        /// The services the files have.
+        known: String,
+    },
+    /// `extends` names a service that is not there, or runs in a circle.
+    #[error("{path}: services.{service}.extends: {message}")]
+    Extends {
+        /// The file.
+        path: PathBuf,
+        /// The extending service.
+        service: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key imgctl refuses, with why.
+    #[error("{path}: services.{service}.{key}: {reason}")]
+    Refused {
+        /// The first compose file.
+        path: PathBuf,
+        /// The service.
+        service: String,
+        /// The key (`container_name`, `deploy.mode`).
+        key: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+}
+
+/// Loads `service` as `request` says, reading through `files`.
+pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Loaded, ConfigError> {
+    let process = &request.environment;
+    let absolute = |p: &Path| paths::normalize(&request.cwd.join(p));
+    let separator = |env: &BTreeMap<String, String>| {
+        env.get("COMPOSE_PATH_SEPARATOR").filter(|s| !s.is_empty()).cloned().unwrap_or_else(|| ":".into())
+    };
+    let from_variable = |env: &BTreeMap<String, String>| -> Vec<PathBuf> {
+        let sep = separator(env);
+        env.get("COMPOSE_FILE")
+            .map(|list| list.split(sep.as_str()).filter(|p| !p.is_empty()).map(|p| absolute(Path::new(p))).collect())
+            .unwrap_or_default()
+    };
+    // The project directory is where the first file is, as far as the command line and the
+    // process tell; it is where `.env` is read from.
+    let mut chosen: Vec<PathBuf> = request.files.iter().map(|p| absolute(p)).collect();
+    if chosen.is_empty() {
+        chosen = from_variable(process);
+    }
+    let project_dir = chosen.first().and_then(|f| f.parent()).map(Path::to_path_buf).unwrap_or(request.cwd.clone());
+
+    let mut variables = BTreeMap::new();
+    if request.env_files.is_empty() {
+        let dotenv = project_dir.join(".env");
+        match files.read(&dotenv) {
+            Ok(text) => read_env_file(&dotenv, &text, process, &mut variables)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ConfigError::Read { path: dotenv, source }),
+        }
+    } else {
+        for path in &request.env_files {
+            let path = absolute(path);
+            let text = files.read(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            read_env_file(&path, &text, process, &mut variables)?;
+        }
+    }
+    variables.extend(process.iter().map(|(k, v)| (k.clone(), v.clone())));
+
+    // `COMPOSE_FILE` may come from `.env` too.
+    if chosen.is_empty() {
+        chosen = from_variable(&variables);
+    }
+    let mut texts = Vec::new();
+    if chosen.is_empty() {
+        let found = DEFAULT_FILES.iter().find_map(|name| {
+            let path = project_dir.join(name);
+            files.read(&path).ok().map(|text| (path, text))
+        });
+        let (path, text) = found.ok_or(ConfigError::NoComposeFile)?;
+        texts.push((path, text));
+        if let Some(over) = OVERRIDE_FILES.iter().find_map(|name| {
+            let path = project_dir.join(name);
+            files.read(&path).ok().map(|text| (path, text))
+        }) {
+            texts.push(over);
+        }
+    } else {
+        for path in chosen {
+            let text = files.read(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            texts.push((path, text));
+        }
+    }
+    if !names::is_service_name(service) {
+        return Err(ConfigError::ServiceName { path: texts[0].0.clone(), service: service.into() });
+    }
+    let dir = texts[0].0.parent().map(Path::to_path_buf).unwrap_or(project_dir);
+
+    let mut vars = Variables::new(&variables);
+    let mut documents = Vec::new();
+    for (path, text) in &texts {
+        documents.push((path.clone(), parse_document(path, text, &mut vars)?));
+    }
+    let mut notes: Vec<String> = vars
+        .unset
+        .iter()
+        .map(|name| format!("the variable {name} is not set: an empty string is substituted"))
+        .collect();
+
+    let context = service::Context { files, variables: &variables, project_dir: &dir };
+    let mut body: Option<Map<String, Value>> = None;
+    let mut extension = Value::Null;
+    for (path, document) in &documents {
+        if let Some(top) = document.get("x-imgctl") {
+            merge::deep(&mut extension, top.clone());
+        }
+        let services = document.get("services").and_then(Value::as_object);
+        if services.is_some_and(|s| s.contains_key(service)) {
+            let resolved = service::extended(&context, path, &dir, document, service, &mut Vec::new(), &mut notes)?;
+            match &mut body {
+                None => body = Some(resolved),
+                Some(base) => merge::service(base, resolved),
+            }
+        }
+    }
+    let Some(mut body) = body else {
+        let mut known: Vec<String> = Vec::new();
+        for (_, document) in &documents {
+            for name in document.get("services").and_then(Value::as_object).into_iter().flat_map(|s| s.keys()) {
+                if !known.contains(name) {
+                    known.push(name.clone());
+                }
+            }
+        }
+        return Err(ConfigError::NoSuchService {
+            path: texts[0].0.clone(),
+            service: service.into(),
+            known: known.join(", "),
+        });
+    };
+    paths::absolute_in(&mut body, &dir, variables.get("HOME").map(String::as_str));
+    service::environment(&context, &mut body).map_err(|e| e.at(&texts[0].0, service))?;
+    if let Some(own) = body.get("x-imgctl") {
+        merge::deep(&mut extension, own.clone());
+    }
+    service::check(&body, &mut notes).map_err(|e| e.at(&texts[0].0, service))?;
+    Ok(Loaded {
+        files: texts.into_iter().map(|(p, _)| p).collect(),
+        dir,
+        service: service.into(),
+        body,
+        extension,
+        notes,
+    })
+}
+
+/// Reads an env file into `variables` (later files win), interpolated against the process
+/// environment.
+fn read_env_file(
+    path: &Path,
+    text: &str,
+    process: &BTreeMap<String, String>,
+    variables: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let bindings =
+        env_file::parse(text, process).map_err(|problem| ConfigError::EnvFile { path: path.into(), problem })?;
+    for (key, value) in bindings {
+        // `KEY` alone sets nothing here: the process environment is laid over it anyway.
+        if let Some(value) = value {
+            variables.insert(key, value);
+        }
+    }
+    Ok(())
+}
+
+/// One compose file: YAML (anchors, merge keys), interpolated, with compose's types given
+/// back to interpolated numbers and booleans.
+fn parse_document(path: &Path, text: &str, vars: &mut Variables) -> Result<Value, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
+    let mut document = yaml::parse(text).map_err(invalid)?;
+    if !document.is_object() {
+        return Err(invalid("not a compose file: the top level is not a mapping".into()));
+    }
+    interpolate_all(&mut document, &mut String::new(), vars).map_err(|(key, problem)| ConfigError::Interpolation {
+        path: path.into(),
+        key,
+        problem,
+    })?;
+    match document.get("services") {
+        None | Some(Value::Object(_)) => {}
+        Some(_) => return Err(invalid("services is not a mapping".into())),
+    }
+    for key in document.as_object().into_iter().flat_map(|top| top.keys()) {
+        match key.as_str() {
+            // `version` is informative (compose v2 ignores it; 1.29 reads any 2.x/3.x as the
+            // same specification); `name` is the project's name.
+            "version" | "name" | "services" | "networks" | "volumes" | "secrets" | "configs" => {}
+            "include" => return Err(invalid("include: not yet supported: name each file with -f".into())),
+            key if key.starts_with("x-") => {}
+            key => {
+                const TOP: [&str; 7] = ["version", "name", "services", "networks", "volumes", "secrets", "configs"];
+                let near = TOP.iter().find(|k| strsim::damerau_levenshtein(key, k) <= 2);
+                let hint = near.map(|k| format!(" (did you mean {k}?)")).unwrap_or_default();
+                return Err(invalid(format!("{key}: not a compose top-level key{hint}")));
+            }
+        }
+    }
+    if let Some(top) = document.as_object_mut() {
+        // The top-level `x-imgctl` (the service-level paths cast finds nothing else there).
+        paths::cast(top);
+    }
+    if let Some(Value::Object(services)) = document.get_mut("services") {
+        for (name, body) in services.iter_mut() {
+            match body {
+                Value::Object(body) => paths::cast(body),
+                Value::Null => *body = Value::Object(Map::new()),
+                _ => return Err(invalid(format!("services.{name} is not a mapping"))),
+            }
+        }
+    }
+    Ok(document)
+}
+
+/// Interpolates every string of `value` (not the keys, as compose does); the error names the
+/// key path.
+fn interpolate_all(
+    value: &mut Value,
+    at: &mut String,
+    vars: &mut Variables,
+) -> Result<(), (String, InterpolationError)> {
+    match value {
+        Value::String(text) => {
+            *text = interpolate::interpolate(text, vars).map_err(|e| (at.clone(), e))?;
+        }
+        Value::Array(list) => {
+            for (i, item) in list.iter_mut().enumerate() {
+                let len = at.len();
+                at.push_str(&format!("[{i}]"));
+                interpolate_all(item, at, vars)?;
+                at.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                let len = at.len();
+                if !at.is_empty() {
+                    at.push('.');
+                }
+                at.push_str(key);
+                interpolate_all(item, at, vars)?;
+                at.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

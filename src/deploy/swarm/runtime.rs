@@ -1,0 +1,190 @@
+//! The swarm service's view of compose's runtime keys: what a `TaskTemplate` carries
+//! (ContainerSpec fields, tmpfs mounts, Resources, LogDriver), converted as `docker stack
+//! deploy` converts them.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    Limit, Mount, MountTmpfsOptions, MountType, ResourceObject, ResourcesUlimits, TaskSpecContainerSpec,
+    TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecResources,
+};
+
+use crate::deploy::model::Runtime;
+
+/// The ContainerSpec half of compose's runtime keys, as `docker stack deploy` converts them
+/// (extra hosts in swarm's `IP host` notation; tmpfs as tmpfs mounts).
+pub(super) fn container_spec(runtime: &Runtime) -> TaskSpecContainerSpec {
+    let some_vec = |v: &Vec<String>| Some(v.clone()).filter(|v| !v.is_empty());
+    let dns = !(runtime.dns.is_empty() && runtime.dns_search.is_empty() && runtime.dns_opt.is_empty());
+    TaskSpecContainerSpec {
+        hostname: runtime.hostname.clone(),
+        hosts: Some(runtime.extra_hosts.iter().map(|h| format!("{} {}", h.ip, h.host)).collect::<Vec<_>>())
+            .filter(|h| !h.is_empty()),
+        dns_config: dns.then(|| TaskSpecContainerSpecDnsConfig {
+            nameservers: some_vec(&runtime.dns),
+            search: some_vec(&runtime.dns_search),
+            options: some_vec(&runtime.dns_opt),
+        }),
+        read_only: runtime.read_only.then_some(true),
+        init: runtime.init,
+        sysctls: Some(runtime.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>())
+            .filter(|s| !s.is_empty()),
+        capability_add: some_vec(&runtime.cap_add),
+        capability_drop: some_vec(&runtime.cap_drop),
+        ulimits: Some(
+            runtime
+                .ulimits
+                .iter()
+                .map(|u| ResourcesUlimits { name: Some(u.name.clone()), soft: Some(u.soft), hard: Some(u.hard) })
+                .collect::<Vec<_>>(),
+        )
+        .filter(|u| !u.is_empty()),
+        mounts: Some(
+            runtime
+                .tmpfs
+                .iter()
+                .map(|t| Mount {
+                    target: Some(t.path.clone()),
+                    typ: Some(MountType::TMPFS),
+                    tmpfs_options: (t.size.is_some() || t.mode.is_some()).then(|| MountTmpfsOptions {
+                        size_bytes: t.size,
+                        mode: t.mode.map(i64::from),
+                        options: None,
+                    }),
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>(),
+        )
+        .filter(|m| !m.is_empty()),
+        ..Default::default()
+    }
+}
+
+/// `TaskTemplate.Resources`: limits and reservations, none when compose sets none.
+pub(super) fn resources(runtime: &Runtime) -> Option<TaskSpecResources> {
+    let r = &runtime.resources;
+    let limits = (r.cpus_limit.is_some() || r.memory_limit.is_some() || r.pids_limit.is_some()).then_some(Limit {
+        nano_cpus: r.cpus_limit,
+        memory_bytes: r.memory_limit,
+        pids: r.pids_limit,
+    });
+    let reservations = (r.cpus_reservation.is_some() || r.memory_reservation.is_some()).then_some(ResourceObject {
+        nano_cpus: r.cpus_reservation,
+        memory_bytes: r.memory_reservation,
+        generic_resources: None,
+    });
+    (limits.is_some() || reservations.is_some()).then(|| TaskSpecResources {
+        limits,
+        reservations,
+        ..Default::default()
+    })
+}
+
+/// `TaskTemplate.LogDriver`: compose `logging`.
+pub(super) fn log_driver(runtime: &Runtime) -> Option<TaskSpecLogDriver> {
+    runtime.logging.as_ref().map(|l| TaskSpecLogDriver {
+        name: l.driver.clone(),
+        options: Some(l.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>())
+            .filter(|o| !o.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{SwarmServiceSpec, service_spec};
+    use crate::deploy::model::Runtime;
+    use crate::deploy::model::Workload;
+
+    #[test]
+    fn the_runtime_keys_go_where_a_service_carries_them() {
+        use crate::deploy::model::{EngineOnly, ExtraHost, Logging, Resources, Tmpfs, Ulimit};
+        let runtime = Runtime {
+            resources: Resources {
+                cpus_limit: Some(500_000_000),
+                memory_limit: Some(64 << 20),
+                pids_limit: Some(100),
+                cpus_reservation: Some(250_000_000),
+                memory_reservation: Some(32 << 20),
+            },
+            cap_add: vec!["CAP_NET_ADMIN".into()],
+            cap_drop: vec!["CAP_MKNOD".into()],
+            ulimits: vec![Ulimit { name: "nofile".into(), soft: 1024, hard: 2048 }],
+            extra_hosts: vec![ExtraHost { host: "db".into(), ip: "10.0.0.5".into() }],
+            dns: vec!["9.9.9.9".into()],
+            dns_search: vec!["example.internal".into()],
+            dns_opt: vec![],
+            tmpfs: vec![
+                Tmpfs {
+                    path: "/run".into(),
+                    options: "size=1m,mode=1777".into(),
+                    size: Some(1 << 20),
+                    mode: Some(0o1777),
+                    other: vec![],
+                },
+                Tmpfs { path: "/tmp".into(), options: String::new(), size: None, mode: None, other: vec![] },
+            ],
+            read_only: true,
+            init: Some(true),
+            logging: Some(Logging {
+                driver: Some("json-file".into()),
+                options: [("max-size".into(), "1m".into())].into(),
+            }),
+            sysctls: [("net.core.somaxconn".into(), "1024".into())].into(),
+            hostname: Some("web".into()),
+            engine_only: EngineOnly::default(),
+        };
+        let mut spec = SwarmServiceSpec {
+            name: "web".into(),
+            image: "r/web@sha256:aa".into(),
+            replicas: 1,
+            workload: Workload { runtime, ..Default::default() },
+            ..Default::default()
+        };
+        let body = serde_json::to_value(service_spec(&spec).unwrap()).unwrap();
+        let task = &body["TaskTemplate"];
+        assert_eq!(
+            task["Resources"],
+            serde_json::json!({
+                "Limits": {"NanoCPUs": 500_000_000, "MemoryBytes": 64 << 20, "Pids": 100},
+                "Reservations": {"NanoCPUs": 250_000_000, "MemoryBytes": 32 << 20},
+            })
+        );
+        assert_eq!(task["LogDriver"], serde_json::json!({"Name": "json-file", "Options": {"max-size": "1m"}}));
+        let expected = serde_json::json!({
+            "Hostname": "web", "Hosts": ["10.0.0.5 db"],
+            "DNSConfig": {"Nameservers": ["9.9.9.9"], "Search": ["example.internal"]},
+            "ReadOnly": true, "Init": true, "Sysctls": {"net.core.somaxconn": "1024"},
+            "CapabilityAdd": ["CAP_NET_ADMIN"], "CapabilityDrop": ["CAP_MKNOD"],
+            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}],
+            "Mounts": [
+                {"Target": "/run", "Type": "tmpfs", "TmpfsOptions": {"SizeBytes": 1 << 20, "Mode": 0o1777}},
+                {"Target": "/tmp", "Type": "tmpfs"},
+            ],
+        });
+        for (key, value) in expected.as_object().unwrap() {
+            assert_eq!(&task["ContainerSpec"][key], value, "ContainerSpec.{key}");
+        }
+        assert_eq!(task["ContainerSpec"]["Image"], "r/web@sha256:aa", "beside the spec's own keys");
+
+        spec.workload.runtime.engine_only.privileged = true;
+        let error = service_spec(&spec).unwrap_err().to_string();
+        assert!(
+            error.contains("service web") && error.contains("privileged: a swarm service cannot run privileged"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn nothing_of_the_runtime_set_sends_nothing() {
+        let spec = SwarmServiceSpec { name: "w".into(), image: "i".into(), replicas: 1, ..Default::default() };
+        let body = serde_json::to_value(service_spec(&spec).unwrap()).unwrap();
+        for key in ["Resources", "LogDriver"] {
+            assert!(body["TaskTemplate"].get(key).is_none(), "{key}: {body}");
+        }
+        for key in
+            ["Hostname", "Hosts", "DNSConfig", "ReadOnly", "Init", "Sysctls", "CapabilityAdd", "Ulimits", "Mounts"]
+        {
+            assert!(body["TaskTemplate"]["ContainerSpec"].get(key).is_none(), "{key}: {body}");
+        }
+    }
+}
