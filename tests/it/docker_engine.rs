@@ -42,6 +42,7 @@ fn httpd_spec(service: &str, image: &str) -> ContainerSpec {
         name: format!("{service}-green-1"),
         image: image.to_owned(),
         labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        host_port: None,
         workload: Workload {
             command: Some(["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/"].map(String::from).to_vec()),
             port: Some(8080),

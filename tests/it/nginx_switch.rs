@@ -47,6 +47,7 @@ fn proxy(nginx: &Nginx) -> ProxySettings {
         verify_url: None,
         verify_count: 1,
         host: "127.0.0.1".into(),
+        network: None,
     }
 }
 

@@ -266,6 +266,9 @@ fn finish(report: Report, output: Output) -> Result<ExitCode> {
                     "  switch {switch} ms; traffic on the new color {traffic} ms after the start, health gates excluded"
                 )?;
             }
+            for drain in &report.drains {
+                outln!("  {drain}")?;
+            }
             outln!("  run {} (imgctl history {} shows every run)", record.id, record.service)?;
         }
     }

@@ -174,7 +174,8 @@ pub(super) fn route_of(traffic: &Traffic, replicas: &[Replica]) -> Route {
 }
 
 /// All traffic to the new color; verify, the post-switch hook, the record, keep-warm, the
-/// post-deploy hook.
+/// drain and stop of the old color, the post-deploy hook. The old color stops at the later of
+/// `keep_warm` and the drain's end (its connections gone, or `drain` after the switch).
 fn promote(m: &mut Machine) {
     let color = m.subject.color;
     let route = m.all_on(color, &m.subject.digest.clone());
@@ -183,7 +184,10 @@ fn promote(m: &mut Machine) {
     m.push(m.hook(Hook::PostSwitch, None), On::Plain);
     m.queue.push_back(Item::End(End::Succeeded { live: Some(color) }));
     if let Some((old, _)) = m.subject.previous.clone() {
-        m.push(Step::KeepWarm { old, new: color, duration: m.settings.keep_warm }, On::Soft);
+        let (keep_warm, drain) = (m.settings.keep_warm, m.settings.drain);
+        m.push(Step::KeepWarm { old, new: color, duration: keep_warm }, On::Warm(old));
+        m.push(Step::Drain { color: old, indices: None, deadline: drain.saturating_sub(keep_warm) }, On::Soft);
+        m.push(Step::Retire { color: old, indices: None, remove: false }, On::Soft);
     }
     m.push(m.hook(Hook::PostDeploy, None), On::Soft);
 }
@@ -339,7 +343,7 @@ fn rollback(m: &mut Machine, to: Option<String>, observed: Observed) -> Result<(
     m.push(m.hook(Hook::OnRollback, Some("imgctl rollback".into())), On::Soft);
     m.queue.push_back(Item::End(End::Succeeded { live: Some(idle) }));
     // The version rolled back from is stopped after a drain and kept, for a roll forward.
-    m.push(Step::Wait { label: "drain", duration: m.settings.drain }, On::Soft);
+    m.push(Step::Drain { color: traffic.live, indices: None, deadline: m.settings.drain }, On::Soft);
     m.push(Step::Retire { color: traffic.live, indices: None, remove: false }, On::Soft);
     Ok(())
 }

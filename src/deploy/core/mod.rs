@@ -9,23 +9,23 @@
 //! moved sends traffic back first, then removes the new version, then reports.
 
 mod flows;
+mod input;
 mod rolling;
 mod step;
 #[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 pub use flows::{describe, refusal};
-pub use step::{HookFacts, Member, Route, Share, Step, Verdict};
+pub use input::{Observed, Past, Settings};
+pub use step::{Done, Drained, HookFacts, Member, Route, Share, Step, Verdict};
 
 use super::color::Color;
 use super::failure::{RunFailure, StepError};
 use super::history::Outcome;
 use super::hooks::Hook;
-use super::model::{PinnedImage, Replica, Traffic, UpdateConfig};
-use super::spec::{CanaryStep, ServiceSpec, Strategy};
+use super::model::PinnedImage;
 use crate::digest::Digest;
 
 /// What a run is asked to do.
@@ -58,79 +58,6 @@ impl Action {
             Self::Repair => "repair",
         }
     }
-}
-
-/// What the core reads of the service's configuration.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The compose service.
-    pub service: String,
-    /// blue-green, canary or rolling.
-    pub strategy: Strategy,
-    /// Replicas per color.
-    pub replicas: u32,
-    /// The canary's steps.
-    pub canary_steps: Vec<CanaryStep>,
-    /// compose's `deploy.update_config`.
-    pub update_config: UpdateConfig,
-    /// compose's `deploy.rollback_config`.
-    pub rollback_config: UpdateConfig,
-    /// How long replicas leaving traffic keep serving what they have.
-    pub drain: Duration,
-    /// How long the old color stays running after a switch.
-    pub keep_warm: Duration,
-    /// Stop before the switch and wait for `--continue`.
-    pub no_auto_promote: bool,
-    /// The target rolls by itself (swarm's own update): no colors, no switch.
-    pub rolls_itself: bool,
-    /// What the target's replicas are called in messages (`container(s)`).
-    pub noun: &'static str,
-}
-
-impl Settings {
-    /// The settings of `spec`.
-    pub fn of(spec: &ServiceSpec, no_auto_promote: bool, rolls_itself: bool, noun: &'static str) -> Self {
-        let s = &spec.settings;
-        Self {
-            service: spec.name.clone(),
-            strategy: s.strategy,
-            replicas: spec.replicas,
-            canary_steps: s.canary_steps.clone(),
-            update_config: spec.update_config.clone(),
-            rollback_config: spec.rollback_config.clone(),
-            drain: s.drain,
-            keep_warm: s.keep_warm.max(s.drain),
-            no_auto_promote,
-            rolls_itself,
-            noun,
-        }
-    }
-}
-
-/// What the interpreter saw before the run.
-#[derive(Clone, Debug, Default)]
-pub struct Observed {
-    /// The state the traffic switch holds (`None`: never switched, or no switch).
-    pub traffic: Option<Traffic>,
-    /// The service's replicas as the target reports them.
-    pub replicas: Vec<Replica>,
-    /// An earlier run died holding the lock.
-    pub took_over: bool,
-    /// The service's history, oldest first.
-    pub history: Vec<Past>,
-    /// What a target that rolls by itself runs now (`None`: the service does not exist).
-    pub rolling_digest: Option<String>,
-}
-
-/// A run in the history, as far as the core needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Past {
-    /// The image (`repo@sha256:...`).
-    pub image: String,
-    /// Its digest.
-    pub digest: String,
-    /// It succeeded.
-    pub succeeded: bool,
 }
 
 /// The run cannot start as asked; nothing was changed.
@@ -209,6 +136,9 @@ enum On {
     Roll(rolling::Event),
     /// A target that rolls by itself updates (or rolls back): a failure is its update's.
     Updating,
+    /// Keep-warm of the old color: a failure is tolerated, and when the old color is left
+    /// running ([`Done::LeftRunning`]) its drain and stop are dropped.
+    Warm(Color),
 }
 
 /// An entry of the machine's queue.
@@ -279,6 +209,8 @@ pub struct Machine {
     /// The label of the step handed out last.
     current: String,
     notes: Vec<String>,
+    /// How each drain ended, in order.
+    drains: Vec<Drained>,
 }
 
 impl Machine {
@@ -297,17 +229,21 @@ impl Machine {
             failure: None,
             current: String::new(),
             notes: Vec::new(),
+            drains: Vec::new(),
         };
         flows::plan(&mut machine, action, observed)?;
         Ok(machine)
     }
 
-    /// The next step, given how the last one ended (`Ok(())` before the first); `None` when
-    /// the run is over.
-    pub fn next(&mut self, last: Result<(), StepError>) -> Option<Step> {
+    /// The next step, given how the last one ended (`Ok(Done::Done)` before the first);
+    /// `None` when the run is over.
+    pub fn next(&mut self, last: Result<Done, StepError>) -> Option<Step> {
         let on = std::mem::replace(&mut self.on, On::Plain);
         match last {
-            Ok(()) => self.succeeded(on),
+            Ok(done) => {
+                self.took(&on, done);
+                self.succeeded(on);
+            }
             Err(cause) => self.fail(on, cause),
         }
         loop {
@@ -333,18 +269,42 @@ impl Machine {
         std::mem::take(&mut self.notes)
     }
 
+    /// How the run's drains ended so far, in order (a drain after the record too).
+    pub fn drains(&self) -> &[Drained] {
+        &self.drains
+    }
+
     /// The steps of the run if every one succeeds: what `--dry-run` shows.
     pub fn preview(mut self) -> Vec<Step> {
         let mut steps = Vec::new();
-        while let Some(step) = self.next(Ok(())) {
+        while let Some(step) = self.next(Ok(Done::Done)) {
             steps.push(step);
         }
         steps
     }
 
+    /// What a step's outcome says beyond success: a drain's counts are kept; an old color
+    /// left running after keep-warm is not drained nor stopped by this run.
+    fn took(&mut self, on: &On, done: Done) {
+        match (on, done) {
+            (_, Done::Done) => {}
+            // A color with nothing running had nothing to drain: not worth a line.
+            (_, Done::Drained(drained)) if drained.replicas == 0 => {}
+            (_, Done::Drained(drained)) => self.drains.push(drained),
+            (On::Warm(old), Done::LeftRunning) => {
+                let old = *old;
+                self.queue.retain(|item| {
+                    !matches!(item, Item::Do(Step::Drain { color, .. } | Step::Retire { color, remove: false, .. }, _)
+                        if *color == old)
+                });
+            }
+            (_, Done::LeftRunning) => {}
+        }
+    }
+
     fn succeeded(&mut self, on: On) {
         match on {
-            On::Plain | On::Soft | On::Updating => {}
+            On::Plain | On::Soft | On::Updating | On::Warm(_) => {}
             On::Built(color) => self.guard = Guard::Built(color),
             On::Moved(new) => self.guard = Guard::Moved { new },
             On::Roll(event) => rolling::succeeded(self, event),
@@ -355,7 +315,7 @@ impl Machine {
     /// undone first.
     fn fail(&mut self, on: On, cause: StepError) {
         let step = std::mem::take(&mut self.current);
-        if on == On::Soft || self.guard == Guard::Recorded {
+        if matches!(on, On::Soft | On::Warm(_)) || self.guard == Guard::Recorded {
             self.notes.push(format!("{step}: {cause} (the run goes on)"));
             return;
         }
@@ -392,7 +352,8 @@ impl Machine {
                         self.guard = Guard::SwitchingBack { on: new };
                         self.push(Step::Switch { route: back, label: "switch back".into(), moves: false }, On::Plain);
                         self.push(self.hook(Hook::OnRollback, Some(reason)), On::Soft);
-                        self.push(Step::Wait { label: "drain", duration: self.settings.drain }, On::Soft);
+                        let drain = Step::Drain { color: new, indices: None, deadline: self.settings.drain };
+                        self.push(drain, On::Soft);
                         self.push(Step::Retire { color: new, indices: None, remove: true }, On::Soft);
                         self.queue.push_back(Item::End(End::Failed(Ending::SwitchedBack(to))));
                     }

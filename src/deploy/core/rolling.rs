@@ -145,7 +145,8 @@ fn next_batch(m: &mut Machine) {
     if r.stop_first && !old_batch.is_empty() {
         r.on_old.retain(|i| !batch.contains(i));
         steps.push((Step::Switch { route: r.route(), label: "take out".into(), moves: false }, On::Plain));
-        steps.push((Step::Wait { label: "drain", duration: settings.drain }, On::Soft));
+        let drain = Step::Drain { color: r.old, indices: Some(old_batch.clone()), deadline: settings.drain };
+        steps.push((drain, On::Soft));
         steps.push((Step::Retire { color: r.old, indices: Some(old_batch.clone()), remove: false }, On::Soft));
     }
     let image = r.image.clone().expect("an update has an image");
@@ -182,7 +183,8 @@ pub(super) fn succeeded(m: &mut Machine, event: Event) {
             let mut steps =
                 vec![(Step::Switch { route: r.route(), label: "switch batch".into(), moves: true }, On::Plain)];
             if !r.stop_first && !r.old_batch.is_empty() {
-                steps.push((Step::Wait { label: "drain", duration: drain }, On::Soft));
+                let drain = Step::Drain { color: r.old, indices: Some(r.old_batch.clone()), deadline: drain };
+                steps.push((drain, On::Soft));
                 steps
                     .push((Step::Retire { color: r.old, indices: Some(r.old_batch.clone()), remove: false }, On::Soft));
             }
@@ -284,7 +286,7 @@ pub(super) fn decide(m: &mut Machine, decision: Decision) {
             let (old, new, aborting) = (r.old, r.new, r.aborting);
             let route = m.all_on(old, &r.old_digest.clone());
             m.push(Step::Switch { route, label: "switch back".into(), moves: false }, On::Plain);
-            m.push(Step::Wait { label: "drain", duration: m.settings.drain }, On::Soft);
+            m.push(Step::Drain { color: new, indices: None, deadline: m.settings.drain }, On::Soft);
             m.push(Step::Retire { color: new, indices: None, remove: true }, On::Soft);
             if aborting {
                 let reason = format!("aborted: all traffic on {old}");

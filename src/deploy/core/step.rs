@@ -81,7 +81,17 @@ pub enum Step {
         /// What the history calls it.
         label: String,
     },
-    /// Wait (a drain, a delay between batches).
+    /// Wait until replicas out of traffic have no open connection, or `deadline` passes;
+    /// the outcome ([`Done::Drained`]) says how many were still open.
+    Drain {
+        /// The color.
+        color: Color,
+        /// Which replicas (`None`: every one of the color).
+        indices: Option<Vec<u32>>,
+        /// The longest wait.
+        deadline: Duration,
+    },
+    /// Wait (a delay between batches).
     Wait {
         /// What the history calls it.
         label: &'static str,
@@ -89,7 +99,8 @@ pub enum Step {
         duration: Duration,
     },
     /// Keep `old` running for `duration` without the lock (so `imgctl rollback` is instant),
-    /// then stop it, unless another run changed traffic meanwhile.
+    /// then take the lock again; [`Done::LeftRunning`] when another run changed traffic
+    /// meanwhile (the old color is then its to decide about).
     KeepWarm {
         /// The color that served before.
         old: Color,
@@ -122,6 +133,7 @@ impl Step {
             Self::Start { color, indices, .. } => format!("start {color} x{}", indices.len()),
             Self::Switch { label, .. } | Self::Watch { label, .. } => label.clone(),
             Self::Verify { .. } => "verify".into(),
+            Self::Drain { color, .. } => format!("drain {color}"),
             Self::Wait { label, .. } => (*label).into(),
             Self::KeepWarm { .. } => "keep warm".into(),
             Self::Update { .. } => "update".into(),
@@ -154,6 +166,11 @@ impl fmt::Display for Step {
             Self::Switch { route, label, .. } => write!(f, "{label}: {route}"),
             Self::Verify { color } => write!(f, "verify {color} answers after the switch"),
             Self::Watch { color, duration, label, .. } => write!(f, "{label}: watch {color} for {duration:?}"),
+            Self::Drain { color, indices, deadline } => write!(
+                f,
+                "drain {color} replicas {}: until their open connections end, at most {deadline:?}",
+                which(indices)
+            ),
             Self::Wait { label, duration } => write!(f, "{label} {duration:?}"),
             Self::KeepWarm { old, duration, .. } => {
                 write!(f, "keep {old} warm {duration:?}, then stop it (kept for imgctl rollback)")
@@ -161,6 +178,72 @@ impl fmt::Display for Step {
             Self::Update { image } => write!(f, "update to {}, follow the rollout", image.reference()),
             Self::Revert => f.write_str("roll back to the version before, follow the rollout"),
             Self::Record(verdict) => write!(f, "record: {:?}", verdict.outcome),
+        }
+    }
+}
+
+/// How a step that succeeded ended, when the core acts on more than that.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Done {
+    /// Nothing more to say.
+    Done,
+    /// A drain ended: what was still open.
+    Drained(Drained),
+    /// Keep-warm found that another run changed traffic (or holds the lock): the old color
+    /// is left running, for that run to decide about.
+    LeftRunning,
+}
+
+/// How a drain ended: the connections replicas out of traffic still had when the wait
+/// ended and they were stopped.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Drained {
+    /// The color drained.
+    pub color: Color,
+    /// How many of its replicas.
+    pub replicas: usize,
+    /// Connections still open when the wait ended (`None`: they could not be counted).
+    pub open: Option<u32>,
+    /// Whether connections were still open (so stopping the replicas cuts them, unless they
+    /// end within the stop grace period); `None`: unknown.
+    pub cut: Option<bool>,
+    /// How long the drain waited, in milliseconds.
+    pub waited_ms: u64,
+    /// Its deadline, in milliseconds.
+    pub deadline_ms: u64,
+}
+
+impl Drained {
+    /// A drain of `replicas` replicas of `color` that ended with `open` connections after
+    /// `waited`.
+    pub fn new(color: Color, replicas: usize, open: Option<u32>, waited: Duration, deadline: Duration) -> Self {
+        Self {
+            color,
+            replicas,
+            open,
+            cut: open.map(|n| n > 0),
+            waited_ms: waited.as_millis() as u64,
+            deadline_ms: deadline.as_millis() as u64,
+        }
+    }
+}
+
+impl fmt::Display for Drained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let waited = self.waited_ms as f64 / 1000.0;
+        match self.open {
+            Some(0) => write!(f, "drained {}: no connection open after {waited:.1}s", self.color),
+            Some(n) => write!(
+                f,
+                "drained {}: {n} connection(s) still open at the deadline ({:.1}s), cut when stopped",
+                self.color,
+                self.deadline_ms as f64 / 1000.0
+            ),
+            None => write!(
+                f,
+                "drained {}: open connections unknown (could not be counted), waited the deadline {waited:.1}s",
+                self.color
+            ),
         }
     }
 }

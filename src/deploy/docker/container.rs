@@ -34,6 +34,8 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     /// What the container runs.
     pub workload: Workload,
+    /// The host port its port is published on (`None`: one the engine picks).
+    pub host_port: Option<u16>,
 }
 
 /// The engine's view of SPEC. Pure, so the mapping is tested without an engine.
@@ -55,8 +57,10 @@ pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, E
     let restart_policy = workload.restart.as_deref().map(restart_policy).transpose().map_err(invalid)?;
     let port_key = workload.port.map(|port| format!("{port}/tcp"));
     let port_bindings = port_key.as_ref().map(|key| {
-        // HostPort "" lets the engine pick a free ephemeral port: two colors never clash.
-        let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
+        // HostPort "" lets the engine pick a free ephemeral port: two colors never clash. An
+        // explicit one (x-imgctl.host_ports) is kept by docker across restarts.
+        let host_port = spec.host_port.map(|p| p.to_string()).unwrap_or_default();
+        let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host_port) };
         HashMap::from([(key.clone(), Some(vec![binding]))])
     });
     // imgctl's labels win: they are how the deploy finds its replicas again.
@@ -204,6 +208,7 @@ mod tests {
             name: "web-green-1".into(),
             image: "127.0.0.1:5000/web@sha256:aa".into(),
             labels: [(label::COLOR.to_owned(), "green".to_owned())].into(),
+            host_port: None,
             workload: Workload {
                 environment: vec!["A=1".into()],
                 command: Some(vec!["serve".into()]),

@@ -186,6 +186,59 @@ impl DockerEngine {
         replica_from_inspect(info).map_err(|reason| EngineError::NotAReplica { id: id.to_owned(), reason })
     }
 
+    /// The host ports the containers of `service` (running or not) are configured to
+    /// publish on: a stopped one takes its port back when it starts again.
+    pub async fn host_ports(&self, service: &str) -> Result<std::collections::BTreeSet<u16>, EngineError> {
+        let filters = HashMap::from([("label", vec![format!("{}={service}", label::SERVICE)])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.fail(format!("list the containers of service {service}"), e))?;
+        let mut ports = std::collections::BTreeSet::new();
+        for id in summaries.into_iter().filter_map(|summary| summary.id) {
+            let info = match self.docker.inspect_container(&id, None).await {
+                Ok(info) => info,
+                Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => continue,
+                Err(e) => return Err(self.fail(format!("inspect container {id}"), e)),
+            };
+            let bindings = info.host_config.and_then(|h| h.port_bindings).unwrap_or_default();
+            let configured = bindings.into_values().flatten().flatten().filter_map(|b| b.host_port?.parse().ok());
+            ports.extend(configured.filter(|&p: &u16| p != 0));
+        }
+        Ok(ports)
+    }
+
+    /// The container's IP address on `network` (`None`: not connected, or not running).
+    pub async fn network_ip(&self, id: &str, network: &str) -> Result<Option<std::net::IpAddr>, EngineError> {
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.fail(format!("inspect container {id}"), e))?;
+        let networks = info.network_settings.and_then(|n| n.networks).unwrap_or_default();
+        let endpoint = networks.get(network);
+        let ip =
+            endpoint.and_then(|e| e.ip_address.as_deref().filter(|ip| !ip.is_empty()).and_then(|ip| ip.parse().ok()));
+        Ok(ip)
+    }
+
+    /// The host process id of the container's main process while it runs, when the engine
+    /// runs on this host (`None` over `tcp://`: a pid there means nothing here).
+    pub async fn local_pid(&self, id: &str) -> Result<Option<u32>, EngineError> {
+        if !self.host.starts_with("unix://") {
+            return Ok(None);
+        }
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.fail(format!("inspect container {id}"), e))?;
+        let pid = info.state.and_then(|s| s.pid).filter(|&p| p > 0);
+        Ok(pid.and_then(|p| u32::try_from(p).ok()))
+    }
+
     /// Stops the container: SIGTERM (or the image's stop signal), then SIGKILL after GRACE
     /// (whole seconds, rounded up). Already stopped or gone is fine.
     pub async fn stop(&self, id: &str, grace: Duration) -> Result<(), EngineError> {

@@ -109,6 +109,7 @@ fn settings(dir: &Path, test: &str, reload: &str) -> ProxySettings {
         verify_url: None,
         verify_count: 1,
         host: "127.0.0.1".into(),
+        network: None,
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::color::Color;
-use super::core::{self, Action, Machine, Observed, Past, Refusal, Settings, Step, Verdict};
+use super::core::{self, Action, Done, Drained, Machine, Observed, Past, Refusal, Settings, Step, Verdict};
 use super::events::Events;
 use super::failure::StepError;
 use super::history::{self, Outcome, Record, StepTiming};
@@ -81,6 +81,9 @@ pub struct Report {
     pub failure: Option<&'static str>,
     /// Traffic is on a version that failed a check, and could not be moved back.
     pub needs_a_person: bool,
+    /// Each drain of replicas that left traffic: how many connections were still open when
+    /// they were stopped (`open`, `cut`; `null`: they could not be counted).
+    pub drains: Vec<Drained>,
 }
 
 /// Runs `action` on `spec`'s service: takes the lock, observes, and carries out the core's
@@ -205,7 +208,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     async fn drive(&mut self, mut machine: Machine) -> Result<Report, DeployError> {
-        let mut last = Ok(());
+        let mut last = Ok(Done::Done);
         while let Some(step) = machine.next(last) {
             for note in machine.take_notes() {
                 self.events.note(&note);
@@ -213,7 +216,7 @@ impl<'a> Run<'a> {
             last = match step {
                 Step::Record(verdict) => {
                     self.record(*verdict)?;
-                    Ok(())
+                    Ok(Done::Done)
                 }
                 step => self.carry_out(step).await,
             };
@@ -224,6 +227,7 @@ impl<'a> Run<'a> {
         let mut report = self.report.take().expect("every run ends with its record");
         // Steps after the record (keep-warm, the post-deploy hook) belong to the report too.
         report.record.steps = self.steps.clone();
+        report.drains = machine.drains().to_vec();
         Ok(report)
     }
 
@@ -297,6 +301,7 @@ impl<'a> Run<'a> {
             live_color: live,
             failure: failure.as_ref().map(|f| f.kind()),
             needs_a_person: failure.as_ref().is_some_and(|f| f.needs_a_person()),
+            drains: Vec::new(),
         });
         Ok(())
     }

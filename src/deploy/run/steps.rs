@@ -5,19 +5,22 @@ use std::time::{Duration, Instant};
 use super::{Run, lock_dir, upstream_file};
 use crate::deploy::child_env::ChildEnv;
 use crate::deploy::color::Color;
-use crate::deploy::core::{HookFacts, Route, Share, Step};
+use crate::deploy::core::{Done, Drained, HookFacts, Route, Share, Step};
 use crate::deploy::docker::PullAuth;
 use crate::deploy::failure::StepError;
 use crate::deploy::health;
 use crate::deploy::hooks::{self, Hook};
 use crate::deploy::lock::{self, Holder};
-use crate::deploy::model::{ContainerState, Server, Traffic, canary_weights};
+use crate::deploy::model::{ContainerState, Replica, Server, Traffic, canary_weights};
 use crate::deploy::switch::TrafficSwitch;
 use crate::deploy::target::{Placement, RollsItself, Target, TargetError};
 use crate::reference::Reference;
 
+/// How often a drain counts the open connections.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
 impl Run<'_> {
-    pub(super) async fn carry_out(&mut self, step: Step) -> Result<(), StepError> {
+    pub(super) async fn carry_out(&mut self, step: Step) -> Result<Done, StepError> {
         let since = Instant::now();
         match step {
             Step::Resume { color, indices } => {
@@ -35,7 +38,7 @@ impl Run<'_> {
                     replicas.retain(|r| r.state == ContainerState::Running);
                 }
                 if replicas.is_empty() {
-                    return Ok(());
+                    return Ok(Done::Done);
                 }
                 let target = self.colors();
                 let verb = if remove { "remove" } else { target.stop_verb() };
@@ -103,13 +106,21 @@ impl Run<'_> {
                 self.timed(label, since.elapsed());
                 result?;
             }
+            Step::Drain { color, indices, deadline } => {
+                let drained = self.drain(color, indices.as_deref(), deadline).await?;
+                if drained.replicas > 0 {
+                    self.timed(format!("drain {color}"), since.elapsed());
+                    self.events.note(&drained.to_string());
+                }
+                return Ok(Done::Drained(drained));
+            }
             Step::Wait { label, duration } => {
                 if !duration.is_zero() {
                     tokio::time::sleep(duration).await;
                     self.timed(label, since.elapsed());
                 }
             }
-            Step::KeepWarm { old, new, duration } => self.keep_warm(old, new, duration).await?,
+            Step::KeepWarm { old, new, duration } => return self.keep_warm(old, new, duration).await,
             Step::Update { image } => {
                 let id = self.id.clone();
                 let (rolling, events) = self.rolling_and_events();
@@ -125,7 +136,47 @@ impl Run<'_> {
             }
             Step::Record(_) => unreachable!("recorded by the loop"),
         }
-        Ok(())
+        Ok(Done::Done)
+    }
+
+    /// Waits until the running replicas of `color` (of `indices`) have had no open connection
+    /// for the switch's settle time, or `deadline` passes; says how many were still open.
+    async fn drain(&mut self, color: Color, indices: Option<&[u32]>, deadline: Duration) -> Result<Drained, StepError> {
+        let replicas = self.running(color, indices).await?;
+        let settle = self.switch.settle().min(deadline);
+        let since = Instant::now();
+        let mut none_open_since = None;
+        loop {
+            let open = self.open_connections(&replicas).await;
+            let (now, waited) = (Instant::now(), since.elapsed());
+            none_open_since = if open == Some(0) { none_open_since.or(Some(now)) } else { None };
+            let quiet = none_open_since.is_some_and(|t| now.duration_since(t) >= settle);
+            if quiet || waited >= deadline {
+                return Ok(Drained::new(color, replicas.len(), open, waited, deadline));
+            }
+            tokio::time::sleep(DRAIN_POLL.min(deadline - waited)).await;
+        }
+    }
+
+    /// The connections `replicas` have open: as the proxy counts its sessions to them where
+    /// it can (haproxy), else as the target counts them on the replicas (`None`: unknown).
+    async fn open_connections(&mut self, replicas: &[Replica]) -> Option<u32> {
+        if replicas.is_empty() {
+            return Some(0);
+        }
+        let target = self.colors();
+        let addrs: Vec<String> = replicas.iter().filter_map(|r| target.address(r)).collect();
+        match self.switch.open_sessions(&addrs) {
+            Ok(Some(open)) if addrs.len() == replicas.len() => return Some(open),
+            Ok(_) => {}
+            Err(e) => self.events.note(&format!("drain: counting the proxy's sessions: {e}")),
+        }
+        let target = self.colors();
+        let mut total = 0;
+        for replica in replicas {
+            total += target.open_connections(replica).await?;
+        }
+        Some(total)
     }
 
     /// Times a start: the start itself, then its health gate (which does not count towards
@@ -219,12 +270,12 @@ impl Run<'_> {
     }
 
     /// After a switch: the old color stays warm without the lock (so `imgctl rollback` is
-    /// instant), then is stopped and kept for a later rollback, unless traffic changed
-    /// meanwhile.
-    async fn keep_warm(&mut self, old: Color, new: Color, duration: Duration) -> Result<(), StepError> {
+    /// instant), then the lock is taken again; the core drains and stops the old color (kept
+    /// for a later rollback), unless traffic changed meanwhile.
+    async fn keep_warm(&mut self, old: Color, new: Color, duration: Duration) -> Result<Done, StepError> {
         let running = self.running(old, None).await?;
         if running.is_empty() {
-            return Ok(());
+            return Ok(Done::Done);
         }
         self.lock = None;
         if !duration.is_zero() {
@@ -238,16 +289,15 @@ impl Run<'_> {
             Ok(lock) => self.lock = Some(lock),
             Err(_) => {
                 self.events.note("another run took the lock during keep-warm; it decides about the old color");
-                return Ok(());
+                return Ok(Done::LeftRunning);
             }
         }
         match self.switch.read() {
-            Ok(Some(now)) if now.deploy_id == self.id && now.live == new => {
-                Box::pin(self.carry_out(Step::Retire { color: old, indices: None, remove: false })).await
-            }
+            // The core drains and stops it next.
+            Ok(Some(now)) if now.deploy_id == self.id && now.live == new => Ok(Done::Done),
             _ => {
                 self.events.note("traffic changed during keep-warm (a rollback?); the old color was left running");
-                Ok(())
+                Ok(Done::LeftRunning)
             }
         }
     }

@@ -28,7 +28,7 @@ use super::names;
 
 pub use super::config::DEFAULT_FILES;
 pub use settings::{
-    CanaryStep, DeploySettings, HaproxySettings, HealthGate, ProxySettings, Strategy, SwarmSettings, Target,
+    CanaryStep, DeploySettings, HaproxySettings, HealthGate, PortRange, ProxySettings, Strategy, SwarmSettings, Target,
 };
 pub use view::view;
 
@@ -149,6 +149,7 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
     };
     let settings::Extension { settings, port, stop_grace } =
         settings::parse(&extension, service, ports, base).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
+    settings.check_host_ports(replicas).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
     if !names::is_upstream_name(&settings.proxy.upstream) {
         return Err(unsafe_value("x-imgctl.proxy.upstream", &settings.proxy.upstream, names::UPSTREAM_RULE));
     }

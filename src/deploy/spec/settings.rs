@@ -7,6 +7,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+mod host_ports;
+
+pub use host_ports::PortRange;
+
 use crate::deploy::child_env;
 use crate::deploy::compose::{parse_duration, scalar, words};
 
@@ -94,6 +98,10 @@ pub struct ProxySettings {
     pub verify_count: u32,
     /// The host address the replicas' ports are published on and nginx reaches them at.
     pub host: String,
+    /// A docker network the proxy runs on (nginx or haproxy in a container, the usual
+    /// compose layout): imgctl joins each replica to it, and the switch reaches replicas at
+    /// their IP address on it instead of a published host port.
+    pub network: Option<String>,
 }
 
 /// The HAProxy traffic switch (`x-imgctl.proxy.kind: haproxy`): a `server-template` pool in
@@ -144,12 +152,30 @@ pub struct DeploySettings {
     pub pass_env: Vec<String>,
     /// How long the old color keeps running after the switch, so a rollback is instant.
     pub keep_warm: Duration,
-    /// The shortest wait between taking replicas out of traffic and stopping them.
+    /// The longest wait, after replicas leave traffic, for their open connections to end
+    /// before they are stopped: the wait ends as soon as none is open.
     pub drain: Duration,
     /// Canary steps (the last one is 100).
     pub canary_steps: Vec<CanaryStep>,
+    /// Fixed host ports for the replicas (`None`: ports the engine picks, new at each start).
+    pub host_ports: Option<PortRange>,
     /// false: stop before the switch and wait for `imgctl deploy --continue`.
     pub auto_promote: bool,
+}
+
+impl DeploySettings {
+    /// Refuses `host_ports` too small for both colors of `replicas` replicas (a switch runs
+    /// them side by side).
+    pub fn check_host_ports(&self, replicas: u32) -> Result<(), String> {
+        match self.host_ports {
+            Some(range) if range.count() < 2 * replicas as usize => Err(format!(
+                "host_ports {range} holds {} port(s), and both colors of {replicas} replica(s) need {}",
+                range.count(),
+                2 * replicas
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The `x-imgctl` block, read: the deploy settings, and what it says of the workload.
@@ -188,6 +214,7 @@ pub(super) fn parse(
         stop_grace: Option<Value>,
         canary: Option<RawCanary>,
         auto_promote: Option<bool>,
+        host_ports: Option<Value>,
     }
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
@@ -218,6 +245,7 @@ pub(super) fn parse(
         verify_url: Option<String>,
         verify_count: Option<u32>,
         host: Option<String>,
+        network: Option<String>,
     }
     #[derive(Deserialize, Default, PartialEq)]
     #[serde(rename_all = "lowercase")]
@@ -317,7 +345,18 @@ pub(super) fn parse(
             })
         }
     };
+    if let Some(network) = &proxy.network {
+        let plain = network.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && network.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !plain {
+            return Err(format!("proxy.network: {network:?} is not a docker network name"));
+        }
+        if raw.target == Some(Target::Swarm) {
+            return Err("proxy.network is for target engine: with swarm, nginx reaches colors on swarm.network".into());
+        }
+    }
     let proxy = ProxySettings {
+        network: proxy.network,
         upstream_file: match proxy.upstream_file {
             Some(file) => Some(relative(file)),
             None if swarm_rolling || haproxy.is_some() => None,
@@ -374,7 +413,12 @@ pub(super) fn parse(
             strategy.as_str()
         ));
     }
+    let host_ports = raw.host_ports.map(|v| PortRange::parse(&scalar(&v))).transpose()?;
+    if host_ports.is_some() && target == Target::Swarm {
+        return Err("host_ports is for target engine: swarm reaches its tasks by name".into());
+    }
     let settings = DeploySettings {
+        host_ports,
         target,
         swarm,
         strategy,
@@ -385,7 +429,10 @@ pub(super) fn parse(
         hook_timeout: duration(raw.hook_timeout, Duration::from_secs(60), "hook_timeout")?,
         pass_env,
         keep_warm: duration(raw.keep_warm, Duration::from_secs(30), "keep_warm")?,
-        drain: duration(raw.drain, Duration::from_secs(2), "drain")?,
+        // A deadline, not a sleep: a drain ends when the last connection does, so a long
+        // default costs nothing unless a request is that long (haproxy's usual `timeout
+        // server`).
+        drain: duration(raw.drain, Duration::from_secs(30), "drain")?,
         canary_steps,
         auto_promote: raw.auto_promote.unwrap_or(true),
     };
@@ -408,6 +455,24 @@ mod tests {
         assert_eq!((spec.workload.port, spec.settings.proxy.upstream_file), (None, None));
         let engine = "services:\n  worker:\n    image: r/worker\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {proxy: {upstream_file: u}}\n";
         assert!(parse(engine, Path::new("compose.yaml"), "worker").unwrap_err().to_string().contains("no port"));
+    }
+
+    #[test]
+    fn proxy_network_is_a_docker_network_name_on_the_engine() {
+        let yaml = |proxy: &str, target: &str| {
+            format!(
+                "services:\n  web:\n    image: r/web\n    expose: [8080]\n    healthcheck: {{test: [CMD, /bin/true]}}\n    x-imgctl: {{{target}proxy: {{upstream_file: u, {proxy}}}, swarm: {{network: o}}}}\n"
+            )
+        };
+        let parsed = |proxy: &str, target: &str| parse(&yaml(proxy, target), Path::new("compose.yaml"), "web");
+        assert_eq!(parsed("network: front_1.a-b", "").unwrap().settings.proxy.network.as_deref(), Some("front_1.a-b"));
+        assert_eq!(parsed("host: 127.0.0.1", "").unwrap().settings.proxy.network, None);
+        for bad in ["'-front'", "'a b'", "'a;b'", "''"] {
+            let error = parsed(&format!("network: {bad}"), "").unwrap_err().to_string();
+            assert!(error.contains("is not a docker network name"), "{bad}: {error}");
+        }
+        let error = parsed("network: front", "target: swarm, strategy: blue-green, ").unwrap_err().to_string();
+        assert!(error.contains("proxy.network is for target engine"), "{error}");
     }
 
     #[test]

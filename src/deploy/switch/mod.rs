@@ -51,7 +51,21 @@ pub trait TrafficSwitch {
     fn reload(&self) -> Result<(), SwitchError>;
     /// What applying does, in words (`--dry-run`).
     fn describe(&self) -> String;
+    /// The sessions the proxy has open to the servers at `addrs`, as it counts them itself
+    /// (`None`: it keeps no count it can give, as nginx; the target counts them then).
+    ///
+    /// The proxy's own count is asked first because it is exact where the target's is not:
+    /// haproxy's `scur` counts requests in flight, while connections counted on a replica
+    /// include idle ones the proxy keeps pooled for reuse.
+    fn open_sessions(&self, addrs: &[String]) -> Result<Option<u32>, SwitchError>;
+    /// How long after a switch the proxy may still open new connections to servers it
+    /// left: a drain trusts "no connection open" only once it has lasted that long.
+    fn settle(&self) -> Duration;
 }
+
+/// nginx's reload is asynchronous: `nginx -s reload` returns once the master is signalled,
+/// and the old workers, with the old upstream, keep accepting until the new ones are up.
+const NGINX_SETTLE: Duration = Duration::from_secs(1);
 
 /// The switch of a service.
 pub enum AnySwitch<'a> {
@@ -115,6 +129,21 @@ impl TrafficSwitch for AnySwitch<'_> {
             Self::Nginx { switch, .. } => Ok(switch.reload()?),
             Self::Haproxy { switch, .. } => Ok(switch.reload()?),
             Self::None { .. } => Ok(()),
+        }
+    }
+
+    fn open_sessions(&self, addrs: &[String]) -> Result<Option<u32>, SwitchError> {
+        match self {
+            Self::Haproxy { switch, .. } => Ok(Some(switch.open_sessions(addrs)?)),
+            Self::Nginx { .. } | Self::None { .. } => Ok(None),
+        }
+    }
+
+    fn settle(&self) -> Duration {
+        match self {
+            Self::Nginx { .. } => NGINX_SETTLE,
+            // `set server ... state maint` has taken effect when haproxy answers.
+            Self::Haproxy { .. } | Self::None { .. } => Duration::ZERO,
         }
     }
 

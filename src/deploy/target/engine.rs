@@ -1,7 +1,12 @@
 //! Colors as containers on one Docker Engine: `SERVICE-COLOR-N`, each publishing the service's
-//! port on 127.0.0.1 with a host port the engine picks (so both colors run at once).
+//! port on 127.0.0.1 with a host port the engine picks (so both colors run at once), or one
+//! of `x-imgctl.host_ports`, which the replica keeps across restarts. With `proxy.network`
+//! (the proxy in a container) each replica joins that network too, and the switch reaches it
+//! at its IP address there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use super::{Started, Target, TargetError};
@@ -17,12 +22,16 @@ use crate::deploy::spec::ServiceSpec;
 pub struct Engine<'a> {
     engine: DockerEngine,
     spec: &'a ServiceSpec,
+    /// With `proxy.network`: each running replica's IP address on it, by container id, as
+    /// the last [`Target::observe`] saw them (the switch is built from replicas just
+    /// observed; [`Target::address`] cannot ask the engine).
+    network_ips: Mutex<HashMap<String, IpAddr>>,
 }
 
 impl<'a> Engine<'a> {
     /// The target of `spec` on `engine`.
     pub fn new(engine: DockerEngine, spec: &'a ServiceSpec) -> Self {
-        Self { engine, spec }
+        Self { engine, spec, network_ips: Mutex::default() }
     }
 
     fn container_spec(&self, color: Color, image: &PinnedImage, index: u32, deploy_id: &str) -> ContainerSpec {
@@ -34,12 +43,34 @@ impl<'a> Engine<'a> {
             (label::DEPLOY_ID.to_owned(), deploy_id.to_owned()),
             (label::REPLICA.to_owned(), index.to_string()),
         ]);
+        let mut workload = spec.workload.clone();
+        if let Some(network) = &spec.settings.proxy.network
+            && !workload.networks.contains(network)
+        {
+            // Joined to the proxy's network (as its first network when it has none: then the
+            // container is on that network alone, not on the default bridge).
+            workload.networks.push(network.clone());
+        }
         ContainerSpec {
             name: format!("{}-{color}-{index}", spec.name),
             image: image.reference(),
             labels,
-            workload: spec.workload.clone(),
+            workload,
+            host_port: None,
         }
+    }
+
+    /// A port of `x-imgctl.host_ports` for a new replica: one no container of the service is
+    /// configured with (a stopped one takes its port back when started) and no other process
+    /// holds on the proxy's address (`None`: no range, the engine picks).
+    async fn host_port(&self, replica: &str) -> Result<Option<u16>, TargetError> {
+        let Some(range) = self.spec.settings.host_ports else { return Ok(None) };
+        let taken = self.engine.host_ports(&self.spec.name).await?;
+        let free = range.ports().filter(|p| !taken.contains(p)).find(|&p| {
+            // Held by another process: skipped. (The probe closes at once; docker binds next.)
+            std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        });
+        free.map(Some).ok_or_else(|| TargetError::NoFreePort { range, replica: replica.to_owned() })
     }
 
     /// Removes containers, all at once (a failed start's).
@@ -57,7 +88,17 @@ impl<'a> Engine<'a> {
 
 impl Target for Engine<'_> {
     async fn observe(&self) -> Result<Vec<Replica>, TargetError> {
-        Ok(self.engine.replicas(&self.spec.name).await?)
+        let replicas = self.engine.replicas(&self.spec.name).await?;
+        if let Some(network) = &self.spec.settings.proxy.network {
+            let mut ips = HashMap::new();
+            for replica in replicas.iter().filter(|r| r.state == ContainerState::Running) {
+                if let Some(ip) = self.engine.network_ip(&replica.id, network).await? {
+                    ips.insert(replica.id.clone(), ip);
+                }
+            }
+            *self.network_ips.lock().unwrap_or_else(|e| e.into_inner()) = ips;
+        }
+        Ok(replicas)
     }
 
     async fn prepare(
@@ -88,11 +129,18 @@ impl Target for Engine<'_> {
     ) -> Result<Started, TargetError> {
         let mut ids = Vec::new();
         for &index in indices {
-            let spec = self.container_spec(color, image, index, deploy_id);
+            let mut spec = self.container_spec(color, image, index, deploy_id);
             // A container left with this name by an earlier run goes first.
             if let Some(old) = self.observe().await?.into_iter().find(|r| r.name == spec.name) {
                 self.engine.remove(&old.id).await?;
             }
+            spec.host_port = match self.host_port(&spec.name).await {
+                Ok(port) => port,
+                Err(e) => {
+                    self.remove_all(&ids).await;
+                    return Err(e);
+                }
+            };
             let started = match self.engine.create(&spec).await {
                 Ok(id) => {
                     ids.push(id.clone());
@@ -149,7 +197,18 @@ impl Target for Engine<'_> {
         Ok(())
     }
 
+    async fn open_connections(&self, replica: &Replica) -> Option<u32> {
+        let port = self.spec.workload.port?;
+        let pid = self.engine.local_pid(&replica.id).await.ok()??;
+        super::connections::established(pid, port)
+    }
+
     fn address(&self, replica: &Replica) -> Option<String> {
+        if self.spec.settings.proxy.network.is_some() {
+            let ips = self.network_ips.lock().unwrap_or_else(|e| e.into_inner());
+            let ip = *ips.get(&replica.id)?;
+            return Some(SocketAddr::new(ip, self.spec.workload.port?).to_string());
+        }
         replica.addr.map(|addr| crate::deploy::names::host_port(&self.spec.settings.proxy.host, addr.port()))
     }
 

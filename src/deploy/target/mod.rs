@@ -7,6 +7,7 @@
 //! uses: [`open`] picks it. Adding a kind is one module here, its arm in [`AnyTarget`] or
 //! [`AnyRolling`], and its line in [`open`].
 
+mod connections;
 pub mod engine;
 pub mod swarm;
 pub mod swarm_rolling;
@@ -48,6 +49,16 @@ pub enum TargetError {
         limit: Duration,
         /// Why its tasks failed, or the last progress seen.
         why: String,
+    },
+    /// `x-imgctl.host_ports` has no port left for a new replica.
+    #[error(
+        "x-imgctl.host_ports {range}: no free port for {replica} (the others are held by the service's containers, running or stopped, or by other processes): widen the range"
+    )]
+    NoFreePort {
+        /// The range.
+        range: crate::deploy::spec::PortRange,
+        /// The replica that needs one.
+        replica: String,
     },
     /// A replica in traffic stopped running.
     #[error("{0} stopped running")]
@@ -132,6 +143,9 @@ pub trait Target {
     async fn retire(&self, replica: &Replica, remove: bool) -> Result<(), TargetError>;
     /// Whether a replica in traffic still runs and answers.
     async fn check(&self, replica: &Replica) -> Result<(), TargetError>;
+    /// The TCP connections open to a replica's service port, as counted where it runs
+    /// (`None`: they cannot be counted from here; a drain then waits its whole deadline).
+    async fn open_connections(&self, replica: &Replica) -> Option<u32>;
     /// The address a switch sends a replica's traffic to (`None`: it has none to give).
     fn address(&self, replica: &Replica) -> Option<String>;
     /// Where each new replica answers its health path after a switch (`None`: not reachable
@@ -292,6 +306,9 @@ impl Target for AnyTarget<'_> {
     }
     async fn check(&self, replica: &Replica) -> Result<(), TargetError> {
         each!(self, t => t.check(replica).await)
+    }
+    async fn open_connections(&self, replica: &Replica) -> Option<u32> {
+        each!(self, t => t.open_connections(replica).await)
     }
     fn address(&self, replica: &Replica) -> Option<String> {
         each!(self, t => t.address(replica))

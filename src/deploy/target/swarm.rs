@@ -196,6 +196,11 @@ impl Target for SwarmColors<'_> {
     }
 
     /// Whether the color service still runs all its tasks.
+    async fn open_connections(&self, _replica: &Replica) -> Option<u32> {
+        // A color's tasks may run on any node: their connections are not countable here.
+        None
+    }
+
     async fn check(&self, replica: &Replica) -> Result<(), TargetError> {
         let service = self.existing(&replica.name).await?;
         if service.replicas == 0 {

@@ -14,6 +14,7 @@ pub mod nginx_container;
 pub mod oci;
 pub mod pass;
 pub mod registry;
+pub mod stream;
 pub mod swarm;
 pub mod web;
 

@@ -99,6 +99,12 @@ impl NginxContainer {
     /// Starts nginx on `swarm`'s network with a placeholder upstream (127.0.0.1:9 inside the
     /// container, where nothing listens: 502 until an upstream is written).
     pub fn start(swarm: &Swarm, image: &ProxyImage, upstream_name: &str, resolution: Resolution) -> Self {
+        Self::start_on(&swarm.network, image, upstream_name, resolution)
+    }
+
+    /// Starts nginx on the docker network `network` (a swarm's overlay, or a user-defined
+    /// bridge: the compose layout of a proxy container beside the app's).
+    pub fn start_on(network: &str, image: &ProxyImage, upstream_name: &str, resolution: Resolution) -> Self {
         let name = format!("imgctl-test-nginx-{}-{}", std::process::id(), random_hex(4));
         let dir = std::env::temp_dir().join(&name);
         fs::create_dir_all(&dir).unwrap();
@@ -113,7 +119,7 @@ impl NginxContainer {
         fs::write(nginx.upstream_file(), nginx.upstream_config("127.0.0.1:9")).unwrap();
         let volume = format!("{}:{CONF_DIR}", nginx.dir.display());
         let out = Command::new("docker")
-            .args(["run", "--detach", "--name", &nginx.name, "--network", &swarm.network])
+            .args(["run", "--detach", "--name", &nginx.name, "--network", network])
             .args(["--publish", "127.0.0.1::80", "--volume", &volume, &image.tag])
             .output()
             .unwrap();

@@ -1,5 +1,6 @@
 //! The images deploy tests roll out: Debian's static busybox running `httpd` on port 8080,
-//! serving `/` (the version, e.g. `v1\n`) and `/health` (`ok\n`), pushed to a real
+//! serving `/` (the version, e.g. `v1\n`), `/health` (`ok\n`) and `/cgi-bin/stream?N` (a
+//! streaming response: a line a second for N seconds, then `end`), pushed to a real
 //! `docker-registry` with htpasswd auth on loopback and then removed from the engine, so a
 //! deploy has to pull them by digest through the credential helper.
 
@@ -171,6 +172,11 @@ fn import(tag: &str, version: &str, healthy: bool) {
     if healthy {
         fs::write(root.join("www/health"), "ok\n").unwrap();
     }
+    // `#!/bin/busybox sh`: the image keeps no /bin/sh (CMD-SHELL healthchecks stay unusable).
+    fs::create_dir_all(root.join("www/cgi-bin")).unwrap();
+    let stream = root.join("www/cgi-bin/stream");
+    fs::write(&stream, STREAM_CGI).unwrap();
+    fs::set_permissions(&stream, <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755)).unwrap();
     let tar = Command::new("tar").arg("-C").arg(&root).args(["-cf", "-", "."]).output().unwrap();
     fs::remove_dir_all(&root).unwrap();
     assert_success(&tar, "tar");
@@ -188,6 +194,21 @@ fn import(tag: &str, version: &str, healthy: bool) {
     );
     assert_success(&out, &format!("docker import {tag}"));
 }
+
+/// `/cgi-bin/stream?N`: N lines `part I`, one a second, then `end` (busybox httpd passes the
+/// CGI's output on as it comes).
+const STREAM_CGI: &str = r#"#!/bin/busybox sh
+n=${QUERY_STRING:-3}
+case $n in ''|*[!0-9]*) n=3 ;; esac
+printf 'Content-Type: text/plain\r\nX-Accel-Buffering: no\r\n\r\n'
+i=1
+while [ "$i" -le "$n" ]; do
+  echo "part $i"
+  /bin/busybox sleep 1
+  i=$((i + 1))
+done
+echo end
+"#;
 
 /// The digest in docker push's summary line: `v1: digest: sha256:… size: 527`.
 fn pushed_digest(output: &str) -> Option<String> {

@@ -67,7 +67,7 @@ fn a_target_that_rolls_by_itself_deploys_and_rolls_back_from_the_history() {
     // swarm rolled a bad update back itself: the on-rollback hook runs, the deploy failed.
     let mut machine = Machine::new(s.clone(), &Action::Deploy(image(V1)), world.observed()).unwrap();
     let mut log = Vec::new();
-    let mut last = Ok(());
+    let mut last = Ok(Done::Done);
     let mut verdict = None;
     while let Some(step) = machine.next(last) {
         log.push(step.label());
@@ -77,9 +77,9 @@ fn a_target_that_rolls_by_itself_deploys_and_rolls_back_from_the_history() {
             }
             Step::Record(v) => {
                 verdict = Some((v.outcome, v.failure.as_ref().map(RunFailure::kind)));
-                Ok(())
+                Ok(Done::Done)
             }
-            _ => Ok(()),
+            _ => Ok(Done::Done),
         };
     }
     assert_eq!(log, ["hook pre-deploy", format!("pull {V1}").as_str(), "update", "hook on-rollback", "record"]);
@@ -122,6 +122,8 @@ fn the_dry_run_is_the_success_path_of_the_same_machine() {
             "hook post-switch",
             "record",
             "keep warm",
+            "drain blue",
+            "stop blue",
             "hook post-deploy"
         ]
     );

@@ -99,7 +99,7 @@ fn blue_green_every_failure_path() {
         },
         Case {
             name: "stopping the old color fails",
-            fail: &["keep warm"],
+            fail: &["stop blue"],
             outcome: Outcome::Succeeded,
             failure: None,
             traffic: &[Green],

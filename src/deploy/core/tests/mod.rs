@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use super::*;
 use crate::deploy::history::Outcome;
-use crate::deploy::model::{ContainerState, FailureAction, Health, Order, Phase, Server};
-use crate::deploy::spec::CanaryStep;
+use crate::deploy::model::{
+    ContainerState, FailureAction, Health, Order, Phase, Replica, Server, Traffic, UpdateConfig,
+};
+use crate::deploy::spec::{CanaryStep, Strategy};
 use crate::deploy::target::{TargetError, UpdateFailure};
 
 const V1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
@@ -38,6 +40,10 @@ struct World {
     rolling_digest: Option<String>,
     /// Steps (by label, or label prefix before a space) that fail, each once per entry.
     fail: Vec<&'static str>,
+    /// Connections each replica holds open past any drain deadline (long streams).
+    open: BTreeMap<(Color, u32), u32>,
+    /// The target cannot count connections.
+    uncountable: bool,
     /// Every step carried out, by label.
     log: Vec<String>,
     verdict: Option<(Outcome, Option<&'static str>, Option<Color>)>,
@@ -115,7 +121,7 @@ impl World {
     }
 
     /// Carries out one step, as a target and a switch would.
-    fn apply(&mut self, step: Step) -> Result<(), StepError> {
+    fn apply(&mut self, step: Step) -> Result<Done, StepError> {
         let label = step.label();
         self.log.push(label.clone());
         if let Some(at) = self.fail.iter().position(|f| label == *f || label.starts_with(&format!("{f} "))) {
@@ -134,6 +140,7 @@ impl World {
             }
             Step::Retire { color, indices, remove } => {
                 for i in self.selected(color, &indices) {
+                    self.open.remove(&(color, i));
                     if remove {
                         self.replicas.remove(&(color, i));
                     } else {
@@ -172,12 +179,24 @@ impl World {
                 }
                 self.traffic = Some((servers, route.live, route.phase, route.live_digest));
             }
-            Step::KeepWarm { old, new, .. } => {
-                if self.traffic.as_ref().is_some_and(|t| t.1 == new) {
-                    for rep in self.replicas.iter_mut().filter(|((c, _), _)| *c == old) {
-                        rep.1.running = false;
-                    }
+            Step::KeepWarm { new, .. } => {
+                if self.traffic.as_ref().is_none_or(|t| t.1 != new) {
+                    return Ok(Done::LeftRunning);
                 }
+            }
+            Step::Drain { color, indices, deadline } => {
+                let chosen: Vec<u32> = self
+                    .selected(color, &indices)
+                    .into_iter()
+                    .filter(|i| self.replicas[&(color, *i)].running)
+                    .collect();
+                let open: u32 = chosen.iter().map(|i| self.open.get(&(color, *i)).copied().unwrap_or(0)).sum();
+                let (open, waited) = match (self.uncountable, open) {
+                    (true, _) => (None, deadline),
+                    (false, 0) => (Some(0), Duration::ZERO),
+                    (false, n) => (Some(n), deadline),
+                };
+                return Ok(Done::Drained(Drained::new(color, chosen.len(), open, waited, deadline)));
             }
             Step::Update { image } => self.rolling_digest = Some(image.digest.to_string()),
             Step::Record(verdict) => {
@@ -192,7 +211,7 @@ impl World {
             | Step::Wait { .. }
             | Step::Revert => {}
         }
-        Ok(())
+        Ok(Done::Done)
     }
 
     /// Where traffic goes: the colors in the switch, with their share of the weight.
@@ -235,12 +254,17 @@ fn settings(strategy: Strategy, replicas: u32) -> Settings {
 
 /// Runs `action` in `world` to its end.
 fn run(settings: Settings, action: Action, world: &mut World) -> Result<(), Refusal> {
+    run_drained(settings, action, world).map(|_| ())
+}
+
+/// Runs `action` in `world` to its end; how its drains ended.
+fn run_drained(settings: Settings, action: Action, world: &mut World) -> Result<Vec<Drained>, Refusal> {
     let mut machine = Machine::new(settings, &action, world.observed())?;
-    let mut last = Ok(());
+    let mut last = Ok(Done::Done);
     while let Some(step) = machine.next(last) {
         last = world.apply(step);
     }
-    Ok(())
+    Ok(machine.drains().to_vec())
 }
 
 use Color::{Blue, Green};
@@ -266,4 +290,5 @@ fn check(case: &Case, world: &World) {
 
 mod actions;
 mod blue_green;
+mod drain;
 mod rolling;

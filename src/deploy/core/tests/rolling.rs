@@ -17,7 +17,7 @@ fn rolling(failure_action: FailureAction, order: Order) -> Settings {
 /// Deploys v2 in `world`, the second batch's start failing its gate (the first succeeds).
 fn deploy_failing_the_second_start(settings: &Settings, world: &mut World) {
     let mut machine = Machine::new(settings.clone(), &Action::Deploy(image(V2)), world.observed()).unwrap();
-    let mut last = Ok(());
+    let mut last = Ok(Done::Done);
     let mut starts = 0;
     while let Some(step) = machine.next(last) {
         starts += usize::from(matches!(step, Step::Start { .. }));

@@ -79,6 +79,7 @@ mod tests {
             image: "127.0.0.1:5000/web@sha256:aa".into(),
             labels: [(label::COLOR.to_owned(), "green".to_owned())].into(),
             workload: Workload { networks: vec!["front".into()], ..Default::default() },
+            host_port: None,
         }
     }
 

@@ -32,7 +32,7 @@ use crate::deploy::model::{Server, Traffic};
 use crate::deploy::spec::HaproxySettings;
 pub use plan::MAX_WEIGHT;
 use plan::{plan, plan_back, weights};
-use runtime::{Admin, Command, Slot, exchange, parse_servers_state};
+use runtime::{Admin, Command, Slot, exchange, parse_servers_state, parse_stat_sessions};
 
 /// How long one runtime command may take (haproxy answers a `set server` in microseconds).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +68,14 @@ pub enum HaproxyError {
     /// `show servers state` answered something imgctl cannot read.
     #[error("haproxy's `show servers state {backend}` answer is not readable ({reason})")]
     UnreadableState {
+        /// The backend.
+        backend: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `show stat` answered something imgctl cannot read.
+    #[error("haproxy's `show stat` answer for backend {backend} is not readable ({reason})")]
+    UnreadableStat {
         /// The backend.
         backend: String,
         /// What is wrong.
@@ -205,6 +213,20 @@ impl<'a> Switch<'a> {
         }
         parse_servers_state(&answer)
             .map_err(|reason| HaproxyError::UnreadableState { backend: backend.clone(), reason })
+    }
+
+    /// The sessions haproxy has open to the servers at `addrs` (`scur` of the slots pointing
+    /// there, in `maint` or not: what is in flight goes on after a switch).
+    pub fn open_sessions(&self, addrs: &[String]) -> Result<u32, HaproxyError> {
+        let wanted: Vec<SocketAddr> = addrs
+            .iter()
+            .map(|a| a.parse().map_err(|_| HaproxyError::NotAnAddress { addr: a.clone() }))
+            .collect::<Result<_, _>>()?;
+        let backend = &self.settings.backend;
+        let answer = self.send("show stat")?;
+        let servers = parse_stat_sessions(&answer, backend)
+            .map_err(|reason| HaproxyError::UnreadableStat { backend: backend.clone(), reason })?;
+        Ok(servers.iter().filter(|(_, addr, _)| wanted.contains(addr)).map(|(_, _, n)| n).sum())
     }
 
     fn plan(&self, slots: &[Slot], targets: &[(SocketAddr, u32)]) -> Result<(Vec<Command>, Vec<String>), HaproxyError> {

@@ -156,6 +156,35 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<Slot>, String> {
     Ok(slots)
 }
 
+/// Reads `show stat` (CSV, a `# ` header naming the columns): each server of `backend` with
+/// its address and current sessions (`scur`: requests in flight, not idle pooled
+/// connections). Columns are found by name; the backend's and frontends' own rows are left
+/// out.
+pub fn parse_stat_sessions(text: &str, backend: &str) -> Result<Vec<(String, SocketAddr, u32)>, String> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .and_then(|l| l.strip_prefix("# "))
+        .ok_or("no column header")?
+        .trim_end_matches(',')
+        .split(',')
+        .collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no column {name}"));
+    let (proxy, server, scur, addr) = (column("pxname")?, column("svname")?, column("scur")?, column("addr")?);
+    let mut servers = Vec::new();
+    for line in lines.map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let field = |i: usize| fields.get(i).copied().ok_or(format!("a short line: {line:?}"));
+        if field(proxy)? != backend || matches!(field(server)?, "BACKEND" | "FRONTEND") {
+            continue;
+        }
+        let sessions = field(scur)?.parse::<u32>().map_err(|_| format!("not a number in {line:?}"))?;
+        let at = field(addr)?.parse().map_err(|_| format!("not an address in {line:?}"))?;
+        servers.push((field(server)?.to_owned(), at, sessions));
+    }
+    Ok(servers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +244,28 @@ mod tests {
         assert!(parse_servers_state("Can't find backend.\n\n").is_err());
         let short = STATE.replace("3 web 3 s3 ::1 2 8 1 1 0 1 0 0 8 0 0 0 - 80 - 0 0 - - 0", "3 web 3 s3 ::1 2");
         assert!(parse_servers_state(&short).unwrap_err().contains("short line"));
+    }
+
+    // Taken from haproxy 2.6.12 (`show stat`, cut after `addr`; a stream open on app2, which
+    // is in maint).
+    const STAT: &str = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,status,addr,\nweb,FRONTEND,,,1,1,262120,1,OPEN,,\nweb,app1,0,0,0,0,,0,MAINT,127.0.0.1:1,\nweb,app2,0,0,1,1,,1,MAINT,127.0.0.1:32771,\nweb,BACKEND,0,0,1,1,999,1,UP,,\nother,app1,0,0,7,7,,7,UP,127.0.0.1:32771,\n\n";
+
+    #[test]
+    fn show_stat_gives_each_server_its_sessions_by_column_name() {
+        assert_eq!(
+            parse_stat_sessions(STAT, "web").unwrap(),
+            [
+                ("app1".into(), "127.0.0.1:1".parse().unwrap(), 0),
+                ("app2".into(), "127.0.0.1:32771".parse().unwrap(), 1)
+            ]
+        );
+        assert_eq!(parse_stat_sessions(STAT, "none").unwrap(), []);
+        assert_eq!(parse_stat_sessions("# pxname,svname\n", "web").unwrap_err(), "no column scur");
+        assert!(parse_stat_sessions("Unknown command.\n", "web").is_err());
+        let bad = STAT.replace("0,0,1,1,,1,MAINT", "0,0,x,1,,1,MAINT");
+        assert!(parse_stat_sessions(&bad, "web").unwrap_err().contains("not a number"));
+        let short = STAT.replace("web,app2,0,0,1,1,,1,MAINT,127.0.0.1:32771,", "web,app2,0");
+        assert!(parse_stat_sessions(&short, "web").unwrap_err().contains("short line"));
     }
 
     #[test]
