@@ -24,7 +24,7 @@ use crate::common::web::{Pushed, WebImages};
 use crate::common::{IMGCTL, TestHome};
 use crate::interrupt::{self, Ran};
 use crate::probe::{self, FirstAnswer};
-use crate::report::Run;
+use crate::report::{Run, round2};
 use crate::settings::{ProxyKind, Settings};
 use crate::wrk::{ClientKind, Wrk};
 use crate::{Logs, Names};
@@ -68,7 +68,15 @@ struct Case {
 }
 
 const CASES: [Case; 5] = [
-    Case { key: "bg", title: "1 blue/green", replicas: 2, deploy_keys: "", extension: "", deadline: "20s", steps: Steps::Deploys },
+    Case {
+        key: "bg",
+        title: "1 blue/green",
+        replicas: 2,
+        deploy_keys: "",
+        extension: "",
+        deadline: "20s",
+        steps: Steps::Deploys,
+    },
     Case {
         key: "roll",
         title: "2 rolling x4",
@@ -88,9 +96,34 @@ const CASES: [Case; 5] = [
         steps: Steps::Deploys,
     },
     // The gate gives up after 4 s instead of 20: the bad version never answers /health.
-    Case { key: "bad", title: "4 bad version, v1 stays", replicas: 2, deploy_keys: "", extension: "", deadline: "4s", steps: Steps::Bad },
-    Case { key: "rb", title: "5 rollback", replicas: 2, deploy_keys: "", extension: "", deadline: "20s", steps: Steps::Rollback },
+    Case {
+        key: "bad",
+        title: "4 bad version, v1 stays",
+        replicas: 2,
+        deploy_keys: "",
+        extension: "",
+        deadline: "4s",
+        steps: Steps::Bad,
+    },
+    Case {
+        key: "rb",
+        title: "5 rollback",
+        replicas: 2,
+        deploy_keys: "",
+        extension: "",
+        deadline: "20s",
+        steps: Steps::Rollback,
+    },
 ];
+
+/// One measured run: its row's name, the client kind, what the proxy serves before and what
+/// it is meant to serve after.
+struct Step<'i> {
+    case: String,
+    mode: ClientKind,
+    from: &'i Pushed,
+    to: &'i Pushed,
+}
 
 /// The proxy one case's service is behind.
 enum Proxy {
@@ -161,7 +194,13 @@ impl Drop for Site {
 }
 
 impl<'a> EngineSuite<'a> {
-    pub fn new(settings: &'a Settings, images: &'a WebImages, home: &'a TestHome, names: &'a Names, logs: &'a Logs) -> Self {
+    pub fn new(
+        settings: &'a Settings,
+        images: &'a WebImages,
+        home: &'a TestHome,
+        names: &'a Names,
+        logs: &'a Logs,
+    ) -> Self {
         let threads = settings.wrk_threads.unwrap_or(2);
         let connections = settings.wrk_connections.unwrap_or(8).max(threads);
         Self { settings, images, home, names, logs, threads, connections, runs: Vec::new() }
@@ -230,30 +269,31 @@ impl<'a> EngineSuite<'a> {
         let site = self.site(case, kind);
         let images = self.images;
         let (v1, v2, v3, bad) = (&images.v1, &images.v2, &images.v3, &images.bad);
-        let deploy = |to: &Pushed| vec!["deploy".to_owned(), site.service.clone(), "--digest".to_owned(), to.digest.clone()];
+        let deploy =
+            |to: &Pushed| vec!["deploy".to_owned(), site.service.clone(), "--digest".to_owned(), to.digest.clone()];
         let rollback = vec!["rollback".to_owned(), site.service.clone()];
         self.setup(&site, v1);
-        // (case, kind, expected exit, serving before, serving after, imgctl arguments)
-        let runs: Vec<(String, ClientKind, i32, &Pushed, &Pushed, Vec<String>)> = match case.steps {
+        let step = |case: String, mode, from, to| Step { case, mode, from, to };
+        let runs: Vec<(Step, i32, Vec<String>)> = match case.steps {
             Steps::Deploys => vec![
-                (format!("{} v1->v2", case.title), ClientKind::Close, 0, v1, v2, deploy(v2)),
-                (format!("{} v2->v3", case.title), ClientKind::KeepAlive, 0, v2, v3, deploy(v3)),
+                (step(format!("{} v1->v2", case.title), ClientKind::Close, v1, v2), 0, deploy(v2)),
+                (step(format!("{} v2->v3", case.title), ClientKind::KeepAlive, v2, v3), 0, deploy(v3)),
             ],
             Steps::Bad => vec![
-                (case.title.to_owned(), ClientKind::Close, 1, v1, v1, deploy(bad)),
-                (case.title.to_owned(), ClientKind::KeepAlive, 1, v1, v1, deploy(bad)),
+                (step(case.title.to_owned(), ClientKind::Close, v1, v1), 1, deploy(bad)),
+                (step(case.title.to_owned(), ClientKind::KeepAlive, v1, v1), 1, deploy(bad)),
             ],
             Steps::Rollback => {
                 self.setup(&site, v2);
                 vec![
-                    (format!("{} v2->v1", case.title), ClientKind::Close, 0, v2, v1, rollback.clone()),
-                    (format!("{} v1->v2", case.title), ClientKind::KeepAlive, 0, v1, v2, rollback),
+                    (step(format!("{} v2->v1", case.title), ClientKind::Close, v2, v1), 0, rollback.clone()),
+                    (step(format!("{} v1->v2", case.title), ClientKind::KeepAlive, v1, v2), 0, rollback),
                 ]
             }
         };
-        for (title, mode, want, before, after, args) in runs {
-            if self.settings.kinds().contains(&mode) {
-                self.imgctl_measured(&title, &site, mode, want, before, after, &args);
+        for (step, want_exit, args) in runs {
+            if self.settings.kinds().contains(&step.mode) {
+                self.imgctl_measured(&site, &step, want_exit, &args);
             }
         }
     }
@@ -268,21 +308,23 @@ impl<'a> EngineSuite<'a> {
     fn setup(&self, site: &Site, version: &Pushed) {
         let args = ["deploy".to_owned(), site.service.clone(), "--digest".to_owned(), version.digest.clone()];
         let ran = self.imgctl(site, &args, &self.logs.scratch("setup"));
-        assert_eq!(ran.code(), Some(0), "setting up {}: deploy {} failed:\n{}\n{}", site.service, version.version, ran.stderr, ran.stdout);
+        assert_eq!(
+            ran.code(),
+            Some(0),
+            "setting up {}: deploy {} failed:\n{}\n{}",
+            site.service,
+            version.version,
+            ran.stderr,
+            ran.stdout
+        );
         probe::await_serving(site.addr(), &version.version, Duration::from_secs(10), &site.service);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn imgctl_measured(
-        &mut self,
-        case: &str,
-        site: &Site,
-        mode: ClientKind,
-        want_exit: i32,
-        before: &Pushed,
-        after: &Pushed,
-        args: &[String],
-    ) {
+    /// One measured imgctl run: `step.from` served before, `step.to` after (the same for the bad
+    /// version), imgctl exiting `want_exit`.
+    fn imgctl_measured(&mut self, site: &Site, step: &Step, want_exit: i32, args: &[String]) {
+        let Step { case, mode, from: before, to: after } = step;
+        let (case, mode) = (case.as_str(), *mode);
         interrupt::check();
         probe::expect_serving(site.addr(), &before.version, case);
         let base = self.logs.scratch("imgctl");
@@ -313,7 +355,7 @@ impl<'a> EngineSuite<'a> {
             load,
             switch_ms: report["switch_ms"].as_u64(),
             time_to_traffic_ms: report["time_to_traffic_ms"].as_u64(),
-            wall_s: ran.wall.as_secs_f64(),
+            wall_s: round2(ran.wall.as_secs_f64()),
             outcome: report["outcome"].as_str().unwrap_or("?").to_owned(),
             swarm: None,
         };
@@ -356,14 +398,13 @@ impl<'a> EngineSuite<'a> {
     /// `procedure`, which returns its disruptive step's duration.
     fn peer_measured(
         &mut self,
-        case: &str,
-        tool: &str,
-        switch: &'static str,
+        step: Step,
+        (tool, switch): (&str, &'static str),
         addr: SocketAddr,
-        mode: ClientKind,
-        (from, to): (&Pushed, &Pushed),
         procedure: impl FnOnce(&Self) -> Duration,
     ) {
+        let Step { case, mode, from, to } = step;
+        let case = case.as_str();
         interrupt::check();
         probe::expect_serving(addr, &from.version, case);
         let base = self.logs.scratch(tool);
@@ -386,7 +427,7 @@ impl<'a> EngineSuite<'a> {
             load,
             switch_ms: Some(took.as_millis() as u64),
             time_to_traffic_ms: ttt.map(|d| d.as_millis() as u64),
-            wall_s: wall.as_secs_f64(),
+            wall_s: round2(wall.as_secs_f64()),
             outcome: "done".to_owned(),
             swarm: None,
         };
@@ -422,7 +463,8 @@ impl<'a> EngineSuite<'a> {
                 continue;
             }
             let case = format!("A recreate {}->{}", from.version, to.version);
-            self.peer_measured(&case, "recreate", "same-port", nginx.addr(), mode, (from, to), |suite| {
+            let step = Step { case, mode, from, to };
+            self.peer_measured(step, ("recreate", "same-port"), nginx.addr(), |suite| {
                 suite.docker(&["pull", &to.image]);
                 let started = Instant::now();
                 suite.docker(&["rm", "-f", &name]);
@@ -443,7 +485,17 @@ impl<'a> EngineSuite<'a> {
         let switch_to = |suite: &Self, version: &Pushed, current: &mut Option<String>| -> Duration {
             let container = format!("{name}-{}", version.version);
             suite.docker(&["pull", &version.image]);
-            suite.docker(&["run", "-d", "--name", &container, "--stop-signal", "SIGKILL", "-p", "127.0.0.1::8080", &version.image]);
+            suite.docker(&[
+                "run",
+                "-d",
+                "--name",
+                &container,
+                "--stop-signal",
+                "SIGKILL",
+                "-p",
+                "127.0.0.1::8080",
+                &version.image,
+            ]);
             let addr = suite.docker(&["port", &container, "8080/tcp"]);
             let addr = addr.lines().next().unwrap_or_default().trim().to_owned();
             let started = Instant::now();
@@ -469,7 +521,8 @@ impl<'a> EngineSuite<'a> {
                 continue;
             }
             let case = format!("B hand switch {}->{}", from.version, to.version);
-            self.peer_measured(&case, "handrun", "nginx-reload", nginx.addr(), mode, (from, to), |suite| {
+            let step = Step { case, mode, from, to };
+            self.peer_measured(step, ("handrun", "nginx-reload"), nginx.addr(), |suite| {
                 switch_to(suite, to, &mut current)
             });
         }

@@ -13,8 +13,8 @@
 //! its own parsers and exits 0. bench/README.md describes the cases, knobs and output.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark's figures are its output
 
+// The harness allows its own dead code: the bench uses part of it.
 #[path = "../../tests/it/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 mod engine;
@@ -129,12 +129,17 @@ fn run(settings: &Settings, suites: &[Suite]) -> ExitCode {
             "(failed = non-2xx + socket errors, from wrk over each deploy plus {:.1} s before and after; switch = how",
             settings.settle.as_secs_f64()
         );
-        println!(" traffic moved; ttt = time to traffic: imgctl's time_to_traffic_ms (health gates excluded); for the peers,");
-        println!(" from the start of the procedure to the first answer of the new version through nginx; peers pull first)");
+        println!(
+            " traffic moved; ttt = time to traffic: imgctl's time_to_traffic_ms (health gates excluded); for the peers,"
+        );
+        println!(
+            " from the start of the procedure to the first answer of the new version through nginx; peers pull first)"
+        );
         println!();
         let targets = engine_targets(&suite.runs, &settings.proxies);
         missed |= print_targets(&targets);
-        let path = report::write_json(&settings.out, "deploy", suite.method(), serde_json::json!({}), &suite.runs, &targets);
+        let path =
+            report::write_json(&settings.out, "deploy", suite.method(), serde_json::json!({}), &suite.runs, &targets);
         println!("results: {}", path.display());
     }
     if suites.contains(&Suite::Swarm) {
@@ -142,11 +147,22 @@ fn run(settings: &Settings, suites: &[Suite]) -> ExitCode {
         suite.run();
         println!();
         print!("{}", report::swarm_table(&suite.runs));
-        println!("(wrk through nginx over each update plus {:.1} s before and after; failed = non-2xx + socket errors;", settings.settle.as_secs_f64());
-        println!(" wall = the command's run time; done = swarm's UpdateStatus.CompletedAt, from the start; conv = until the");
-        println!(" Engine API, polled every 100 ms, shows the update completed (bad: rolled back) and all 4 replicas on the");
-        println!(" expected digest (blue/green: one color all, the other none); 1st new = first answer of the new version");
-        println!(" through nginx; sw/ttt = imgctl's switch_ms and time_to_traffic_ms; task! = tasks that failed during the run)");
+        println!(
+            "(wrk through nginx over each update plus {:.1} s before and after; failed = non-2xx + socket errors;",
+            settings.settle.as_secs_f64()
+        );
+        println!(
+            " wall = the command's run time; done = swarm's UpdateStatus.CompletedAt, from the start; conv = until the"
+        );
+        println!(
+            " Engine API, polled every 100 ms, shows the update completed (bad: rolled back) and all 4 replicas on the"
+        );
+        println!(
+            " expected digest (blue/green: one color all, the other none); 1st new = first answer of the new version"
+        );
+        println!(
+            " through nginx; sw/ttt = imgctl's switch_ms and time_to_traffic_ms; task! = tasks that failed during the run)"
+        );
         println!();
         let targets = vec![close_target(&suite.runs, "on swarm, imgctl")];
         missed |= print_targets(&targets);

@@ -137,8 +137,22 @@ pub fn swarm_table(runs: &[Run]) -> String {
     row(
         &mut t,
         [
-            "case", "tool", "switch", "mode", "reqs", "failed", "non-2xx", "sock c/r/w/t", "wall s", "done s",
-            "conv s", "1st new", "sw ms", "ttt ms", "task!", "outcome",
+            "case",
+            "tool",
+            "switch",
+            "mode",
+            "reqs",
+            "failed",
+            "non-2xx",
+            "sock c/r/w/t",
+            "wall s",
+            "done s",
+            "conv s",
+            "1st new",
+            "sw ms",
+            "ttt ms",
+            "task!",
+            "outcome",
         ],
     );
     let _ = writeln!(t, "{}", "-".repeat(170));
@@ -233,4 +247,9 @@ fn shell(argv: &[&str]) -> String {
     let Ok(out) = Command::new(argv[0]).args(&argv[1..]).output() else { return String::new() };
     let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
     String::from_utf8_lossy(&text).lines().next().unwrap_or_default().trim().to_owned()
+}
+
+/// Seconds to two decimals, as the tables print them.
+pub fn round2(seconds: f64) -> f64 {
+    (seconds * 100.0).round() / 100.0
 }

@@ -22,7 +22,7 @@ use crate::common::web::{Pushed, WebImages};
 use crate::common::{IMGCTL, TestHome};
 use crate::interrupt::{self, Ran};
 use crate::probe::{self, FirstAnswer};
-use crate::report::{Run, SwarmFigures};
+use crate::report::{Run, SwarmFigures, round2};
 use crate::settings::Settings;
 use crate::wrk::{ClientKind, Wrk};
 use crate::{Logs, Names};
@@ -77,7 +77,13 @@ impl Site {
 }
 
 impl<'a> SwarmSuite<'a> {
-    pub fn new(settings: &'a Settings, images: &'a WebImages, home: &'a TestHome, names: &'a Names, logs: &'a Logs) -> Self {
+    pub fn new(
+        settings: &'a Settings,
+        images: &'a WebImages,
+        home: &'a TestHome,
+        names: &'a Names,
+        logs: &'a Logs,
+    ) -> Self {
         let threads = settings.wrk_threads.unwrap_or(1);
         let connections = settings.wrk_connections.unwrap_or(4).max(threads);
         Self {
@@ -135,7 +141,8 @@ impl<'a> SwarmSuite<'a> {
         // The tools alternate which goes first from one client kind to the next, so drift on the
         // machine (and which of them finds a version already pulled) hits both alike.
         for mode in self.settings.kinds() {
-            let (from, to) = if mode == ClientKind::Close { (&images.v1, &images.v2) } else { (&images.v2, &images.v3) };
+            let (from, to) =
+                if mode == ClientKind::Close { (&images.v1, &images.v2) } else { (&images.v2, &images.v3) };
             eprintln!("rolling {} -> {}, {}...", from.version, to.version, mode.name());
             let imgctl_case = format!("1 rolling {}->{}", from.version, to.version);
             let docker_case = format!("2 rolling {}->{}", from.version, to.version);
@@ -164,7 +171,8 @@ impl<'a> SwarmSuite<'a> {
         }
         if let Some(dir) = &self.settings.logs {
             for site in [&roll, &dock, &bg] {
-                let _ = fs::copy(site.nginx.dir.join("error.log"), dir.join(format!("nginx-{}-error.log", site.service)));
+                let _ =
+                    fs::copy(site.nginx.dir.join("error.log"), dir.join(format!("nginx-{}-error.log", site.service)));
             }
         }
     }
@@ -271,7 +279,8 @@ impl<'a> SwarmSuite<'a> {
             if site.blue_green {
                 blue_green_converged(swarm, site, &to.digest)
             } else {
-                let (state, digest) = if bad { ("rollback_completed", &from.digest) } else { ("completed", &to.digest) };
+                let (state, digest) =
+                    if bad { ("rollback_completed", &from.digest) } else { ("completed", &to.digest) };
                 rolling_converged(swarm, &site.service, digest, state, t0_wall)
             }
         };
@@ -351,7 +360,7 @@ impl<'a> SwarmSuite<'a> {
             load,
             switch_ms: report["switch_ms"].as_u64(),
             time_to_traffic_ms: report["time_to_traffic_ms"].as_u64(),
-            wall_s: ran.wall.as_secs_f64(),
+            wall_s: round2(ran.wall.as_secs_f64()),
             outcome: format!("exit {}, {update_state}", ran.code().map_or("none".to_owned(), |c| c.to_string())),
             swarm: Some(SwarmFigures {
                 swarm_done_s,

@@ -140,7 +140,7 @@ pub fn parse(text: &str) -> Result<Summary, String> {
                 summary.socket_errors = SocketErrors { connect: n(c)?, read: n(r)?, write: n(w)?, timeout: n(t)? };
             }
             // `     99%    8.00ms` (the latency distribution, with --latency)
-            ["99%", latency] => summary.p99_ms = Some(seconds(latency)? * 1000.0),
+            ["99%", latency] => summary.p99_ms = Some((seconds(latency)? * 1e5).round() / 100.0),
             _ => {}
         }
     }
@@ -182,13 +182,13 @@ pub fn self_check() {
         non_2xx: 12,
         socket_errors: SocketErrors { connect: 0, read: 3, write: 1, timeout: 2 },
         load_s: 3.31,
-        p99_ms: Some(0.812),
+        p99_ms: Some(0.81),
     };
     assert_eq!(got.requests, want.requests);
     assert_eq!(got.non_2xx, want.non_2xx);
     assert_eq!(got.socket_errors, want.socket_errors);
     assert!((got.load_s - want.load_s).abs() < 1e-9, "{got:?}");
-    assert!((got.p99_ms.unwrap() - 0.812).abs() < 1e-9, "{got:?}");
+    assert!((got.p99_ms.unwrap() - 0.81).abs() < 1e-9, "{got:?}");
     assert_eq!(got.failed(), 18);
 
     // A clean run has neither error line; a long one reports minutes.
