@@ -23,6 +23,7 @@ mod probe;
 mod report;
 mod settings;
 mod swarm;
+mod timestamp;
 mod wrk;
 
 use std::cell::Cell;
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
         // `cargo test` runs bench targets without `--bench` (and passes its own flags, such as
         // --include-ignored): not a benchmark run.
         wrk::self_check();
-        swarm::self_check();
+        timestamp::self_check();
         eprintln!("deploy bench: parsers checked; `cargo bench --bench deploy` runs the benchmarks");
         return ExitCode::SUCCESS;
     }

@@ -24,6 +24,7 @@ use crate::interrupt::{self, Ran};
 use crate::probe::{self, FirstAnswer};
 use crate::report::{Run, SwarmFigures, round2};
 use crate::settings::Settings;
+use crate::timestamp;
 use crate::wrk::{ClientKind, Wrk};
 use crate::{Logs, Names};
 
@@ -345,7 +346,8 @@ impl<'a> SwarmSuite<'a> {
             (format!("color {}", report["color"].as_str().unwrap_or("?")), None)
         } else {
             let status = service.as_ref().map(|s| s["UpdateStatus"].clone()).unwrap_or_default();
-            let done = status["CompletedAt"].as_str().and_then(rfc3339).and_then(|at| secs_between(t0_wall, at));
+            let done =
+                status["CompletedAt"].as_str().and_then(timestamp::parse).and_then(|at| secs_between(t0_wall, at));
             (status["State"].as_str().unwrap_or("-").to_owned(), done)
         };
         let task_errors = failed_tasks(swarm, &site.services(), t0_wall);
@@ -437,7 +439,7 @@ fn rolling_converged(swarm: &Swarm, service: &str, digest: &str, state: &str, t0
     let status = &inspect["UpdateStatus"];
     // The engine's timestamps have nanoseconds; t0 is truncated to the second as a margin.
     let t0 = t0 - Duration::from_secs(1);
-    let started = status["StartedAt"].as_str().and_then(rfc3339).is_some_and(|at| at >= t0);
+    let started = status["StartedAt"].as_str().and_then(timestamp::parse).is_some_and(|at| at >= t0);
     started && status["State"] == state && running(swarm, service, digest) == Some((REPLICAS, REPLICAS))
 }
 
@@ -454,7 +456,7 @@ fn failed_tasks(swarm: &Swarm, services: &[String], t0: SystemTime) -> Vec<Strin
     for service in services {
         for task in swarm.try_tasks(service).unwrap_or_default() {
             let state = task["Status"]["State"].as_str().unwrap_or_default();
-            let at = task["Status"]["Timestamp"].as_str().and_then(rfc3339);
+            let at = task["Status"]["Timestamp"].as_str().and_then(timestamp::parse);
             if (state == "failed" || state == "rejected") && at.is_some_and(|at| at >= t0) {
                 let image = task["Spec"]["ContainerSpec"]["Image"].as_str().unwrap_or_default();
                 let short = image.rsplit_once("@sha256:").map_or(image, |(_, d)| &d[..d.len().min(12)]);
@@ -477,47 +479,4 @@ fn secs_between(from: SystemTime, to: SystemTime) -> Option<f64> {
         Err(e) => -e.duration().as_secs_f64(),
     };
     Some((s * 100.0).round() / 100.0)
-}
-
-/// The Engine API's UTC timestamps: `2026-12-01T16:05:00.123456789Z`.
-pub fn rfc3339(text: &str) -> Option<SystemTime> {
-    let text = text.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
-    let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    if !fraction.bytes().all(|b| b.is_ascii_digit()) || fraction.len() > 9 {
-        return None;
-    }
-    let nanos: u32 = if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse().ok()? };
-    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = u64::try_from(days).ok()? * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos))
-}
-
-/// What `cargo test` runs of this module: the timestamp parser.
-pub fn self_check() {
-    let at = |s: &str| rfc3339(s).map(|t| t.duration_since(SystemTime::UNIX_EPOCH).unwrap());
-    assert_eq!(at("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
-    assert_eq!(at("2000-03-01T00:00:00Z"), Some(Duration::from_secs(951_868_800)));
-    assert_eq!(at("2026-12-01T16:05:00.5Z"), Some(Duration::new(1_796_141_100, 500_000_000)));
-    assert_eq!(at("2026-12-01T16:05:00.123456789Z"), Some(Duration::new(1_796_141_100, 123_456_789)));
-    // The zero time Go prints for "never", offsets, and junk are not timestamps here.
-    assert_eq!(at("0001-01-01T00:00:00Z"), None);
-    assert_eq!(at("2026-12-01T16:05:00+01:00"), None);
-    assert_eq!(at("2026-13-01T16:05:00Z"), None);
-    assert_eq!(at("2026-12-01T16:05:00.1234567890Z"), None);
-    assert_eq!(at("yesterday"), None);
 }
