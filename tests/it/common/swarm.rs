@@ -102,6 +102,20 @@ impl Swarm {
         answer
     }
 
+    /// `docker service inspect NAME` as JSON; None when the engine has no such service (or
+    /// answers otherwise), for pollers that run before a service exists.
+    pub fn try_inspect(&self, name: &str) -> Option<serde_json::Value> {
+        let (status, answer) = engine("GET", &format!("/services/{name}"), None, None);
+        (status == 200).then_some(answer)
+    }
+
+    /// [`Self::tasks`], or None when the engine refuses the listing (no such service).
+    pub fn try_tasks(&self, name: &str) -> Option<Vec<serde_json::Value>> {
+        let filters = serde_json::json!({ "service": [name] }).to_string();
+        let (status, answer) = engine("GET", &format!("/tasks?filters={}", percent_encode(&filters)), None, None);
+        (status == 200).then(|| answer.as_array().cloned().unwrap_or_default())
+    }
+
     /// `UpdateStatus.State`: `updating`, `paused`, `completed`, `rollback_started`,
     /// `rollback_paused`, `rollback_completed`; None before the first update.
     pub fn update_state(&self, name: &str) -> Option<String> {

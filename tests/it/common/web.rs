@@ -115,6 +115,12 @@ impl WebImages {
     pub fn all(&self) -> [&Pushed; 4] {
         [&self.v1, &self.v2, &self.v3, &self.bad]
     }
+
+    /// Removes every image of `repo` from the engine (what a drop does), so the next deploy
+    /// pulls again, as the first one did.
+    pub fn remove_local_images(&self) {
+        self.local.remove_images();
+    }
 }
 
 impl LocalState {
@@ -129,10 +135,10 @@ impl LocalState {
     }
 }
 
-impl Drop for LocalState {
-    fn drop(&mut self) {
-        // Whatever a build or a deploy left: tagged or by digest only. By reference, never by
-        // image ID, so an image another test holds under another name stays.
+impl LocalState {
+    /// Whatever a build or a deploy left: tagged or by digest only. By reference, never by
+    /// image ID, so an image another test holds under another name stays.
+    fn remove_images(&self) {
         let listed = self
             .docker()
             .args(["images", "--digests", "--filter"])
@@ -157,6 +163,12 @@ impl Drop for LocalState {
         if !references.is_empty() {
             let _ = self.docker().args(["rmi", "-f"]).args(&references).output();
         }
+    }
+}
+
+impl Drop for LocalState {
+    fn drop(&mut self) {
+        self.remove_images();
         let _ = fs::remove_dir_all(&self.docker_config);
     }
 }
