@@ -38,6 +38,16 @@ pub enum Layout {
     Bundle,
 }
 
+impl Layout {
+    /// `classic` or `bundle`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Bundle => "bundle",
+        }
+    }
+}
+
 /// Why one signature does not count.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {

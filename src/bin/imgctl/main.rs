@@ -15,6 +15,7 @@ mod creds;
 mod deploy;
 mod images;
 mod progress;
+mod verify;
 
 use std::error::Error;
 use std::process::ExitCode;

@@ -150,6 +150,9 @@ pub struct DeploySettings {
     pub canary_steps: Vec<CanaryStep>,
     /// false: stop before the switch and wait for `imgctl deploy --continue`.
     pub auto_promote: bool,
+    /// `x-imgctl.verify`: the signature policy (containers-policy.json) a digest must pass
+    /// before it is pulled; `--policy` wins over it.
+    pub verify: Option<PathBuf>,
 }
 
 /// The `x-imgctl` block, read: the deploy settings, and what it says of the workload.
@@ -188,6 +191,7 @@ pub(super) fn parse(
         stop_grace: Option<Value>,
         canary: Option<RawCanary>,
         auto_promote: Option<bool>,
+        verify: Option<PathBuf>,
     }
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
@@ -388,6 +392,7 @@ pub(super) fn parse(
         drain: duration(raw.drain, Duration::from_secs(2), "drain")?,
         canary_steps,
         auto_promote: raw.auto_promote.unwrap_or(true),
+        verify: raw.verify.map(relative),
     };
     let stop_grace = optional(raw.stop_grace, "stop_grace")?;
     Ok(Extension { settings, port, stop_grace })
