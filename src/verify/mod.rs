@@ -67,12 +67,14 @@ pub enum Failure {
     #[error("is not a signature imgctl can read: {0}")]
     Malformed(String),
     /// It verifies, but claims another identity than `signedIdentity` allows.
-    #[error("is signed for {}, which signedIdentity {rule} does not accept for this image{}", signed.as_deref().unwrap_or("no identity"), if *rule == "matchRepoDigestOrExact" && signed.as_deref().is_some_and(|s| !s.contains(['@', ':'])) { " (cosign signs the repository alone: use signedIdentity matchRepository)" } else { "" })]
+    #[error("is signed for {}, which signedIdentity {rule} does not accept for this image{hint}", signed.as_deref().unwrap_or("no identity"))]
     Identity {
         /// The docker reference the signature claims.
         signed: Option<String>,
         /// The rule's name.
         rule: &'static str,
+        /// What to do, when imgctl knows.
+        hint: &'static str,
     },
 }
 
@@ -324,7 +326,17 @@ fn check<'k>(
         Ok(Content::Classic { payload, signature }) => {
             let verified = classic::check(payload, signature, keys, digest)?;
             if !identity.accepts(verified.identity.as_deref(), pinned) {
-                return Err(Failure::Identity { signed: verified.identity, rule: identity.name() });
+                let repository_only = verified
+                    .identity
+                    .as_deref()
+                    .and_then(|s| s.parse::<Reference>().ok())
+                    .is_some_and(|r| r.tag().is_none() && r.digest().is_none() && r.name() == pinned.name());
+                let hint = if repository_only && *identity == SignedIdentity::MatchRepoDigestOrExact {
+                    " (cosign signs the repository alone: use signedIdentity matchRepository)"
+                } else {
+                    ""
+                };
+                return Err(Failure::Identity { signed: verified.identity, rule: identity.name(), hint });
             }
             Ok(verified.key)
         }

@@ -25,6 +25,7 @@ mod registry_credentials;
 mod sample_hooks;
 mod secret_service;
 mod shared_host;
+mod signatures;
 mod swarm_peers;
 mod switch_haproxy;
 mod token_registry;
