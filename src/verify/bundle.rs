@@ -89,7 +89,8 @@ pub fn check<'k>(bundle: &[u8], keys: &'k [PublicKey], digest: &Digest) -> Resul
     if !statement.kind.starts_with("https://in-toto.io/Statement/") {
         return Err(Failure::Malformed(format!("statement type {:?}", statement.kind)));
     }
-    let subject = statement.subject.iter().find(|s| s.digest.get(digest.algorithm()).map(String::as_str) == Some(digest.hex()));
+    let subject =
+        statement.subject.iter().find(|s| s.digest.get(digest.algorithm()).map(String::as_str) == Some(digest.hex()));
     match subject {
         Some(subject) => Ok(Verified { key, identity: subject.name.clone() }),
         None => Err(Failure::OtherDigest {
@@ -110,7 +111,10 @@ mod tests {
     #[test]
     fn pae_is_dsse_v1() {
         // The example of the DSSE specification (protocol.md).
-        assert_eq!(pae("http://example.com/HelloWorld", b"hello world"), b"DSSEv1 29 http://example.com/HelloWorld 11 hello world");
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+        );
     }
 
     #[test]
@@ -119,10 +123,17 @@ mod tests {
         let digest = Digest::sha256_of(b"image");
         let keys = std::slice::from_ref(&key);
         let message = format!(r#"{{"mediaType":"{BUNDLE_V03}","messageSignature":{{}}}}"#);
-        assert!(matches!(check(message.as_bytes(), keys, &digest), Err(Failure::Malformed(m)) if m.contains("messageSignature")));
-        let other = r#"{"mediaType":"application/json","dsseEnvelope":{"payload":"","payloadType":"","signatures":[]}}"#;
-        assert!(matches!(check(other.as_bytes(), keys, &digest), Err(Failure::Malformed(m)) if m.contains("media type")));
-        let unsigned = format!(r#"{{"mediaType":"{BUNDLE_V03}","dsseEnvelope":{{"payload":"e30=","payloadType":"{IN_TOTO}","signatures":[{{"sig":"MEUCIQ=="}}]}}}}"#);
+        assert!(
+            matches!(check(message.as_bytes(), keys, &digest), Err(Failure::Malformed(m)) if m.contains("messageSignature"))
+        );
+        let other =
+            r#"{"mediaType":"application/json","dsseEnvelope":{"payload":"","payloadType":"","signatures":[]}}"#;
+        assert!(
+            matches!(check(other.as_bytes(), keys, &digest), Err(Failure::Malformed(m)) if m.contains("media type"))
+        );
+        let unsigned = format!(
+            r#"{{"mediaType":"{BUNDLE_V03}","dsseEnvelope":{{"payload":"e30=","payloadType":"{IN_TOTO}","signatures":[{{"sig":"MEUCIQ=="}}]}}}}"#
+        );
         assert_eq!(check(unsigned.as_bytes(), keys, &digest).unwrap_err(), Failure::BadSignature);
     }
 }

@@ -90,7 +90,10 @@ pub(super) mod tests {
         let key = PublicKey::from_pem(super::super::tests::PEM, "k").unwrap();
         let digest = Digest::sha256_of(b"image");
         let p = payload(digest.as_str());
-        assert_eq!(check(&p, "%%%", std::slice::from_ref(&key), &digest).unwrap_err(), Failure::Malformed("the signature annotation is not base64".into()));
+        assert_eq!(
+            check(&p, "%%%", std::slice::from_ref(&key), &digest).unwrap_err(),
+            Failure::Malformed("the signature annotation is not base64".into())
+        );
         assert_eq!(check(&p, "MEUCIQ==", std::slice::from_ref(&key), &digest).unwrap_err(), Failure::BadSignature);
         assert_eq!(check(b"not json", "MEUCIQ==", &[key], &digest).unwrap_err(), Failure::BadSignature);
     }

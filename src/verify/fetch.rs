@@ -9,8 +9,8 @@ use super::{Content, Failure, Found, Layout};
 use crate::digest::Digest;
 use crate::manifest::{self, Descriptor, Parsed};
 use crate::reference::Reference;
-use crate::registry::{DownloadError, RegistryClient, RegistryError};
 use crate::referrers::fallback_tag;
+use crate::registry::{DownloadError, RegistryClient, RegistryError};
 
 /// Signatures read per layout: a hostile registry could list thousands.
 const MAX_SIGNATURES: usize = 64;
@@ -128,7 +128,12 @@ fn descriptor(layer: &Value) -> Result<Descriptor, Failure> {
     if size > MAX_BLOB {
         return Err(Failure::Malformed(format!("a {size}-byte payload (more than {MAX_BLOB} bytes)")));
     }
-    Ok(Descriptor { media_type: layer["mediaType"].as_str().unwrap_or_default().to_owned(), digest, size, platform: None })
+    Ok(Descriptor {
+        media_type: layer["mediaType"].as_str().unwrap_or_default().to_owned(),
+        digest,
+        size,
+        platform: None,
+    })
 }
 
 /// A payload blob, its digest and size checked against the descriptor; a mismatch is a

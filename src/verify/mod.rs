@@ -52,7 +52,9 @@ impl Layout {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// No trusted key verifies it.
-    #[error("does not verify with the trusted key(s): signed with another key, or its payload was changed after signing")]
+    #[error(
+        "does not verify with the trusted key(s): signed with another key, or its payload was changed after signing"
+    )]
     BadSignature,
     /// It verifies, but signs another digest.
     #[error("is a valid signature for another digest ({signed})")]

@@ -160,8 +160,7 @@ impl Policy {
             // Other transports (docker-daemon, oci, containers-storage...) are not where imgctl
             // reads images from.
             if let Some(scopes) = transports.get("docker") {
-                let scopes =
-                    scopes.as_object().ok_or_else(|| invalid("transports.docker is not an object".into()))?;
+                let scopes = scopes.as_object().ok_or_else(|| invalid("transports.docker is not an object".into()))?;
                 for (scope, list) in scopes {
                     let what = format!("transports.docker[{scope:?}]");
                     docker.insert(scope.clone(), requirements(list, &what, path, base)?);
@@ -297,13 +296,17 @@ fn sigstore(object: &Map<String, Value>, what: &str, path: &Path, base: &Path) -
     let mut keys = Vec::new();
     for file in strings("keyPath")?.into_iter().chain(strings("keyPaths")?) {
         let file = base.join(file);
-        let pem = std::fs::read_to_string(&file)
-            .map_err(|source| PolicyError::KeyFile { path: path.to_owned(), key: file.clone(), source })?;
+        let pem = std::fs::read_to_string(&file).map_err(|source| PolicyError::KeyFile {
+            path: path.to_owned(),
+            key: file.clone(),
+            source,
+        })?;
         let label = format!("keyPath {}", file.display());
-        keys.push(
-            PublicKey::from_pem(&pem, label.clone())
-                .map_err(|source| PolicyError::Key { path: path.to_owned(), what: label, source })?,
-        );
+        keys.push(PublicKey::from_pem(&pem, label.clone()).map_err(|source| PolicyError::Key {
+            path: path.to_owned(),
+            what: label,
+            source,
+        })?);
     }
     for (i, data) in strings("keyData")?.into_iter().chain(strings("keyDatas")?).enumerate() {
         let label = format!("{what} keyData #{}", i + 1);
@@ -314,10 +317,11 @@ fn sigstore(object: &Map<String, Value>, what: &str, path: &Path, base: &Path) -
             let bytes = STANDARD.decode(data.trim()).map_err(|_| invalid(format!("{label}: not base64")))?;
             String::from_utf8(bytes).map_err(|_| invalid(format!("{label}: not a PEM key")))?
         };
-        keys.push(
-            PublicKey::from_pem(&pem, label.clone())
-                .map_err(|source| PolicyError::Key { path: path.to_owned(), what: label, source })?,
-        );
+        keys.push(PublicKey::from_pem(&pem, label.clone()).map_err(|source| PolicyError::Key {
+            path: path.to_owned(),
+            what: label,
+            source,
+        })?);
     }
     if keys.is_empty() {
         return Err(invalid(format!("{what}: sigstoreSigned needs keyPath, keyPaths, keyData or keyDatas")));
@@ -378,9 +382,7 @@ impl SignedIdentity {
             },
             Self::MatchRepository => signed.name() == image.name(),
             Self::MatchExact => !name_only && exact(&signed) == exact(image),
-            Self::ExactReference(wanted) => {
-                wanted.parse::<Reference>().is_ok_and(|w| exact(&w) == exact(&signed))
-            }
+            Self::ExactReference(wanted) => wanted.parse::<Reference>().is_ok_and(|w| exact(&w) == exact(&signed)),
             Self::ExactRepository(wanted) => wanted.parse::<Reference>().is_ok_and(|w| w.name() == signed.name()),
         }
     }
@@ -435,11 +437,18 @@ mod tests {
         let policy = parse(&text).unwrap();
         let scope = |image: &str| policy.requirements_for(&image.parse().unwrap()).0;
         assert_eq!(scope("reg.example.com/prod/app:1"), "reg.example.com/prod");
-        assert_eq!(scope("reg.example.com/prod/legacy@sha256:0000000000000000000000000000000000000000000000000000000000000000"), "reg.example.com/prod/legacy");
+        assert_eq!(
+            scope(
+                "reg.example.com/prod/legacy@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            ),
+            "reg.example.com/prod/legacy"
+        );
         assert_eq!(scope("reg.example.com/dev/app"), "reg.example.com");
         assert_eq!(scope("other.example.org/app"), "default");
         let (_, prod) = policy.requirements_for(&"reg.example.com/prod/app".parse().unwrap());
-        assert!(matches!(&prod[0], Requirement::Signed { keys, identity: SignedIdentity::MatchRepoDigestOrExact } if keys.len() == 1));
+        assert!(
+            matches!(&prod[0], Requirement::Signed { keys, identity: SignedIdentity::MatchRepoDigestOrExact } if keys.len() == 1)
+        );
     }
 
     #[test]
@@ -473,7 +482,9 @@ mod tests {
     #[test]
     fn signed_identities_compare_normalized_references() {
         let pinned: Reference =
-            "reg.example.com/app@sha256:1111111111111111111111111111111111111111111111111111111111111111".parse().unwrap();
+            "reg.example.com/app@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+                .parse()
+                .unwrap();
         let tagged: Reference = "reg.example.com/app:1".parse().unwrap();
         let cases: &[(SignedIdentity, Option<&str>, &Reference, bool)] = &[
             (SignedIdentity::MatchRepoDigestOrExact, Some("reg.example.com/app:1"), &pinned, true),
@@ -485,7 +496,12 @@ mod tests {
             (SignedIdentity::MatchRepoDigestOrExact, None, &pinned, false),
             (SignedIdentity::MatchRepository, Some("reg.example.com/app:2"), &tagged, true),
             (SignedIdentity::MatchExact, Some("reg.example.com/app"), &pinned, false),
-            (SignedIdentity::ExactRepository("reg.example.com/app".into()), Some("reg.example.com/app:9"), &pinned, true),
+            (
+                SignedIdentity::ExactRepository("reg.example.com/app".into()),
+                Some("reg.example.com/app:9"),
+                &pinned,
+                true,
+            ),
             (SignedIdentity::ExactReference("busybox:1".into()), Some("docker.io/library/busybox:1"), &pinned, true),
             (SignedIdentity::MatchRepository, Some("not a reference!"), &pinned, false),
         ];

@@ -73,7 +73,8 @@ impl Signing {
     /// blob of the last signature.
     fn sign(&self, layout: &str, repo: &str, digest: &str, keys: &[&str], extra: &[&str]) -> String {
         let mut payload = String::new();
-        let key_args: Vec<String> = keys.iter().flat_map(|k| ["--key".into(), format!("{}.key", self.key(k).display())]).collect();
+        let key_args: Vec<String> =
+            keys.iter().flat_map(|k| ["--key".into(), format!("{}.key", self.key(k).display())]).collect();
         let key_args: Vec<&str> = key_args.iter().map(String::as_str).collect();
         match layout {
             // One manifest, one layer per key.
@@ -112,7 +113,10 @@ fn signed_by(key: &str) -> serde_json::Value {
 
 /// The failures a rejected report lists, one string each.
 fn failures(report: &serde_json::Value) -> Vec<String> {
-    report["signatures"].as_array().map(|l| l.iter().map(|s| s["failure"].as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+    report["signatures"]
+        .as_array()
+        .map(|l| l.iter().map(|s| s["failure"].as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -129,12 +133,20 @@ fn both_layouts_good_wrong_key_other_digest_tampered_unsigned_and_several() {
         let (code, report, err) = s.verify(&good, &policy, &[]);
         assert_eq!(code, Some(0), "{}: {err}", what("good"));
         let by = &report["verification"]["accepted_by"][0];
-        assert_eq!((by["requirement"].as_str(), by["layout"].as_str()), (Some("sigstoreSigned"), Some(layout)), "{report}");
+        assert_eq!(
+            (by["requirement"].as_str(), by["layout"].as_str()),
+            (Some("sigstoreSigned"), Some(layout)),
+            "{report}"
+        );
         assert!(by["key"].as_str().unwrap().ends_with("good.pub"), "{report}");
         assert_eq!(report["verification"]["digest"], good_digest.as_str());
         let text = s.imgctl(&["verify", &good, "--policy", &policy]);
         assert_success(&text, &what("good, text"));
-        assert!(stdout(&text).contains("verified with keyPath") && stdout(&text).contains(&good_digest), "{}", stdout(&text));
+        assert!(
+            stdout(&text).contains("verified with keyPath") && stdout(&text).contains(&good_digest),
+            "{}",
+            stdout(&text)
+        );
 
         // Signed with another key.
         let (wrong, wrong_digest) = s.image(&repo);
@@ -174,7 +186,12 @@ fn both_layouts_good_wrong_key_other_digest_tampered_unsigned_and_several() {
         // No signature at all; then signed after the fact, accepted.
         let (unsigned, unsigned_digest) = s.image(&repo);
         let (code, report, err) = s.verify(&unsigned, &policy, &[]);
-        assert_eq!((code, report["reason"].as_str()), (Some(1), Some("no-signature")), "{}: {report}", what("unsigned"));
+        assert_eq!(
+            (code, report["reason"].as_str()),
+            (Some(1), Some("no-signature")),
+            "{}: {report}",
+            what("unsigned")
+        );
         assert!(err.contains("no signature (looked in") && err.contains(&unsigned_digest), "{err}");
         s.sign(layout, &repo, &unsigned_digest, &["good"], &[]);
         assert_eq!(s.verify(&unsigned, &policy, &[]).0, Some(0), "{}", what("signed later"));
@@ -280,7 +297,15 @@ fn promotion_refuses_a_rejected_source_before_copying_a_byte() {
 
     // One image alone: refused, nothing at the destination, nothing recorded.
     let (unsigned, unsigned_digest) = s.image("staging/unsigned");
-    let out = s.imgctl(&["promote", &unsigned, &format!("{reg}/prod/unsigned:1"), "--policy", &policy, "--audit-log", &audit_arg]);
+    let out = s.imgctl(&[
+        "promote",
+        &unsigned,
+        &format!("{reg}/prod/unsigned:1"),
+        "--policy",
+        &policy,
+        "--audit-log",
+        &audit_arg,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no signature") && stderr(&out).contains(&unsigned_digest), "{}", stderr(&out));
     assert!(!s.registry.storage().join("repositories/prod/unsigned").exists(), "nothing was written");
@@ -289,7 +314,17 @@ fn promotion_refuses_a_rejected_source_before_copying_a_byte() {
     // A signed one goes through, and says by what.
     let (signed, signed_digest) = s.image("staging/signed");
     s.sign("classic", "staging/signed", &signed_digest, &["good"], &[]);
-    let out = s.imgctl(&["promote", &signed, &format!("{reg}/prod/signed:1"), "--policy", &policy, "--audit-log", &audit_arg, "-o", "json"]);
+    let out = s.imgctl(&[
+        "promote",
+        &signed,
+        &format!("{reg}/prod/signed:1"),
+        "--policy",
+        &policy,
+        "--audit-log",
+        &audit_arg,
+        "-o",
+        "json",
+    ]);
     assert_success(&out, "promote a signed image");
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["verified"]["accepted_by"][0]["layout"], "classic");
@@ -304,19 +339,31 @@ fn promotion_refuses_a_rejected_source_before_copying_a_byte() {
         }
         dmap.push(format!("- name: {name}\n  dmap:\n    \"{digest}\": [\"1.0\"]\n"));
     }
-    let manifest = format!(
-        "registries:\n- name: {reg}/staging\n  src: true\n- name: {reg}/prod\nimages:\n{}",
-        dmap.concat()
-    );
+    let manifest =
+        format!("registries:\n- name: {reg}/staging\n  src: true\n- name: {reg}/prod\nimages:\n{}", dmap.concat());
     let file = s.home.dir.join("promoter-manifest.yaml");
     fs::write(&file, manifest).unwrap();
-    let out = s.imgctl(&["promote", "--file", &file.display().to_string(), "--policy", &policy, "--audit-log", &audit_arg, "-o", "json"]);
+    let out = s.imgctl(&[
+        "promote",
+        "--file",
+        &file.display().to_string(),
+        "--policy",
+        &policy,
+        "--audit-log",
+        &audit_arg,
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let promoted: Vec<&str> = report["promoted"].as_array().unwrap().iter().map(|r| r["destination"].as_str().unwrap()).collect();
+    let promoted: Vec<&str> =
+        report["promoted"].as_array().unwrap().iter().map(|r| r["destination"].as_str().unwrap()).collect();
     assert_eq!(promoted, [format!("{reg}/prod/a"), format!("{reg}/prod/b")]);
     let failed = &report["failed"][0];
-    assert_eq!((failed["destination"].as_str(), failed["rejected"].as_bool()), (Some(&*format!("{reg}/prod/c")), Some(true)));
+    assert_eq!(
+        (failed["destination"].as_str(), failed["rejected"].as_bool()),
+        (Some(&*format!("{reg}/prod/c")), Some(true))
+    );
     assert!(failed["error"].as_str().unwrap().contains("no signature"), "{failed}");
     assert!(!s.registry.storage().join("repositories/prod/c").exists(), "the refused edge wrote nothing");
     assert!(s.registry.storage().join("repositories/prod/a").exists());
@@ -394,7 +441,15 @@ fn a_deploy_of_an_unsigned_digest_is_refused_before_anything_starts() {
 /// (id, image, state) of the service's containers.
 fn containers(service: &str) -> Vec<String> {
     let out = Command::new("docker")
-        .args(["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Image}} {{.State}}", "--filter", &format!("label=imgctl.service={service}")])
+        .args([
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Image}} {{.State}}",
+            "--filter",
+            &format!("label=imgctl.service={service}"),
+        ])
         .output()
         .unwrap();
     let mut list: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();

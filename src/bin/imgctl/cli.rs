@@ -114,10 +114,12 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Promote(Promote),
 
-    /// Check an image's cosign signatures against the signature policy (containers-policy.json):
-    /// exit 0 only when the policy accepts it, naming the signature and the key; exit 1 when it
+    /// Check an image's cosign signatures against the signature policy (containers-policy.json).
+    ///
+    /// Exit 0 only when the policy accepts it, naming the signature and the key; exit 1 when it
     /// refuses, saying why (no signature, wrong key, signature for another digest, tampered
-    /// payload). A tag is resolved once and that digest is verified.
+    /// payload). A tag is resolved once and that digest is verified. Keys only, offline: no
+    /// Rekor entry, no Fulcio certificate.
     ///
     ///   imgctl verify registry.example.com/prod/app:1.4 --policy policy.json
     ///   imgctl verify registry.example.com/prod/app@sha256:... -o json

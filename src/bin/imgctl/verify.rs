@@ -36,7 +36,10 @@ pub async fn command(reference: &str, args: &PolicyArgs, registry: &RegistryArgs
     match verify::verify(&client, &gate, &image, &digest).await {
         Ok(accepted) => {
             match output {
-                Output::Json => outln!("{}", serde_json::to_string_pretty(&serde_json::json!({"accepted": true, "verification": accepted}))?)?,
+                Output::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"accepted": true, "verification": accepted}))?
+                )?,
                 Output::Text => print_accepted(&accepted)?,
             }
             Ok(ExitCode::SUCCESS)
