@@ -469,3 +469,36 @@ impl Drop for Containers {
         }
     }
 }
+
+#[test]
+fn a_hostile_registry_cannot_make_the_gate_read_without_bound() {
+    use common::hostile::{ENDLESS, HostileRegistry};
+    use std::sync::atomic::Ordering;
+
+    let mut home = TestHome::new("sig-hostile");
+    let password = home.secret("hostile-pw");
+    let hostile = HostileRegistry::start("reader", &password);
+    home.store(&hostile.addr, "reader", &password);
+    fs::write(home.docker_config_dir().join("config.json"), r#"{"credsStore":"imgctl"}"#).unwrap();
+    let key = home.dir.join("k");
+    let out =
+        Command::new("/usr/bin/python3").arg(SIGNER).args(["keygen", &key.display().to_string()]).output().unwrap();
+    assert_success(&out, "keygen");
+    let policy = home.dir.join("policy.json");
+    fs::write(&policy, serde_json::json!({"default": signed_by(&format!("{}.pub", key.display()))}).to_string())
+        .unwrap();
+
+    // Its signature tag is the image's manifest again (no signature layers), and its referrers
+    // answer never ends: refused at the manifest cap, having read a bounded amount.
+    let before = hostile.seen.body_bytes_taken.load(Ordering::SeqCst);
+    let image = format!("{}/huge-referrers:1", hostile.addr);
+    let out = home.imgctl(&["verify", &image, "--policy", &policy.display().to_string()], b"");
+    let taken = hostile.seen.body_bytes_taken.load(Ordering::SeqCst) - before;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("reading the signatures of") && stderr(&out).contains("larger than 4194304 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(taken < ENDLESS / 8, "{taken} of {ENDLESS} bytes taken");
+}
