@@ -17,20 +17,60 @@ const MAX_SIGNATURES: usize = 64;
 /// The largest payload or bundle read (cosign's are a few KiB).
 const MAX_BLOB: u64 = 1024 * 1024;
 
-/// The signatures of `image` at `digest`, and where imgctl looked.
-pub(super) async fn signatures(
-    client: &RegistryClient,
-    image: &Reference,
-    signature_repository: Option<&Reference>,
-    digest: &Digest,
-) -> Result<(Vec<Found>, Vec<String>), RegistryError> {
-    let mut found = Vec::new();
-    let repository = signature_repository.unwrap_or(image);
-    let tag = signature_tag(digest);
-    let mut looked = vec![format!("{}:{tag}", repository.name())];
-    classic(client, repository, &tag, &mut found).await?;
-    looked.push(bundles(client, image, digest, &mut found).await?);
-    Ok((found, looked))
+/// The signatures of one image at one digest, read a layout at a time when first asked for.
+pub(super) struct Signatures<'a> {
+    client: &'a RegistryClient,
+    image: &'a Reference,
+    signature_repository: Option<&'a Reference>,
+    digest: &'a Digest,
+    classic: Option<Vec<Found>>,
+    bundles: Option<(Vec<Found>, String)>,
+}
+
+impl<'a> Signatures<'a> {
+    pub(super) fn new(
+        client: &'a RegistryClient,
+        image: &'a Reference,
+        signature_repository: Option<&'a Reference>,
+        digest: &'a Digest,
+    ) -> Self {
+        Self { client, image, signature_repository, digest, classic: None, bundles: None }
+    }
+
+    fn classic_tag(&self) -> (&'a Reference, String) {
+        (self.signature_repository.unwrap_or(self.image), signature_tag(self.digest))
+    }
+
+    /// The signatures found in `layout`.
+    pub(super) async fn of(&mut self, layout: Layout) -> Result<&[Found], RegistryError> {
+        match layout {
+            Layout::Classic => {
+                if self.classic.is_none() {
+                    let (repository, tag) = self.classic_tag();
+                    let mut found = Vec::new();
+                    classic(self.client, repository, &tag, &mut found).await?;
+                    self.classic = Some(found);
+                }
+                Ok(self.classic.as_deref().unwrap_or_default())
+            }
+            Layout::Bundle => {
+                if self.bundles.is_none() {
+                    let mut found = Vec::new();
+                    let looked = bundles(self.client, self.image, self.digest, &mut found).await?;
+                    self.bundles = Some((found, looked));
+                }
+                Ok(self.bundles.as_ref().map(|(found, _)| found.as_slice()).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Where imgctl looked so far.
+    pub(super) fn looked(&self) -> Vec<String> {
+        let (repository, tag) = self.classic_tag();
+        let mut looked = vec![format!("{}:{tag}", repository.name())];
+        looked.extend(self.bundles.as_ref().map(|(_, looked)| looked.clone()));
+        looked
+    }
 }
 
 fn at_tag(repository: &Reference, tag: &str) -> Result<Reference, RegistryError> {
@@ -59,8 +99,11 @@ async fn classic(
         return Ok(());
     };
     for (i, layer) in layers.iter().filter(|l| l["mediaType"] == SIMPLE_SIGNING).take(MAX_SIGNATURES).enumerate() {
-        let location = format!("{location} layer {} ({})", i + 1, layer["digest"].as_str().unwrap_or("?"));
-        let content = match (descriptor(layer), layer["annotations"][SIGNATURE_ANNOTATION].as_str()) {
+        let blob = descriptor(layer);
+        // Only a digest that parsed is quoted: the registry's other strings stay out of reports.
+        let named = blob.as_ref().map_or_else(|_| "an invalid descriptor".to_owned(), |b| b.digest.to_string());
+        let location = format!("{location} layer {} ({named})", i + 1);
+        let content = match (blob, layer["annotations"][SIGNATURE_ANNOTATION].as_str()) {
             (Err(failure), _) => Err(failure),
             (_, None) => Err(Failure::Malformed(format!("no {SIGNATURE_ANNOTATION} annotation"))),
             (Ok(blob), Some(signature)) => read_blob(client, repository, &blob)

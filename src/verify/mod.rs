@@ -274,43 +274,46 @@ pub async fn verify(
     if requirements.contains(&Requirement::Reject) {
         return Err(rejected(Reason::PolicyRejects));
     }
-    let mut found: Option<(Vec<Found>, Vec<String>)> = None;
+    let mut signatures = fetch::Signatures::new(client, image, gate.signature_repository.as_ref(), digest);
     let mut accepted_by = Vec::new();
     for requirement in requirements {
         let Requirement::Signed { keys, identity } = requirement else {
             accepted_by.push(AcceptedBy::InsecureAcceptAnything);
             continue;
         };
-        if found.is_none() {
-            let signatures = fetch::signatures(client, image, gate.signature_repository.as_ref(), digest)
+        let mut failures = Vec::new();
+        let mut accepted = None;
+        // The classic layout first: when it accepts, the referrers are never read.
+        for layout in [Layout::Classic, Layout::Bundle] {
+            let found = signatures
+                .of(layout)
                 .await
                 .map_err(|source| VerifyError::Registry { image: image.name(), source })?;
-            found = Some(signatures);
-        }
-        let (signatures, looked) = found.as_ref().expect("fetched above");
-        if signatures.is_empty() {
-            return Err(rejected(Reason::NoSignature { looked: looked.clone() }));
-        }
-        let mut failures = Vec::new();
-        let mut verified = None;
-        for signature in signatures {
-            match check(signature, keys, identity, &pinned, digest) {
-                Ok(key) => {
-                    verified = Some((signature, key));
-                    break;
+            for signature in found {
+                match check(signature, keys, identity, &pinned, digest) {
+                    Ok(key) => {
+                        accepted = Some(AcceptedBy::SigstoreSigned {
+                            layout: signature.layout,
+                            signature: signature.location.clone(),
+                            key: key.label.clone(),
+                            key_fingerprint: key.fingerprint.clone(),
+                        });
+                        break;
+                    }
+                    Err(failure) => failures.push((signature.layout, signature.location.clone(), failure)),
                 }
-                Err(failure) => failures.push((signature.layout, signature.location.clone(), failure)),
+            }
+            if accepted.is_some() {
+                break;
             }
         }
-        let Some((signature, key)) = verified else {
-            return Err(rejected(Reason::NoneAccepted(failures)));
-        };
-        accepted_by.push(AcceptedBy::SigstoreSigned {
-            layout: signature.layout,
-            signature: signature.location.clone(),
-            key: key.label.clone(),
-            key_fingerprint: key.fingerprint.clone(),
-        });
+        match accepted {
+            Some(by) => accepted_by.push(by),
+            None if failures.is_empty() => {
+                return Err(rejected(Reason::NoSignature { looked: signatures.looked() }));
+            }
+            None => return Err(rejected(Reason::NoneAccepted(failures))),
+        }
     }
     Ok(Accepted { image: image.name(), digest: digest.clone(), policy: gate.policy.path.clone(), scope, accepted_by })
 }
