@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod file;
+pub mod signatures;
 
 use serde::Serialize;
 
@@ -49,6 +50,9 @@ pub struct PromotionResult {
     /// The referrers copied, with `--referrers`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub referrers: Option<crate::referrers::ReferrersReport>,
+    /// The classic signature tag, with `--referrers` when the source has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_tag: Option<signatures::SignatureTag>,
     /// What the signature policy accepted the source by, when there is a policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<Accepted>,
@@ -143,6 +147,7 @@ pub async fn promote(
         copy: CopyReport::default(),
         dry_run: promotion.dry_run,
         referrers: None,
+        signature_tag: None,
         verified,
     };
     if promotion.dry_run {
@@ -165,6 +170,18 @@ pub async fn promote(
                     source,
                 })?;
         result.referrers = Some(referrers);
+        let signature_tag =
+            signatures::copy_signature_tag(client, &promotion.source, &promotion.destination, &root.digest, options)
+                .await
+                .map_err(|source| PromoteError::Copy {
+                    digest: root.digest.clone(),
+                    destination: destination.clone(),
+                    source,
+                })?;
+        if let Some((outcome, copied)) = signature_tag {
+            result.copy.add(&copied);
+            result.signature_tag = Some(outcome);
+        }
     }
     let mut written = Vec::new();
     for tag in &result.tags {

@@ -285,10 +285,8 @@ pub async fn verify(
         let mut accepted = None;
         // The classic layout first: when it accepts, the referrers are never read.
         for layout in [Layout::Classic, Layout::Bundle] {
-            let found = signatures
-                .of(layout)
-                .await
-                .map_err(|source| VerifyError::Registry { image: image.name(), source })?;
+            let found =
+                signatures.of(layout).await.map_err(|source| VerifyError::Registry { image: image.name(), source })?;
             for signature in found {
                 match check(signature, keys, identity, &pinned, digest) {
                     Ok(key) => {

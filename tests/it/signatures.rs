@@ -328,6 +328,45 @@ fn promotion_refuses_a_rejected_source_before_copying_a_byte() {
     assert_success(&out, "promote a signed image");
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["verified"]["accepted_by"][0]["layout"], "classic");
+    // Without --referrers the signatures stay behind; with it, both layouts follow the image
+    // and the policy accepts it at the destination. The classic payload still names the
+    // repository it was signed for: at the destination, exactRepository says which one.
+    let prod_policy = s.policy(
+        "prod.json",
+        &serde_json::json!({"default": [{"type": "reject"}], "transports": {"docker": {
+            format!("{reg}/prod/signed"): [{"type": "sigstoreSigned", "keyPath": s.public("good"),
+                "signedIdentity": {"type": "exactRepository", "dockerRepository": format!("{reg}/staging/signed")}}],
+            format!("{reg}/prod/bundled"): signed_by(&s.public("good")),
+        }}}),
+    );
+    let (code, report, _) = s.verify(&format!("{reg}/prod/signed:1"), &prod_policy, &[]);
+    assert_eq!((code, report["reason"].as_str()), (Some(1), Some("no-signature")));
+    let (bundled, bundled_digest) = s.image("staging/bundled");
+    s.sign("bundle", "staging/bundled", &bundled_digest, &["good"], &[]);
+    for (source, name) in [(&signed, "signed"), (&bundled, "bundled")] {
+        let destination = format!("{reg}/prod/{name}:2");
+        let out = s.imgctl(&[
+            "promote",
+            source,
+            &destination,
+            "--referrers",
+            "--policy",
+            &policy,
+            "--audit-log",
+            &audit_arg,
+            "-o",
+            "json",
+        ]);
+        assert_success(&out, "promote --referrers");
+        let (code, report, err) = s.verify(&destination, &prod_policy, &[]);
+        assert_eq!(code, Some(0), "{name} at the destination: {err}");
+        let layout = report["verification"]["accepted_by"][0]["layout"].clone();
+        assert_eq!(layout, if name == "signed" { "classic" } else { "bundle" });
+        if name == "signed" {
+            let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(result["signature_tag"]["outcome"], "copied", "{result}");
+        }
+    }
 
     // A promotion manifest: the unsigned edge is refused, the others promoted.
     let mut dmap = Vec::new();

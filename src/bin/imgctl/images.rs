@@ -343,6 +343,17 @@ fn print_result(result: &PromotionResult, audit_log: Option<&std::path::Path>, o
             referrers.fallback_tag.as_deref().map(|t| format!(", fallback tag {t} written")).unwrap_or_default()
         )?;
     }
+    if let Some(signature_tag) = &result.signature_tag {
+        use imgctl::promote::signatures::SignatureTag;
+        let line = match signature_tag {
+            SignatureTag::Copied { tag } => format!("signature tag {tag} copied"),
+            SignatureTag::AlreadyThere { tag } => format!("signature tag {tag} already there"),
+            SignatureTag::KeptDestinations { tag, destination_digest } => {
+                format!("signature tag {tag} kept as the destination has it ({destination_digest}), not overwritten")
+            }
+        };
+        outln!("  {line}")?;
+    }
     if let Some(path) = audit_log.filter(|_| !result.dry_run) {
         outln!("  recorded in {}", path.display())?;
     }
