@@ -364,6 +364,67 @@ impl SignedIdentity {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::*;
+
+    // Made with pyca cryptography from cosign's formats: a key, a simple-signing payload for
+    // sha256("image") with its signature, and a DSSE bundle for the same digest.
+    const SIGNER_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEpB9N/sQqwxcBZU+qYkUqWYUjPswN\n9m/PUQZERd8z7qZTt+p4oYIqTTHGoOukQu94mx2Ci9lkuwGnVTAol5yGoQ==\n-----END PUBLIC KEY-----\n";
+    const PAYLOAD: &str = r#"{"critical":{"identity":{"docker-reference":"r.example/app"},"image":{"docker-manifest-digest":"sha256:6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d"},"type":"cosign container image signature"},"optional":null}"#;
+    const SIGNATURE: &str =
+        "MEUCIQCvw7GE0Y0pBjtFX7uBK/HnY8j1e3l7lSGOyv9Io9wWswIgOSkw1oCtvend7lKLtvQgY6HEopXkBgYBN7vciWoFw9U=";
+    const BUNDLE: &str = r#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","dsseEnvelope":{"payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjEiLCJzdWJqZWN0IjpbeyJuYW1lIjoici5leGFtcGxlL2FwcCIsImRpZ2VzdCI6eyJzaGEyNTYiOiI2MTA1ZDZjYzc2YWY0MDAzMjVlOTRkNTg4Y2U1MTFiZTViZmRiYjczYjQzN2RjNTFlY2E0MzkxN2Q3YTQzZTNkIn19XSwicHJlZGljYXRlVHlwZSI6Imh0dHBzOi8vc2lnc3RvcmUuZGV2L2Nvc2lnbi9zaWduL3YxIiwicHJlZGljYXRlIjp7fX0=","payloadType":"application/vnd.in-toto+json","signatures":[{"sig":"MEUCIDc4ptU5K1ehHbtiJyB+VJ3e9fCEgiFRgxr8q4ffWAycAiEAsrAyAYh+WVMhqh0VSLpKTnncAo+Bg+kv1aVOPouIRzA="}]}}"#;
+
+    fn found(content: Content) -> Found {
+        Found { layout: Layout::Classic, location: "here".into(), content: Ok(content) }
+    }
+
+    #[test]
+    fn signatures_of_an_independent_signer_verify_and_bind_the_digest_and_identity() {
+        let signer = PublicKey::from_pem(SIGNER_PEM, "signer").unwrap();
+        let stranger = PublicKey::from_pem(PEM, "stranger").unwrap();
+        let digest = Digest::sha256_of(b"image");
+        let other = Digest::sha256_of(b"another image");
+        let pinned: Reference = format!("r.example/app@{digest}").parse().unwrap();
+        let classic = found(Content::Classic { payload: PAYLOAD.into(), signature: SIGNATURE.into() });
+        let bundle = found(Content::Bundle(BUNDLE.into()));
+        let keys = [stranger.clone(), signer.clone()];
+        let repository = SignedIdentity::MatchRepository;
+        for signature in [&classic, &bundle] {
+            // One of several keys verifies.
+            assert_eq!(check(signature, &keys, &repository, &pinned, &digest).unwrap().label, "signer");
+            assert_eq!(
+                check(signature, std::slice::from_ref(&stranger), &repository, &pinned, &digest),
+                Err(Failure::BadSignature)
+            );
+            assert!(
+                matches!(check(signature, &keys, &repository, &pinned, &other), Err(Failure::OtherDigest { signed }) if signed.contains(digest.hex()))
+            );
+        }
+        // A changed byte anywhere in what was signed breaks it.
+        let edited =
+            found(Content::Classic { payload: PAYLOAD.replace("null", "{}").into(), signature: SIGNATURE.into() });
+        assert_eq!(check(&edited, &keys, &repository, &pinned, &digest), Err(Failure::BadSignature));
+        let edited = found(Content::Bundle(
+            BUNDLE
+                .replace("\"payloadType\":\"application/vnd.in-toto+json\"", "\"payloadType\":\"application/json\"")
+                .into(),
+        ));
+        assert_eq!(
+            check(&edited, &keys, &repository, &pinned, &digest),
+            Err(Failure::BadSignature),
+            "PAE covers the type"
+        );
+        // The classic identity is r.example/app alone.
+        let elsewhere: Reference = format!("r.example/other@{digest}").parse().unwrap();
+        assert!(matches!(
+            check(&classic, &keys, &repository, &elsewhere, &digest),
+            Err(Failure::Identity { hint: "", .. })
+        ));
+        let default = SignedIdentity::MatchRepoDigestOrExact;
+        let refused = check(&classic, &keys, &default, &pinned, &digest).unwrap_err();
+        assert!(refused.to_string().contains("use signedIdentity matchRepository"), "{refused}");
+    }
+
     /// A P-256 public key (pyca cryptography, SubjectPublicKeyInfo PEM) for parsing tests.
     pub const PEM: &str = "-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEmYkUfhaknMU5qKT8RNCiQXh3vnRv
