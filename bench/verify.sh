@@ -29,8 +29,8 @@ TARGET_MS=50
 die() { echo "verify: $*" >&2; exit 1; }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
 [[ $LAYER_MB =~ ^[1-9][0-9]*$ ]] || die "LAYER_MB must be a positive integer"
-for tool in hyperfine docker-registry python3; do
-  command -v "$tool" >/dev/null || die "needs $tool (apt-get install hyperfine docker-registry python3-cryptography)"
+for tool in hyperfine docker-registry python3 curl; do
+  command -v "$tool" >/dev/null || die "needs $tool (apt-get install hyperfine docker-registry python3-cryptography curl)"
 done
 python3 -c 'import cryptography' 2>/dev/null || die "needs python3-cryptography (the test signer)"
 
