@@ -13,6 +13,7 @@
 //! - [`jsonl`]: the append-only JSON-lines logs (promotion audit, deploy history).
 //! - [`reference`] and [`digest`]: image references in the docker grammar, content digests.
 //! - [`registry`]: credentials, challenges and retries for talking to registries.
+//! - [`verify`]: containers-policy.json and cosign signatures, the gate of promote and deploy.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -36,3 +37,4 @@ pub mod promote;
 pub mod reference;
 pub mod referrers;
 pub mod registry;
+pub mod verify;

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod file;
+pub mod signatures;
 
 use serde::Serialize;
 
@@ -10,6 +11,7 @@ use crate::copy::{self, CopyError, CopyOptions, CopyReport, TagOutcome, TagWould
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError};
+use crate::verify::{self, Accepted, Gate, VerifyError};
 
 /// One promotion edge: a source image to a destination repository with tags.
 #[derive(Clone, Debug)]
@@ -48,6 +50,12 @@ pub struct PromotionResult {
     /// The referrers copied, with `--referrers`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub referrers: Option<crate::referrers::ReferrersReport>,
+    /// The classic signature tag, with `--referrers` when the source has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_tag: Option<signatures::SignatureTag>,
+    /// What the signature policy accepted the source by, when there is a policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Accepted>,
 }
 
 /// One tag's outcome.
@@ -63,6 +71,10 @@ pub struct TagResult {
 /// A promotion failed; what was written before the failure is said in the error.
 #[derive(Debug, thiserror::Error)]
 pub enum PromoteError {
+    /// The signature policy does not accept the source (or cannot be applied to it); nothing
+    /// was read from the destination or written.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     /// Reading the source or destination failed; nothing was written.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -98,15 +110,22 @@ pub enum PromoteError {
     },
 }
 
-/// Runs one promotion: resolve the source once, check every destination tag against the
-/// guard before anything is written, copy, then tag (tags already at the digest are left
-/// alone).
+/// Runs one promotion: resolve the source once, verify that digest against the signature
+/// policy (`gate`), check every destination tag against the guard before anything is written,
+/// copy, then tag (tags already at the digest are left alone).
 pub async fn promote(
     client: &RegistryClient,
     promotion: &Promotion,
     options: &CopyOptions,
+    gate: Option<&Gate>,
 ) -> Result<PromotionResult, PromoteError> {
     let root = client.get_manifest(&promotion.source).await?;
+    // The digest just read is the one verified and the one copied: a tag moved in between
+    // cannot slip another image past the gate.
+    let verified = match gate {
+        Some(gate) => Some(verify::verify(client, gate, &promotion.source, &root.digest).await?),
+        None => None,
+    };
     let destination = promotion.destination.name();
     let mut tags = Vec::new();
     for tag in &promotion.tags {
@@ -128,6 +147,8 @@ pub async fn promote(
         copy: CopyReport::default(),
         dry_run: promotion.dry_run,
         referrers: None,
+        signature_tag: None,
+        verified,
     };
     if promotion.dry_run {
         return Ok(result);
@@ -149,6 +170,18 @@ pub async fn promote(
                     source,
                 })?;
         result.referrers = Some(referrers);
+        let signature_tag =
+            signatures::copy_signature_tag(client, &promotion.source, &promotion.destination, &root.digest, options)
+                .await
+                .map_err(|source| PromoteError::Copy {
+                    digest: root.digest.clone(),
+                    destination: destination.clone(),
+                    source,
+                })?;
+        if let Some((outcome, copied)) = signature_tag {
+            result.copy.add(&copied);
+            result.signature_tag = Some(outcome);
+        }
     }
     let mut written = Vec::new();
     for tag in &result.tags {

@@ -29,6 +29,7 @@ mod sample_hooks;
 mod secret_service;
 mod shared_host;
 mod stable_addresses;
+mod signatures;
 mod swarm_peers;
 mod switch_haproxy;
 mod token_registry;

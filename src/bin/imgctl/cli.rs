@@ -114,6 +114,25 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Promote(Promote),
 
+    /// Check an image's cosign signatures against the signature policy (containers-policy.json).
+    ///
+    /// Exit 0 only when the policy accepts it, naming the signature and the key; exit 1 when it
+    /// refuses, saying why (no signature, wrong key, signature for another digest, tampered
+    /// payload). A tag is resolved once and that digest is verified. Keys only, offline: no
+    /// Rekor entry, no Fulcio certificate.
+    ///
+    ///   imgctl verify registry.example.com/prod/app:1.4 --policy policy.json
+    ///   imgctl verify registry.example.com/prod/app@sha256:... -o json
+    #[command(verbatim_doc_comment)]
+    Verify {
+        /// The image.
+        reference: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+
     /// Deploy an image pinned by digest: blue/green (default), canary or rolling, behind
     /// nginx on this Docker Engine or on Docker Swarm, as the compose file's x-imgctl says.
     ///
@@ -235,7 +254,23 @@ pub struct Deploy {
     #[command(flatten)]
     pub compose: ComposeArgs,
     #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Which signatures an image needs.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The signature policy (containers-policy.json). Default: x-imgctl.verify for deploys,
+    /// else ~/.config/containers/policy.json, else /etc/containers/policy.json; with none of
+    /// them, no signature is required.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<std::path::PathBuf>,
+    /// Look for classic signatures (sha256-<hex>.sig) in this repository instead of the
+    /// image's (cosign's COSIGN_REPOSITORY).
+    #[arg(long, value_name = "REPO")]
+    pub signature_repository: Option<String>,
 }
 
 /// Options for talking to registries.
@@ -281,6 +316,8 @@ pub struct Promote {
     /// Blob transfers at once.
     #[arg(long, default_value_t = 6)]
     pub concurrency: usize,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

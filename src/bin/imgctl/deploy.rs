@@ -121,7 +121,10 @@ async fn deploy_command(args: Deploy, output: Output) -> Result<ExitCode> {
     } else if args.repair {
         Action::Repair
     } else {
-        Action::Deploy(pin(&args, &spec).await?)
+        let image = pin(&args, &spec).await?;
+        // The signature gate, before anything is pulled (on the Engine and on swarm alike).
+        crate::verify::deploy_gate(&args.policy, spec.settings.verify.clone(), &args.registry, &image).await?;
+        Action::Deploy(image)
     };
     if args.dry_run {
         let lines = deploy::preview(&spec, &options, &action).await?;

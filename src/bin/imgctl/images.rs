@@ -12,6 +12,7 @@ use imgctl::manifest::{self, Parsed};
 use imgctl::promote::{self, Promotion, PromotionResult, audit};
 use imgctl::reference::Reference;
 use imgctl::registry::{ClientOptions, RegistryClient, Throughput};
+use imgctl::verify::Gate;
 
 use crate::cli::{Command, Output, Promote, RegistryArgs};
 
@@ -29,6 +30,9 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
             | Command::History { .. } => {
                 unreachable!("main routes these elsewhere")
             }
+            Command::Verify { reference, policy, registry } => {
+                crate::verify::command(&reference, &policy, &registry, output).await
+            }
             Command::Resolve { reference, registry } => resolve(&reference, &registry, output).await,
             Command::Inspect { reference, raw, registry } => inspect(&reference, raw, &registry, output).await,
             Command::Tag { reference, tags, allow_tag_move, registry } => {
@@ -40,7 +44,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                     .into());
                 }
                 let promotion = Promotion { destination: source.clone(), source, tags, allow_tag_move, dry_run: false, referrers: false };
-                run_promotion(&promotion, &registry, CopyOptions::default(), None, output).await
+                run_promotion(&promotion, &registry, CopyOptions::default(), None, None, output).await
             }
             Command::Promote(args) => promote_command(args, output).await,
             Command::Pull { reference, dir, name, registry } => {
@@ -168,11 +172,13 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
         None => default_audit_log()?,
     };
     let options = CopyOptions { blob_concurrency: args.concurrency, progress: crate::progress::reporter() };
+    // Read before any registry is: a policy that cannot be used stops the run here.
+    let gate = crate::verify::gate(&args.policy, None)?;
     if let Some(file) = &args.file {
         let text = std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
         let edges = promote::file::plan(&text, args.allow_tag_move, args.dry_run, args.referrers)
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        return promote_edges(edges, &args.registry, options, &audit_log, output).await;
+        return promote_edges(edges, &args.registry, options, gate.as_ref(), &audit_log, output).await;
     }
     let (Some(source), Some(destination)) = (&args.source, &args.destination) else {
         return Err("give SOURCE and DESTINATION, or --file".into());
@@ -199,7 +205,7 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
         dry_run: args.dry_run,
         referrers: args.referrers,
     };
-    run_promotion(&promotion, &args.registry, options, Some(audit_log), output).await
+    run_promotion(&promotion, &args.registry, options, gate.as_ref(), Some(audit_log), output).await
 }
 
 /// Every edge of a promotion manifest, a few at a time; one failing does not stop the others.
@@ -207,6 +213,7 @@ async fn promote_edges(
     edges: Vec<Promotion>,
     args: &RegistryArgs,
     options: CopyOptions,
+    gate: Option<&Gate>,
     audit_log: &std::path::Path,
     output: Output,
 ) -> Result<ExitCode> {
@@ -217,7 +224,7 @@ async fn promote_edges(
             .map(|edge| {
                 let (client, options) = (&client, &options);
                 async move {
-                    let outcome = promote::promote(client, &edge, options).await;
+                    let outcome = promote::promote(client, &edge, options, gate).await;
                     (edge, outcome)
                 }
             })
@@ -250,6 +257,7 @@ async fn promote_edges(
                 "promoted": promoted,
                 "failed": failed.iter().map(|(edge, error)| serde_json::json!({
                     "source": edge.source.to_string(), "destination": edge.destination.name(), "tags": edge.tags, "error": error.to_string(),
+                    "rejected": matches!(error, promote::PromoteError::Verify(_)),
                 })).collect::<Vec<_>>(),
             }))?
         )?,
@@ -279,11 +287,12 @@ async fn run_promotion(
     promotion: &Promotion,
     args: &RegistryArgs,
     options: CopyOptions,
+    gate: Option<&Gate>,
     audit_log: Option<PathBuf>,
     output: Output,
 ) -> Result<ExitCode> {
     let client = client(args)?;
-    let result = promote::promote(&client, promotion, &options).await;
+    let result = promote::promote(&client, promotion, &options, gate).await;
     options.progress.finish();
     let result = result?;
     if !result.dry_run
@@ -304,6 +313,13 @@ fn print_result(result: &PromotionResult, audit_log: Option<&std::path::Path>, o
     }
     let verb = if result.dry_run { "would copy" } else { "copied" };
     outln!("{verb} {} ({}) to {}", result.digest, result.source, result.destination)?;
+    if let Some(verified) = &result.verified {
+        for by in &verified.accepted_by {
+            if let imgctl::verify::AcceptedBy::SigstoreSigned { signature, key, .. } = by {
+                outln!("  signature {signature} verified with {key} ({})", verified.policy.display())?;
+            }
+        }
+    }
     let copy = &result.copy;
     if !result.dry_run && copy.manifests > 0 {
         outln!(
@@ -331,6 +347,17 @@ fn print_result(result: &PromotionResult, audit_log: Option<&std::path::Path>, o
             referrers.copied.len(),
             referrers.fallback_tag.as_deref().map(|t| format!(", fallback tag {t} written")).unwrap_or_default()
         )?;
+    }
+    if let Some(signature_tag) = &result.signature_tag {
+        use imgctl::promote::signatures::SignatureTag;
+        let line = match signature_tag {
+            SignatureTag::Copied { tag } => format!("signature tag {tag} copied"),
+            SignatureTag::AlreadyThere { tag } => format!("signature tag {tag} already there"),
+            SignatureTag::KeptDestinations { tag, destination_digest } => {
+                format!("signature tag {tag} kept as the destination has it ({destination_digest}), not overwritten")
+            }
+        };
+        outln!("  {line}")?;
     }
     if let Some(path) = audit_log.filter(|_| !result.dry_run) {
         outln!("  recorded in {}", path.display())?;

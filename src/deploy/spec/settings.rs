@@ -161,6 +161,9 @@ pub struct DeploySettings {
     pub host_ports: Option<PortRange>,
     /// false: stop before the switch and wait for `imgctl deploy --continue`.
     pub auto_promote: bool,
+    /// `x-imgctl.verify`: the signature policy (containers-policy.json) a digest must pass
+    /// before it is pulled; `--policy` wins over it.
+    pub verify: Option<PathBuf>,
 }
 
 impl DeploySettings {
@@ -215,6 +218,7 @@ pub(super) fn parse(
         canary: Option<RawCanary>,
         auto_promote: Option<bool>,
         host_ports: Option<Value>,
+        verify: Option<PathBuf>,
     }
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
@@ -435,6 +439,7 @@ pub(super) fn parse(
         drain: duration(raw.drain, Duration::from_secs(30), "drain")?,
         canary_steps,
         auto_promote: raw.auto_promote.unwrap_or(true),
+        verify: raw.verify.map(relative),
     };
     let stop_grace = optional(raw.stop_grace, "stop_grace")?;
     Ok(Extension { settings, port, stop_grace })

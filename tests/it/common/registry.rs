@@ -122,6 +122,20 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The registry's storage (distribution's filesystem driver): `blobs/` and `repositories/`,
+    /// for tests that look at what was written or make it serve other bytes than a digest names.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.join("data/docker/registry/v2")
+    }
+
+    /// The file holding the bytes of blob `digest` (`sha256:...`).
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        self.storage().join("blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();

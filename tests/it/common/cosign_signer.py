@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""An independent cosign signer for the tests, written from cosign's published formats with pyca
+cryptography (none of imgctl's code): ECDSA P-256 keys, the classic layout (sha256-<hex>.sig tag,
+simple-signing layers, signature in the dev.cosignproject.cosign/signature annotation) and the
+sigstore bundle v0.3 layout (DSSE envelope with an in-toto statement, attached as an OCI 1.1
+referrer and listed in the sha256-<hex> fallback index). Pushes over the distribution API with
+Basic auth; the password comes from $SIGNER_PASSWORD, never argv.
+
+  cosign_signer.py keygen PREFIX                      -> PREFIX.key, PREFIX.pub
+  cosign_signer.py --registry A --user U image REPO TAG   -> prints the digest
+  cosign_signer.py --registry A --user U classic REPO DIGEST --key K [--key K2] [--signed-digest D] [--tamper] [--sig-repo R]
+  cosign_signer.py --registry A --user U bundle REPO DIGEST --key K [--signed-digest D] [--tamper]
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+EMPTY = "application/vnd.oci.empty.v1+json"
+
+
+def sha256(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Registry:
+    def __init__(self, addr, user):
+        self.addr = addr
+        token = base64.b64encode(f"{user}:{os.environ['SIGNER_PASSWORD']}".encode()).decode()
+        self.auth = "Basic " + token
+
+    def request(self, method, url, data=None, headers=None):
+        if not url.startswith("http"):
+            url = f"http://{self.addr}{url}"
+        headers = dict(headers or {})
+        headers["Authorization"] = self.auth
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        return urllib.request.urlopen(req)
+
+    def blob(self, repo, data):
+        digest = sha256(data)
+        start = self.request("POST", f"/v2/{repo}/blobs/uploads/", data=b"")
+        location = start.headers["Location"]
+        if location.startswith("/"):
+            location = f"http://{self.addr}{location}"
+        sep = "&" if "?" in location else "?"
+        self.request("PUT", f"{location}{sep}digest={digest}", data=data,
+                     headers={"Content-Type": "application/octet-stream"})
+        return {"digest": digest, "size": len(data)}
+
+    def manifest(self, repo, ref, document, media_type=OCI_MANIFEST):
+        data = json.dumps(document, separators=(",", ":")).encode()
+        self.request("PUT", f"/v2/{repo}/manifests/{ref}", data=data, headers={"Content-Type": media_type})
+        return {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
+
+    def get(self, repo, ref, accept):
+        try:
+            return self.request("GET", f"/v2/{repo}/manifests/{ref}", headers={"Accept": accept}).read()
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise
+
+
+def load_key(path):
+    with open(path, "rb") as f:
+        return serialization.load_pem_private_key(f.read(), password=None)
+
+
+def sign(key, message):
+    # ECDSA P-256 over SHA-256, ASN.1 DER: what cosign's ECDSA signer produces.
+    return key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+
+def keygen(prefix):
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    fd = os.open(prefix + ".key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private)
+    with open(prefix + ".pub", "wb") as f:
+        f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def image(reg, repo, tag):
+    layer = reg.blob(repo, os.urandom(64))
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode()
+    config = reg.blob(repo, config)
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}]}
+    print(reg.manifest(repo, tag, manifest)["digest"])
+
+
+def classic(reg, repo, digest, keys, signed_digest, tamper, sig_repo):
+    """cosign's simple-signing payload (sigstore/sigstore pkg/signature/payload), one layer per key."""
+    sig_repo = sig_repo or repo
+    payload = json.dumps({
+        "critical": {
+            "identity": {"docker-reference": f"{reg.addr}/{repo}"},
+            "image": {"docker-manifest-digest": signed_digest or digest},
+            "type": "cosign container image signature",
+        },
+        "optional": None,
+    }).encode()
+    layers = []
+    for path in keys:
+        signature = base64.b64encode(sign(load_key(path), payload)).decode()
+        body = payload.replace(b'"optional": null', b'"optional": {"note": "changed"}') if tamper else payload
+        blob = reg.blob(sig_repo, body)
+        layers.append({"mediaType": SIMPLE_SIGNING, **blob,
+                       "annotations": {"dev.cosignproject.cosign/signature": signature}})
+    config = reg.blob(sig_repo, json.dumps({"architecture": "", "os": "", "config": {},
+                                            "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]}}).encode())
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config}, "layers": layers}
+    tag = digest.replace(":", "-") + ".sig"
+    print(reg.manifest(sig_repo, tag, manifest)["digest"])
+    print(layers[0]["digest"])
+
+
+def pae(payload_type, payload):
+    return b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(payload), payload)
+
+
+def bundle(reg, repo, digest, key_path, signed_digest, tamper):
+    """A sigstore bundle v0.3 with a DSSE envelope, as `cosign sign` writes with the new bundle format."""
+    key = load_key(key_path)
+    statement = json.dumps({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": f"{reg.addr}/{repo}", "digest": {"sha256": (signed_digest or digest).split(":")[1]}}],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "predicate": {},
+    }).encode()
+    signature = sign(key, pae("application/vnd.in-toto+json", statement))
+    if tamper:
+        statement = statement.replace(b'"predicate": {}', b'"predicate": {"note": "changed"}')
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    document = {
+        "mediaType": BUNDLE,
+        "verificationMaterial": {"publicKey": {"hint": base64.b64encode(hashlib.sha256(spki).digest()).decode()},
+                                 "tlogEntries": []},
+        "dsseEnvelope": {"payload": base64.b64encode(statement).decode(),
+                         "payloadType": "application/vnd.in-toto+json",
+                         "signatures": [{"sig": base64.b64encode(signature).decode(), "keyid": ""}]},
+    }
+    layer = reg.blob(repo, json.dumps(document).encode())
+    empty = reg.blob(repo, b"{}")
+    subject = reg.get(repo, digest, OCI_MANIFEST)
+    referrer = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE,
+                "config": {"mediaType": EMPTY, **empty},
+                "layers": [{"mediaType": BUNDLE, **layer}],
+                "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(subject)},
+                "annotations": {"dev.sigstore.bundle.content": "dsse-envelope",
+                                "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1"}}
+    data = json.dumps(referrer, separators=(",", ":")).encode()
+    descriptor = reg.manifest(repo, sha256(data), referrer)
+    # distribution 2.8 has no referrers API: the OCI fallback tag lists the referrers.
+    tag = digest.replace(":", "-")
+    existing = reg.get(repo, tag, OCI_INDEX)
+    index = json.loads(existing) if existing else {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    index["manifests"].append({**descriptor, "artifactType": BUNDLE})
+    reg.manifest(repo, tag, index, OCI_INDEX)
+    print(descriptor["digest"])
+    print(layer["digest"])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--registry")
+    parser.add_argument("--user")
+    parser.add_argument("command", choices=["keygen", "image", "classic", "bundle"])
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("--key", action="append", default=[])
+    parser.add_argument("--signed-digest")
+    parser.add_argument("--tamper", action="store_true")
+    parser.add_argument("--sig-repo")
+    a = parser.parse_args()
+    if a.command == "keygen":
+        return keygen(a.args[0])
+    reg = Registry(a.registry, a.user)
+    if a.command == "image":
+        return image(reg, a.args[0], a.args[1])
+    if a.command == "classic":
+        return classic(reg, a.args[0], a.args[1], a.key, a.signed_digest, a.tamper, a.sig_repo)
+    return bundle(reg, a.args[0], a.args[1], a.key[0], a.signed_digest, a.tamper)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
