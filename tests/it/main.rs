@@ -26,6 +26,7 @@ mod runtime_keys;
 mod sample_hooks;
 mod secret_service;
 mod shared_host;
+mod stacks;
 mod swarm_peers;
 mod switch_haproxy;
 mod token_registry;

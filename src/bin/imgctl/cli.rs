@@ -144,6 +144,8 @@ pub enum Command {
         to: Option<String>,
         #[command(flatten)]
         compose: ComposeArgs,
+        #[command(flatten)]
+        stack: StackArgs,
     },
 
     /// Show a service's colors, digests, health, traffic weights, lock and last deploys.
@@ -152,6 +154,8 @@ pub enum Command {
         service: String,
         #[command(flatten)]
         compose: ComposeArgs,
+        #[command(flatten)]
+        stack: StackArgs,
     },
 
     /// Show who deployed what, when, and how it ended.
@@ -163,6 +167,8 @@ pub enum Command {
         limit: Option<usize>,
         #[command(flatten)]
         compose: ComposeArgs,
+        #[command(flatten)]
+        stack: StackArgs,
     },
 }
 
@@ -210,7 +216,18 @@ pub struct Deploy {
     #[command(flatten)]
     pub compose: ComposeArgs,
     #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// A stack the service belongs to.
+#[derive(Debug, Args)]
+pub struct StackArgs {
+    /// The stack `docker stack deploy` made: the swarm service STACK_SERVICE is updated in
+    /// place, its image pinned by digest, the rest of its spec kept (as x-imgctl.stack).
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
 }
 
 /// Options for talking to registries.

@@ -7,6 +7,7 @@
 
 mod runtime;
 mod settings;
+mod stack;
 
 use std::path::{Path, PathBuf};
 
