@@ -19,6 +19,7 @@ use bollard::query_parameters::{ListTasksOptionsBuilder, UpdateServiceOptionsBui
 use super::docker::{DockerEngine, EngineError, PullAuth, health_config};
 use super::model::{FailureAction, Order, UpdateConfig, Workload};
 
+mod raw;
 mod runtime;
 
 /// What a swarm service should be: a workload (built from the compose service), its image,
@@ -179,7 +180,7 @@ impl DockerEngine {
             .await
             .map_err(|e| self.error(format!("inspecting service {name}"), e))?;
         let version = service.version.and_then(|v| v.index).unwrap_or_default();
-        let mut spec = service.spec.unwrap_or_default();
+        let mut spec = self.live_spec(name, service.spec.unwrap_or_default()).await?;
         pin(&mut spec, image, labels);
         let options = UpdateServiceOptionsBuilder::new().version(version as i32).build();
         let credentials = auth.and_then(PullAuth::docker_credentials);
@@ -189,6 +190,20 @@ impl DockerEngine {
             .await
             .map_err(|e| self.error(format!("updating service {name}"), e))?;
         Ok(answer.warnings.unwrap_or_default())
+    }
+
+    /// `spec` as bollard read it, with the healthcheck it cannot read put back (see `raw`): a
+    /// spec that is written back keeps everything the service had.
+    async fn live_spec(&self, name: &str, mut spec: ServiceSpec) -> Result<ServiceSpec, EngineError> {
+        let api = self.api().client_version().to_string();
+        let check = raw::healthcheck(name, &api).await.map_err(|message| EngineError::Api {
+            operation: format!("reading the healthcheck of service {name}"),
+            message,
+        })?;
+        if let Some(container) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+            container.health_check = check;
+        }
+        Ok(spec)
     }
 
     /// Asks swarm to roll the service back to its previous spec (`rollback=previous`).
@@ -216,7 +231,7 @@ impl DockerEngine {
             .await
             .map_err(|e| self.error(format!("inspecting service {name}"), e))?;
         let version = service.version.and_then(|v| v.index).unwrap_or_default();
-        let mut spec = service.spec.unwrap_or_default();
+        let mut spec = self.live_spec(name, service.spec.unwrap_or_default()).await?;
         change(&mut spec);
         let mut options = UpdateServiceOptionsBuilder::new().version(version as i32);
         if let Some(rollback) = rollback {

@@ -291,7 +291,7 @@ fn a_stack_without_the_service_is_refused_and_nothing_is_created() {
     site.compose("compose.yaml", Some(&site.stack.name));
     let out = site.imgctl(&["deploy", "api", "--digest", &site.images.v1.digest]);
     assert!(!out.status.success(), "{}", stdout(&out));
-    let text = stderr(&out);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(text.contains(&format!("stack {} has no service {}", site.stack.name, site.service())), "{text}");
     assert!(text.contains("docker stack deploy"), "{text}");
     assert_eq!(site.service_names(), Vec::<String>::new(), "imgctl created nothing");
@@ -316,7 +316,8 @@ fn a_stack_without_the_service_is_refused_and_nothing_is_created() {
     let before = site.inspect();
     let out = site.imgctl(&["deploy", "api", "--digest", &site.images.v2.digest]);
     assert!(!out.status.success(), "{}", stdout(&out));
-    assert!(stderr(&out).contains("exists outside any stack"), "{}", stderr(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("exists outside any stack"), "{text}");
     assert_eq!(site.inspect()["Version"], before["Version"], "left as it was");
 
     // Refused before anything: a stack with blue-green, and off swarm.
