@@ -250,7 +250,16 @@ fn a_stack_service_is_pinned_in_place_keeping_what_stack_deploy_gave_it() {
     let status = report(&out);
     assert_eq!(status["services"][0]["name"], site.service().as_str(), "{status}");
     assert_eq!(status["services"][0]["id"], before["ID"], "{status}");
-    let out = site.imgctl(&["deploy", "api", "-f", "flag.yaml", "--stack", &site.stack.name, "--digest", &site.images.v3.digest]);
+    let out = site.imgctl(&[
+        "deploy",
+        "api",
+        "-f",
+        "flag.yaml",
+        "--stack",
+        &site.stack.name,
+        "--digest",
+        &site.images.v3.digest,
+    ]);
     assert_success(&out, "imgctl deploy --stack");
     site.wait_running(&site.images.v3.digest, 2);
 
@@ -274,10 +283,7 @@ fn a_stack_service_is_pinned_in_place_keeping_what_stack_deploy_gave_it() {
     assert_success(&site.stack_deploy(), "docker stack deploy again");
     let again = site.inspect();
     let image = again["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].as_str().unwrap().to_owned();
-    eprintln!(
-        "a later docker stack deploy set the image {image} and the labels {}",
-        again["Spec"]["Labels"]
-    );
+    eprintln!("a later docker stack deploy set the image {image} and the labels {}", again["Spec"]["Labels"]);
     assert_eq!(again["ID"], before["ID"]);
     assert!(image.starts_with(&format!("{}:v1", site.images.repo)), "{image}");
     assert_eq!(again["Spec"]["Labels"].get("imgctl.digest"), None, "imgctl's labels are gone with the pin");

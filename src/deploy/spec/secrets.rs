@@ -105,7 +105,9 @@ fn mount(kind: Kind, entry: &Value, top: &Value, base: &Path) -> Result<FileMoun
     let (source, target, uid, gid, mode) = match entry {
         Value::String(source) => (source.clone(), None, None, None, None),
         Value::Object(long) => {
-            if let Some(unknown) = long.keys().find(|k| !["source", "target", "uid", "gid", "mode"].contains(&k.as_str())) {
+            if let Some(unknown) =
+                long.keys().find(|k| !["source", "target", "uid", "gid", "mode"].contains(&k.as_str()))
+            {
                 return Err(format!("{unknown} is not a key of a {} mount", kind.key()));
             }
             let text = |name: &str| -> Result<Option<String>, String> {
@@ -144,12 +146,17 @@ fn origin(kind: Kind, source: &str, defined: &Value, base: &Path) -> Result<(Str
     let Some(defined) = defined.as_object() else {
         return Err(format!("{at}: a mapping with file, external, environment or content"));
     };
-    let allowed = ["file", "external", "environment", "content", "name", "labels", "driver", "driver_opts", "template_driver"];
+    let allowed =
+        ["file", "external", "environment", "content", "name", "labels", "driver", "driver_opts", "template_driver"];
     if let Some(unknown) = defined.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(format!("{at}.{unknown} is not a key of a {} definition", kind.key()));
     }
-    if let Some(unsupported) = ["driver", "driver_opts", "template_driver"].into_iter().find(|k| defined.contains_key(*k)) {
-        return Err(format!("{at}.{unsupported}: imgctl reads secrets and configs from files, the environment or external objects only"));
+    if let Some(unsupported) =
+        ["driver", "driver_opts", "template_driver"].into_iter().find(|k| defined.contains_key(*k))
+    {
+        return Err(format!(
+            "{at}.{unsupported}: imgctl reads secrets and configs from files, the environment or external objects only"
+        ));
     }
     let string = |key: &str| -> Result<Option<String>, String> {
         match defined.get(key) {
@@ -199,7 +206,10 @@ fn origin(kind: Kind, source: &str, defined: &Value, base: &Path) -> Result<(Str
     }
     match origins.len() {
         1 => Ok((name, origins.remove(0))),
-        0 => Err(format!("{at}: one of file, external, environment{}", if kind == Kind::Config { " or content" } else { "" })),
+        0 => Err(format!(
+            "{at}: one of file, external, environment{}",
+            if kind == Kind::Config { " or content" } else { "" }
+        )),
         _ => Err(format!("{at}: only one of file, external, environment and content")),
     }
 }
@@ -223,9 +233,8 @@ fn target_path(kind: Kind, target: &str) -> Result<String, String> {
     })
 }
 
-/// `mode:` as compose takes it: a number (YAML `0440` is the octal a YAML 1.1 reader such as
-/// docker-compose sees, so a number written with a leading 0 is read as octal digits), or a
-/// string of octal digits.
+/// `mode:` as compose takes it: a number (the YAML reader takes `0440` as octal, as
+/// docker-compose's YAML 1.1 reader does; `0o440` too), or a string of octal digits.
 fn file_mode(mode: &Value) -> Result<u32, String> {
     let parsed = match mode {
         Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
@@ -313,9 +322,18 @@ configs:
     }
 
     #[test]
+    fn a_mode_written_with_a_leading_zero_is_octal_as_compose_reads_it() {
+        for mode in ["0400", "\"0400\"", "0o400", "256"] {
+            let yaml =
+                format!("services:\n  api:\n    secrets: [{{source: s, mode: {mode}}}]\nsecrets:\n  s: {{file: s}}\n");
+            assert_eq!(read(&yaml).unwrap().secrets[0].mode, 0o400, "mode: {mode}");
+        }
+    }
+
+    #[test]
     fn legacy_external_name_is_read() {
-        let files =
-            read("services:\n  api:\n    secrets: [old]\nsecrets:\n  old:\n    external: {name: legacy_old}\n").unwrap();
+        let files = read("services:\n  api:\n    secrets: [old]\nsecrets:\n  old:\n    external: {name: legacy_old}\n")
+            .unwrap();
         assert_eq!(files.secrets[0].origin, Origin::External("legacy_old".into()));
     }
 
@@ -325,7 +343,10 @@ configs:
         let top = "secrets:\n  s: {file: s.txt}\nconfigs:\n  c: {file: c.txt}\n";
         let cases = [
             ("secrets: [missing]", "secrets[0]: \"missing\" is not defined in the top-level secrets:"),
-            ("secrets: [{source: s, target: ../../etc/shadow}]", "secrets[0]: target \"../../etc/shadow\": '..' is not allowed"),
+            (
+                "secrets: [{source: s, target: ../../etc/shadow}]",
+                "secrets[0]: target \"../../etc/shadow\": '..' is not allowed",
+            ),
             ("secrets: [{source: s, target: \"/run/secrets/a\\nb\"}]", "secrets[0]: target"),
             ("secrets: [{source: s, mode: 4095}]", "secrets[0]: mode 4095: permission bits"),
             ("secrets: [{source: s, mode: \"rw\"}]", "secrets[0]: mode \"rw\""),
@@ -352,9 +373,11 @@ configs:
         ];
         for (definition, expected) in definitions {
             let text = refused(&format!("services:\n  api:\n    secrets: [s]\n{definition}\n"));
-            assert!(text.starts_with(expected), "{definition}: {text}");
+            assert!(text.starts_with(&format!("secrets[0]: {expected}")), "{definition}: {text}");
         }
         // The refused content never comes back in the message.
-        assert!(!refused("services:\n  api:\n    secrets: [s]\nsecrets:\n  s: {content: hunter2}\n").contains("hunter2"));
+        assert!(
+            !refused("services:\n  api:\n    secrets: [s]\nsecrets:\n  s: {content: hunter2}\n").contains("hunter2")
+        );
     }
 }

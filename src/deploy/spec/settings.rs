@@ -422,7 +422,10 @@ mod tests {
         let yaml = "services:\n  web:\n    image: r/web\n    expose: [8080]\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {target: swarm, strategy: rolling, swarm: {converge_timeout: 2m}}\n";
         let settings = parse(yaml, Path::new("compose.yaml"), "web").unwrap().settings;
         assert_eq!((settings.target, settings.strategy), (Target::Swarm, Strategy::Rolling));
-        assert_eq!(settings.swarm, SwarmSettings { network: None, converge_timeout: Duration::from_secs(120), stack: None });
+        assert_eq!(
+            settings.swarm,
+            SwarmSettings { network: None, converge_timeout: Duration::from_secs(120), stack: None }
+        );
         assert_eq!(settings.proxy.upstream_file, None, "no switch");
     }
 }

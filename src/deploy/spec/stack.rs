@@ -76,8 +76,8 @@ mod tests {
 
     #[test]
     fn a_stack_service_is_named_as_stack_deploy_names_it() {
-        let spec = parse(&yaml("{target: swarm, strategy: rolling, stack: numbers}"), Path::new("c.yaml"), "api")
-            .unwrap();
+        let spec =
+            parse(&yaml("{target: swarm, strategy: rolling, stack: numbers}"), Path::new("c.yaml"), "api").unwrap();
         assert_eq!(spec.settings.swarm.stack.as_deref(), Some("numbers"));
         assert_eq!(spec.swarm_service(), "numbers_api");
         let plain = parse(&yaml("{target: swarm, strategy: rolling}"), Path::new("c.yaml"), "api").unwrap();
@@ -89,13 +89,15 @@ mod tests {
 
     #[test]
     fn a_stack_is_refused_off_swarm_with_colors_and_with_a_hostile_name() {
-        let refused = |extension: &str| {
-            parse(&yaml(extension), Path::new("c.yaml"), "api").map(|_| ()).unwrap_err().to_string()
-        };
+        let refused =
+            |extension: &str| parse(&yaml(extension), Path::new("c.yaml"), "api").map(|_| ()).unwrap_err().to_string();
         let engine = refused("{stack: numbers}");
         assert!(engine.contains("stack numbers: a stack is a set of swarm services"), "{engine}");
         let colors = refused("{target: swarm, strategy: blue-green, stack: numbers}");
-        assert!(colors.contains("stack numbers with strategy blue-green: a stack's service is updated in place"), "{colors}");
+        assert!(
+            colors.contains("stack numbers with strategy blue-green: a stack's service is updated in place"),
+            "{colors}"
+        );
         let canary = refused("{target: swarm, strategy: canary, stack: numbers}");
         assert!(canary.contains("with strategy canary"), "{canary}");
         for hostile in ["\"a;b\"", "\"-x\"", "\"a b\"", "\"\"", "\"a/b\""] {

@@ -69,9 +69,9 @@ fn body(answer: &[u8]) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     loop {
         let line_end = rest.windows(2).position(|w| w == b"\r\n").ok_or("a chunk without its size")?;
-        let size = std::str::from_utf8(&rest[..line_end]).ok().and_then(|s| {
-            usize::from_str_radix(s.split(';').next().unwrap_or_default().trim(), 16).ok()
-        });
+        let size = std::str::from_utf8(&rest[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or_default().trim(), 16).ok());
         let size = size.ok_or("a chunk size that is not hex")?;
         rest = &rest[line_end + 2..];
         if size == 0 {
@@ -94,7 +94,9 @@ mod tests {
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3;x=y\r\n:1}\r\n0\r\n\r\n";
         assert_eq!(body(chunked).unwrap(), b"{\"a\":1}");
         assert!(body(b"HTTP/1.1 404 Not Found\r\n\r\n{}").unwrap_err().contains("404"));
-        assert!(body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nab").unwrap_err().contains("cut short"));
+        assert!(
+            body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nab").unwrap_err().contains("cut short")
+        );
         assert!(body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
         assert!(body(b"garbage").is_err());
     }

@@ -89,11 +89,8 @@ impl<'a> SwarmRolling<'a> {
         existing: Option<&ServiceState>,
         spec: &SwarmServiceSpec,
     ) -> Result<(), TargetError> {
-        let not_in_stack = |found: String| TargetError::NotInStack {
-            stack: stack.to_owned(),
-            name: spec.name.clone(),
-            found,
-        };
+        let not_in_stack =
+            |found: String| TargetError::NotInStack { stack: stack.to_owned(), name: spec.name.clone(), found };
         let service = existing.ok_or_else(|| not_in_stack(String::new()))?;
         match service.labels.get(STACK_NAMESPACE) {
             Some(namespace) if namespace == stack => {}
