@@ -263,6 +263,10 @@ fn a_stack_service_is_pinned_in_place_keeping_what_stack_deploy_gave_it() {
     assert_success(&out, "imgctl deploy --stack");
     site.wait_running(&site.images.v3.digest, 2);
 
+    let plan = stdout(&site.imgctl(&["deploy", "api", "--digest", &site.images.v1.digest, "--dry-run"]));
+    assert!(plan.contains(&format!("in the live spec of swarm service {} of stack", site.service())), "{plan}");
+    assert_eq!(site.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"], site.images.v3.image.as_str());
+
     let out = site.imgctl(&["rollback", "api", "-o", "json"]);
     assert_success(&out, "imgctl rollback of the stack's service");
     assert_eq!(report(&out)["digest"], site.images.v2.digest.as_str());
