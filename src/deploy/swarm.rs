@@ -19,6 +19,7 @@ use bollard::query_parameters::{ListTasksOptionsBuilder, UpdateServiceOptionsBui
 use super::docker::{DockerEngine, EngineError, PullAuth, health_config};
 use super::model::{FailureAction, Order, UpdateConfig, Workload};
 
+mod raw;
 mod runtime;
 
 /// What a swarm service should be: a workload (built from the compose service), its image,
@@ -163,6 +164,48 @@ impl DockerEngine {
         Ok(answer.warnings.unwrap_or_default())
     }
 
+    /// Pins `image` in the live spec of a service someone else owns (a stack): the spec is
+    /// read and written back at the version read, with only the image and `labels` (imgctl's,
+    /// over the service's) changed; returns swarm's warnings.
+    pub async fn pin_image(
+        &self,
+        name: &str,
+        image: &str,
+        labels: &BTreeMap<String, String>,
+        auth: Option<&PullAuth>,
+    ) -> Result<Vec<String>, EngineError> {
+        let service = self
+            .api()
+            .inspect_service(name, None)
+            .await
+            .map_err(|e| self.error(format!("inspecting service {name}"), e))?;
+        let version = service.version.and_then(|v| v.index).unwrap_or_default();
+        let mut spec = self.live_spec(name, service.spec.unwrap_or_default()).await?;
+        pin(&mut spec, image, labels);
+        let options = UpdateServiceOptionsBuilder::new().version(version as i32).build();
+        let credentials = auth.and_then(PullAuth::docker_credentials);
+        let answer = self
+            .api()
+            .update_service(name, spec, options, credentials)
+            .await
+            .map_err(|e| self.error(format!("updating service {name}"), e))?;
+        Ok(answer.warnings.unwrap_or_default())
+    }
+
+    /// `spec` as bollard read it, with the healthcheck it cannot read put back (see `raw`): a
+    /// spec that is written back keeps everything the service had.
+    async fn live_spec(&self, name: &str, mut spec: ServiceSpec) -> Result<ServiceSpec, EngineError> {
+        let api = self.api().client_version().to_string();
+        let check = raw::healthcheck(name, &api).await.map_err(|message| EngineError::Api {
+            operation: format!("reading the healthcheck of service {name}"),
+            message,
+        })?;
+        if let Some(container) = spec.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+            container.health_check = check;
+        }
+        Ok(spec)
+    }
+
     /// Asks swarm to roll the service back to its previous spec (`rollback=previous`).
     pub async fn rollback_service(&self, name: &str) -> Result<(), EngineError> {
         self.respec(name, "rolling back", |_| {}, Some("previous")).await
@@ -188,7 +231,7 @@ impl DockerEngine {
             .await
             .map_err(|e| self.error(format!("inspecting service {name}"), e))?;
         let version = service.version.and_then(|v| v.index).unwrap_or_default();
-        let mut spec = service.spec.unwrap_or_default();
+        let mut spec = self.live_spec(name, service.spec.unwrap_or_default()).await?;
         change(&mut spec);
         let mut options = UpdateServiceOptionsBuilder::new().version(version as i32);
         if let Some(rollback) = rollback {
@@ -242,6 +285,15 @@ impl DockerEngine {
         tasks.sort_by(|a, b| a.1.slot.cmp(&b.1.slot).then(b.0.cmp(&a.0)));
         Ok(tasks.into_iter().map(|(_, t)| t).collect())
     }
+}
+
+/// `spec` with its task's image set to `image` and `labels` set over the service's own labels;
+/// everything else (the container's labels among it) as it was.
+fn pin(spec: &mut ServiceSpec, image: &str, labels: &BTreeMap<String, String>) {
+    let task = spec.task_template.get_or_insert_with(Default::default);
+    task.container_spec.get_or_insert_with(Default::default).image = Some(image.to_owned());
+    let own = spec.labels.get_or_insert_with(Default::default);
+    own.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
 }
 
 /// Whether `tasks` show the service converged on `image` with `replicas` running.
@@ -465,6 +517,33 @@ mod tests {
         assert_eq!(container["StopGracePeriod"], 3_000_000_000i64);
         let labels = serde_json::json!({"team": "web", "imgctl.color": "green"});
         assert_eq!((&body["Labels"], &container["Labels"]), (&labels, &labels));
+    }
+
+    #[test]
+    fn a_pinned_stack_spec_changes_the_image_and_imgctls_labels_only() {
+        let live = serde_json::json!({
+            "Name": "numbers_api",
+            "Labels": {"com.docker.stack.namespace": "numbers", "com.docker.stack.image": "r/api:v1"},
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": "r/api:v1@sha256:11",
+                    "Labels": {"com.docker.stack.namespace": "numbers"},
+                    "Secrets": [{"SecretName": "numbers_token", "SecretID": "s1", "File": {"Name": "token", "UID": "0", "GID": "0", "Mode": 256}}],
+                    "Env": ["A=1"],
+                },
+                "Networks": [{"Target": "n1", "Aliases": ["api"]}],
+            },
+            "Mode": {"Replicated": {"Replicas": 3}},
+            "UpdateConfig": {"Parallelism": 1, "Order": "start-first"},
+            "EndpointSpec": {"Mode": "vip"},
+        });
+        let mut spec: ServiceSpec = serde_json::from_value(live.clone()).unwrap();
+        let labels = BTreeMap::from([(label::DIGEST.to_owned(), "sha256:22".to_owned())]);
+        pin(&mut spec, "r/api@sha256:22", &labels);
+        let mut expected = live;
+        expected["TaskTemplate"]["ContainerSpec"]["Image"] = "r/api@sha256:22".into();
+        expected["Labels"][label::DIGEST] = "sha256:22".into();
+        assert_eq!(serde_json::to_value(&spec).unwrap(), expected);
     }
 
     #[test]

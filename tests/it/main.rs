@@ -30,6 +30,7 @@ mod secret_service;
 mod shared_host;
 mod stable_addresses;
 mod signatures;
+mod stacks;
 mod swarm_peers;
 mod switch_haproxy;
 mod token_registry;

@@ -183,6 +183,8 @@ pub enum Command {
         to: Option<String>,
         #[command(flatten)]
         compose: ComposeArgs,
+        #[command(flatten)]
+        stack: StackArgs,
     },
 
     /// Show a service's colors, digests, health, traffic weights, lock and last deploys.
@@ -191,6 +193,8 @@ pub enum Command {
         service: String,
         #[command(flatten)]
         compose: ComposeArgs,
+        #[command(flatten)]
+        stack: StackArgs,
     },
 
     /// Show who deployed what, when, and how it ended.
@@ -202,6 +206,8 @@ pub enum Command {
         limit: Option<usize>,
         #[command(flatten)]
         compose: ComposeArgs,
+        #[command(flatten)]
+        stack: StackArgs,
     },
 }
 
@@ -256,6 +262,8 @@ pub struct Deploy {
     #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -271,6 +279,15 @@ pub struct PolicyArgs {
     /// image's (cosign's COSIGN_REPOSITORY).
     #[arg(long, value_name = "REPO")]
     pub signature_repository: Option<String>,
+}
+
+/// A stack the service belongs to.
+#[derive(Debug, Args)]
+pub struct StackArgs {
+    /// The stack `docker stack deploy` made: the swarm service STACK_SERVICE is updated in
+    /// place, its image pinned by digest, the rest of its spec kept (as x-imgctl.stack).
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
 }
 
 /// Options for talking to registries.

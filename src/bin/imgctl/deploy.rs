@@ -18,7 +18,7 @@ use imgctl::digest::{Digest, InvalidDigest};
 use imgctl::docker_config::DockerConfig;
 use imgctl::reference::{InvalidReference, Reference};
 
-use crate::cli::{Command, ComposeArgs, Deploy, Output};
+use crate::cli::{Command, ComposeArgs, Deploy, Output, StackArgs};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -65,21 +65,21 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
     runtime.block_on(async {
         match command {
             Command::Deploy(args) => deploy_command(args, output).await,
-            Command::Rollback { service, to, compose } => {
+            Command::Rollback { service, to, compose, stack } => {
                 let to = to.map(|d| d.parse::<Digest>()).transpose()?;
-                let spec = load(&compose, &service)?;
+                let spec = in_stack(load(&compose, &service)?, &stack)?;
                 finish(
                     deploy::execute(&spec, &options(false)?, Action::Rollback { to }, &mut Printer::new()).await?,
                     output,
                 )
             }
-            Command::Status { service, compose } => {
-                let spec = load(&compose, &service)?;
+            Command::Status { service, compose, stack } => {
+                let spec = in_stack(load(&compose, &service)?, &stack)?;
                 print_status(&status::status(&spec, &options(false)?).await?, output)
             }
-            Command::History { service, limit, compose } => {
+            Command::History { service, limit, compose, stack } => {
                 // The compose file is read so a typo in the service name is caught.
-                let spec = load(&compose, &service)?;
+                let spec = in_stack(load(&compose, &service)?, &stack)?;
                 let mut records = status::history(&options(false)?, &spec.name)?;
                 if let Some(limit) = limit {
                     records.drain(..records.len().saturating_sub(limit));
@@ -112,7 +112,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
 }
 
 async fn deploy_command(args: Deploy, output: Output) -> Result<ExitCode> {
-    let spec = load(&args.compose, &args.service)?;
+    let spec = in_stack(load(&args.compose, &args.service)?, &args.stack)?;
     let options = options(args.no_auto_promote)?;
     let action = if args.resume {
         Action::Continue
@@ -201,6 +201,14 @@ pub fn load(compose: &ComposeArgs, service: &str) -> Result<ServiceSpec> {
         eprintln!("note: {note}");
     }
     Ok(spec)
+}
+
+/// `--stack NAME` over the compose file's `x-imgctl.stack`.
+fn in_stack(spec: ServiceSpec, stack: &StackArgs) -> Result<ServiceSpec> {
+    match &stack.stack {
+        Some(name) => Ok(spec.in_stack(name)?),
+        None => Ok(spec),
+    }
 }
 
 fn options(no_auto_promote: bool) -> Result<Options> {

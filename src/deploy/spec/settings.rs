@@ -59,6 +59,9 @@ pub struct SwarmSettings {
     pub network: Option<String>,
     /// How long an update may take to converge before the deploy fails.
     pub converge_timeout: Duration,
+    /// `x-imgctl.stack`: the stack `docker stack deploy` made, whose service `STACK_SERVICE`
+    /// is updated in place (see `spec::stack`).
+    pub stack: Option<String>,
 }
 
 /// The health gate a new replica must pass before it gets traffic.
@@ -219,6 +222,7 @@ pub(super) fn parse(
         auto_promote: Option<bool>,
         host_ports: Option<Value>,
         verify: Option<PathBuf>,
+        stack: Option<String>,
     }
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
@@ -270,7 +274,7 @@ pub(super) fn parse(
         pause: Option<Value>,
     }
 
-    let raw: Raw = if extension.is_null() {
+    let mut raw: Raw = if extension.is_null() {
         Raw::default()
     } else {
         serde_json::from_value(extension.clone()).map_err(|e| e.to_string())?
@@ -290,6 +294,8 @@ pub(super) fn parse(
     };
     let relative = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
+    // Before the keys a stack's service needs none of (a port, a proxy).
+    let stack = super::stack::read(raw.stack.take(), raw.target.unwrap_or_default(), raw.strategy.unwrap_or_default())?;
     let swarm_rolling = raw.target == Some(Target::Swarm) && raw.strategy == Some(Strategy::Rolling);
     let port = match raw.port.or(compose_port) {
         Some(port) => Some(port),
@@ -405,6 +411,7 @@ pub(super) fn parse(
     let swarm = SwarmSettings {
         network: swarm.network,
         converge_timeout: duration(swarm.converge_timeout, Duration::from_secs(300), "swarm.converge_timeout")?,
+        stack,
     };
     let strategy = raw.strategy.unwrap_or_default();
     let pass_env = raw.pass_env.unwrap_or_default();
@@ -485,7 +492,10 @@ mod tests {
         let yaml = "services:\n  web:\n    image: r/web\n    expose: [8080]\n    healthcheck: {test: [CMD, /bin/true]}\n    x-imgctl: {target: swarm, strategy: rolling, swarm: {converge_timeout: 2m}}\n";
         let settings = parse(yaml, Path::new("compose.yaml"), "web").unwrap().settings;
         assert_eq!((settings.target, settings.strategy), (Target::Swarm, Strategy::Rolling));
-        assert_eq!(settings.swarm, SwarmSettings { network: None, converge_timeout: Duration::from_secs(120) });
+        assert_eq!(
+            settings.swarm,
+            SwarmSettings { network: None, converge_timeout: Duration::from_secs(120), stack: None }
+        );
         assert_eq!(settings.proxy.upstream_file, None, "no switch");
     }
 }

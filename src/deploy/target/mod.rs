@@ -95,6 +95,19 @@ pub enum TargetError {
     /// An update of a target that rolls by itself did not finish.
     #[error(transparent)]
     Update(#[from] UpdateFailure),
+    /// `x-imgctl.stack` names a stack without this service: imgctl updates a stack's
+    /// service, it never creates one beside `docker stack deploy`.
+    #[error(
+        "stack {stack} has no service {name}: `docker stack deploy -c FILE {stack}` creates it, then imgctl pins its digest{found}"
+    )]
+    NotInStack {
+        /// The stack.
+        stack: String,
+        /// The swarm service looked for (`STACK_SERVICE`).
+        name: String,
+        /// What was found instead (a service of that name outside the stack), or nothing.
+        found: String,
+    },
     /// The service uses swarm and this engine is not part of one.
     #[error(
         "x-imgctl.target is swarm, but this Docker Engine is not part of a swarm (docker swarm init, or point DOCKER_HOST at a manager)"

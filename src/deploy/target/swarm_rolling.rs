@@ -1,5 +1,8 @@
 //! Swarm's own rolling update: the service `SERVICE` is updated in place, swarm replaces its
 //! tasks with the compose `update_config`, and imgctl follows `UpdateStatus` to its end.
+//!
+//! In a stack (`x-imgctl.stack`) the service is `STACK_SERVICE`, made by `docker stack
+//! deploy`: imgctl pins the digest in its live spec and keeps the rest (see `spec::stack`).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -11,7 +14,10 @@ use crate::deploy::docker::{DockerEngine, EngineError, PullAuth};
 use crate::deploy::events::Events;
 use crate::deploy::model::PinnedImage;
 use crate::deploy::spec::ServiceSpec;
-use crate::deploy::swarm::{converged, failure_reason};
+use crate::deploy::swarm::{ServiceState, SwarmServiceSpec, converged, failure_reason};
+
+/// The label `docker stack deploy` puts on each service of a stack: the stack's name.
+const STACK_NAMESPACE: &str = "com.docker.stack.namespace";
 
 /// How a swarm update this run followed failed to converge.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +78,32 @@ impl<'a> SwarmRolling<'a> {
 
     /// The service and its tasks.
     pub async fn services(&self) -> Result<Vec<ServiceTasks>, TargetError> {
-        services(&self.engine, std::slice::from_ref(&self.spec.name)).await
+        services(&self.engine, &[self.spec.swarm_service()]).await
+    }
+
+    /// Pins `image` in the live spec of the stack's service, which must exist and belong to
+    /// the stack (imgctl never creates a service beside `docker stack deploy`).
+    async fn pin_in_stack(
+        &self,
+        stack: &str,
+        existing: Option<&ServiceState>,
+        spec: &SwarmServiceSpec,
+    ) -> Result<(), TargetError> {
+        let not_in_stack =
+            |found: String| TargetError::NotInStack { stack: stack.to_owned(), name: spec.name.clone(), found };
+        let service = existing.ok_or_else(|| not_in_stack(String::new()))?;
+        match service.labels.get(STACK_NAMESPACE) {
+            Some(namespace) if namespace == stack => {}
+            other => {
+                let found = match other {
+                    Some(namespace) => format!(" (a service {} of stack {namespace} exists)", spec.name),
+                    None => format!(" (a service {} exists outside any stack)", spec.name),
+                };
+                return Err(not_in_stack(found));
+            }
+        }
+        self.engine.pin_image(&spec.name, &spec.image, &spec.labels, self.auth.as_ref()).await?;
+        Ok(())
     }
 
     /// Follows `UpdateStatus` until the update ends. `before` is the state the service showed
@@ -86,8 +117,8 @@ impl<'a> SwarmRolling<'a> {
         rolling_back: bool,
         events: &mut dyn Events,
     ) -> Result<(), UpdateFailure> {
-        let name = &self.spec.name;
-        let replicas = u64::from(self.spec.replicas);
+        let name = &self.spec.swarm_service();
+        let stacked = self.spec.settings.swarm.stack.is_some();
         let limit = self.spec.settings.swarm.converge_timeout;
         let since = Instant::now();
         let mut ours = false;
@@ -98,6 +129,9 @@ impl<'a> SwarmRolling<'a> {
             let state = service.update.as_ref().map(|u| u.state.clone()).unwrap_or_default();
             let message = service.update.as_ref().map(|u| u.message.clone()).unwrap_or_default();
             ours |= matches!(state.as_str(), "updating" | "rollback_started") || Some(&state) != before.as_ref();
+            // A stack's replicas are the stack's (or whoever scaled it since), not the compose
+            // file's as imgctl read it.
+            let replicas = if stacked { service.replicas } else { u64::from(self.spec.replicas) };
             let wanted = if image.is_empty() { service.image.clone() } else { image.to_owned() };
             let done = converged(&tasks, &wanted, replicas);
             // Failures of tasks that predate this run's change are an earlier run's.
@@ -123,7 +157,7 @@ impl<'a> SwarmRolling<'a> {
                         state,
                         why: failure_reason(&tasks).unwrap_or(message),
                         service: self.spec.name.clone(),
-                        name: name.to_owned(),
+                        name: name.clone(),
                     });
                 }
                 _ => {}
@@ -145,7 +179,7 @@ impl RollsItself for SwarmRolling<'_> {
     async fn current(&self) -> Result<Option<String>, TargetError> {
         Ok(self
             .engine
-            .service(&self.spec.name)
+            .service(&self.spec.swarm_service())
             .await?
             .map(|s| s.labels.get(label::DIGEST).cloned().unwrap_or_default()))
     }
@@ -163,17 +197,18 @@ impl RollsItself for SwarmRolling<'_> {
         deploy_id: &str,
         events: &mut dyn Events,
     ) -> Result<(), TargetError> {
-        let name = &self.spec.name;
+        let name = &self.spec.swarm_service();
         let spec = service_spec(self.spec, name, image, deploy_id, None);
         let since = Instant::now();
         let existing = self.engine.service(name).await?;
         let before = existing.as_ref().and_then(|s| s.update.clone());
         let known = task_ids(&self.engine, name).await;
-        match &existing {
-            Some(service) => {
+        match (&self.spec.settings.swarm.stack, &existing) {
+            (Some(stack), _) => self.pin_in_stack(stack, existing.as_ref(), &spec).await?,
+            (None, Some(service)) => {
                 self.engine.update_service(&spec, service.version, self.auth.as_ref()).await.map(|_| ())?
             }
-            None => self.engine.create_service(&spec, self.auth.as_ref()).await.map(|_| ())?,
+            (None, None) => self.engine.create_service(&spec, self.auth.as_ref()).await.map(|_| ())?,
         }
         let what = if existing.is_some() { "service update" } else { "service create" };
         events.step(what, since.elapsed());
@@ -182,7 +217,7 @@ impl RollsItself for SwarmRolling<'_> {
 
     /// swarm's `rollback=previous`, followed.
     async fn revert(&mut self, events: &mut dyn Events) -> Result<(), TargetError> {
-        let name = &self.spec.name;
+        let name = &self.spec.swarm_service();
         let service = self.engine.service(name).await?.ok_or_else(|| TargetError::Gone(name.clone()))?;
         let before = service.update.clone().map(|u| u.state);
         let known = task_ids(&self.engine, name).await;
@@ -193,6 +228,14 @@ impl RollsItself for SwarmRolling<'_> {
     }
 
     fn describe_update(&self, image: &PinnedImage) -> String {
+        if let Some(stack) = &self.spec.settings.swarm.stack {
+            return format!(
+                "pin {} in the live spec of swarm service {} of stack {stack} (registry auth passed along); the stack's labels, networks, secrets, configs, replicas and update_config are kept; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
+                image.reference(),
+                self.spec.swarm_service(),
+                self.spec.settings.swarm.converge_timeout
+            );
+        }
         let c = &self.spec.update_config;
         format!(
             "update swarm service {} to {} x{} (registry auth passed along); swarm replaces tasks in batches of {}, {:?}, delay {:?}, monitor {:?}, failure_action {:?}, max_failure_ratio {}; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
