@@ -248,6 +248,7 @@ fn rerun_converges(service: &Service, home: &TestHome, version: &str, digest: &s
     let running: Vec<_> = replicas.iter().filter(|(_, state, _)| state == "running").collect();
     assert_eq!(running.len(), 2, "{replicas:?}");
     assert!(running.iter().all(|(color, _, d)| color == &live && d == digest), "{replicas:?}");
+    eprintln!("after the rerun of {version}: live {live}, {replicas:?}");
     // No orphans: besides the live color, only the stopped previous version.
     let stopped = replicas.iter().filter(|(color, state, _)| color != &live && state == "exited").count();
     assert_eq!((replicas.len(), stopped), (4, 2), "{replicas:?}");
