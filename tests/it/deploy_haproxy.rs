@@ -21,7 +21,7 @@ use common::{IMGCTL, TestHome, assert_success, random_hex, stdout};
 
 /// The `x-imgctl` keys every service here starts from: short health checks, a short warm
 /// period and drain.
-pub(crate) const SETTINGS: &str = "      health: {path: /health, interval: 200ms, healthy_threshold: 2, deadline: 20s}\n      keep_warm: 1s\n      drain: 500ms";
+const SETTINGS: &str = "      health: {path: /health, interval: 200ms, healthy_threshold: 2, deadline: 20s}\n      keep_warm: 1s\n      drain: 500ms";
 
 /// Which proxy a service is behind.
 pub(crate) enum Proxy {

@@ -6,7 +6,7 @@
 #![allow(clippy::print_stderr)] // the tallies, for whoever reads the test log
 
 use crate::common;
-use crate::deploy_haproxy::{Proxy, SETTINGS, Service};
+use crate::deploy_haproxy::{Proxy, Service};
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,13 +15,17 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::haproxy::Haproxy;
-use common::load::{Load, Mode, Tally};
+use common::load::{Load, Mode};
 use common::web::WebImages;
 use common::{IMGCTL, TestHome, assert_success, stderr, stdout};
 
-/// This file's `x-imgctl` keys: the shared ones with a 2 s drain, and a hooks folder.
-fn settings(extra: &str) -> String {
-    format!("{}\n      hooks: hooks\n{extra}", SETTINGS.replace("drain: 500ms", "drain: 2s"))
+/// This file's `x-imgctl` keys besides `proxy`: short health checks (a gate that gives up
+/// after `deadline`), a short warm period and drain, a hooks folder, and `extra`.
+fn settings(deadline: &str, extra: &str) -> String {
+    format!(
+        "      health: {{path: /health, interval: 200ms, healthy_threshold: 2, deadline: {deadline}}}\n\
+         \x20     keep_warm: 1s\n      drain: 2s\n      hooks: hooks\n{extra}"
+    )
 }
 
 /// One client load of each kind through haproxy, started together.
@@ -43,7 +47,7 @@ impl Loads {
     /// Stops both a moment after the last step, prints them, and asserts that no request of
     /// either kind failed, that every answer was one of `versions` and each of them was served,
     /// and that haproxy kept every keep-alive connection (none replaced, none retried).
-    fn stop(self, what: &str, versions: &[&str]) -> (Tally, Tally) {
+    fn stop(self, what: &str, versions: &[&str]) {
         std::thread::sleep(Duration::from_millis(300));
         let (close, keep_alive) = (self.close.stop(), self.keep_alive.stop());
         for (kind, tally) in [("close", &close), ("keep-alive", &keep_alive)] {
@@ -64,7 +68,6 @@ impl Loads {
             assert_eq!(seen, versions, "{what}, {kind}: versions served");
         }
         assert_eq!((keep_alive.reconnects, keep_alive.retries), (0, 0), "{what}: {keep_alive:?}");
-        (close, keep_alive)
     }
 }
 
@@ -122,7 +125,7 @@ fn hook(service: &Service, name: &str, script: &str) {
 fn rolling_over_four_replicas_one_at_a_time_start_first_fails_no_request_of_either_kind() {
     let (images, home, service) = setup("hxroll");
     let update = "      update_config: {parallelism: 1, delay: 100ms, monitor: 500ms, order: start-first, failure_action: rollback}";
-    service.compose_with(&images, 4, update, &settings("      strategy: rolling"));
+    service.compose_with(&images, 4, update, &settings("20s", "      strategy: rolling"));
     assert_success(&service.deploy(&home, &images.v1.digest), "deploy v1");
     let pid = haproxy(&service).pid();
 
@@ -149,11 +152,11 @@ fn rolling_over_four_replicas_one_at_a_time_start_first_fails_no_request_of_eith
 #[test]
 fn a_bad_version_exits_1_and_traffic_stays_on_v1_with_no_failed_request() {
     let (images, home, service) = setup("hxbad");
-    let gate = "      health: {path: /health, interval: 200ms, healthy_threshold: 2, deadline: 3s}";
-    service.compose_with(&images, 2, "", &settings(""));
+    service.compose_with(&images, 2, "", &settings("20s", ""));
     assert_success(&service.deploy(&home, &images.v1.digest), "deploy v1");
     let (live, _) = status(&service, &home);
-    service.compose_with(&images, 2, "", &format!("{gate}\n      keep_warm: 1s\n      drain: 2s\n      hooks: hooks"));
+    // v1 passed its gate; a version whose /health is missing never will: give up after 3 s.
+    service.compose_with(&images, 2, "", &settings("3s", ""));
 
     let loads = Loads::start(haproxy(&service));
     let out = service.deploy(&home, &images.bad.digest);
@@ -173,7 +176,7 @@ fn a_bad_version_exits_1_and_traffic_stays_on_v1_with_no_failed_request() {
 #[test]
 fn rollback_after_a_good_deploy_returns_to_v1_with_no_failed_request() {
     let (images, home, service) = setup("hxrb");
-    service.compose_with(&images, 2, "", &settings(""));
+    service.compose_with(&images, 2, "", &settings("20s", ""));
     assert_success(&service.deploy(&home, &images.v1.digest), "deploy v1");
     let (v1_color, _) = status(&service, &home);
     assert_success(&service.deploy(&home, &images.v2.digest), "deploy v2");
@@ -257,7 +260,7 @@ fn rerun_converges(service: &Service, home: &TestHome, version: &str, digest: &s
 #[test]
 fn a_deploy_sigkilled_at_the_switch_and_rerun_fails_no_request_of_either_kind() {
     let (images, home, service) = setup("hxkill");
-    service.compose_with(&images, 2, "", &settings(""));
+    service.compose_with(&images, 2, "", &settings("20s", ""));
     assert_success(&service.deploy(&home, &images.v1.digest), "deploy v1");
 
     let loads = Loads::start(haproxy(&service));
