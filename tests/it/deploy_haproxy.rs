@@ -77,12 +77,12 @@ impl Service {
     }
 
     /// Writes compose.yaml, with extra `x-imgctl` keys.
-    pub(crate) fn compose(&self, images: &WebImages, extension: &str) {
+    fn compose(&self, images: &WebImages, extension: &str) {
         self.compose_with(images, 2, "", &format!("{SETTINGS}\n{extension}"));
     }
 
     /// Writes compose.yaml: `replicas`, extra `deploy:` keys, and the `x-imgctl` keys besides
-    /// `proxy` (start from [`SETTINGS`]).
+    /// `proxy` (`compose` starts from [`SETTINGS`]).
     pub(crate) fn compose_with(&self, images: &WebImages, replicas: u32, deploy: &str, x_imgctl: &str) {
         let text = format!(
             r#"services:
