@@ -19,14 +19,18 @@ use common::nginx::Nginx;
 use common::web::WebImages;
 use common::{IMGCTL, TestHome, assert_success, random_hex, stdout};
 
+/// The `x-imgctl` keys every service here starts from: short health checks, a short warm
+/// period and drain.
+const SETTINGS: &str = "      health: {path: /health, interval: 200ms, healthy_threshold: 2, deadline: 20s}\n      keep_warm: 1s\n      drain: 500ms";
+
 /// Which proxy a service is behind.
-enum Proxy {
+pub(crate) enum Proxy {
     Nginx(Nginx),
     Haproxy(Haproxy),
 }
 
 impl Proxy {
-    fn addr(&self) -> std::net::SocketAddr {
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
         match self {
             Self::Nginx(nginx) => nginx.addr(),
             Self::Haproxy(haproxy) => haproxy.addr(),
@@ -55,14 +59,14 @@ impl Proxy {
 }
 
 /// One service behind `proxy`; its containers are removed when it is dropped.
-struct Service {
-    name: String,
-    proxy: Proxy,
-    dir: PathBuf,
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) proxy: Proxy,
+    pub(crate) dir: PathBuf,
 }
 
 impl Service {
-    fn new(prefix: &str, images: &WebImages, home: &TestHome, haproxy: bool) -> Self {
+    pub(crate) fn new(prefix: &str, images: &WebImages, home: &TestHome, haproxy: bool) -> Self {
         let name = format!("{prefix}{}", random_hex(3));
         let proxy = if haproxy { Proxy::Haproxy(Haproxy::start(&name, 8)) } else { Proxy::Nginx(Nginx::start(&name)) };
         let dir = home.dir.join(&name);
@@ -74,6 +78,12 @@ impl Service {
 
     /// Writes compose.yaml, with extra `x-imgctl` keys.
     fn compose(&self, images: &WebImages, extension: &str) {
+        self.compose_with(images, 2, "", &format!("{SETTINGS}\n{extension}"));
+    }
+
+    /// Writes compose.yaml: `replicas`, extra `deploy:` keys, and the `x-imgctl` keys besides
+    /// `proxy` (`compose` starts from [`SETTINGS`]).
+    pub(crate) fn compose_with(&self, images: &WebImages, replicas: u32, deploy: &str, x_imgctl: &str) {
         let text = format!(
             r#"services:
   {name}:
@@ -81,13 +91,11 @@ impl Service {
     expose: ["8080"]
     stop_signal: SIGKILL
     deploy:
-      replicas: 2
+      replicas: {replicas}
+{deploy}
     x-imgctl:
-      health: {{path: /health, interval: 200ms, healthy_threshold: 2, deadline: 20s}}
-      keep_warm: 1s
-      drain: 500ms
+{x_imgctl}
       proxy: {block}
-{extension}
 "#,
             name = self.name,
             repo = images.repo,
@@ -96,15 +104,15 @@ impl Service {
         fs::write(self.dir.join("compose.yaml"), text).unwrap();
     }
 
-    fn deploy(&self, home: &TestHome, digest: &str) -> Output {
+    pub(crate) fn deploy(&self, home: &TestHome, digest: &str) -> Output {
         self.imgctl(home, &["deploy", &self.name, "--digest", digest, "-o", "json"])
     }
 
-    fn imgctl(&self, home: &TestHome, args: &[&str]) -> Output {
+    pub(crate) fn imgctl(&self, home: &TestHome, args: &[&str]) -> Output {
         home.command(IMGCTL).args(args).current_dir(&self.dir).stdin(Stdio::null()).output().unwrap()
     }
 
-    fn serving(&self) -> String {
+    pub(crate) fn serving(&self) -> String {
         load::get(self.proxy.addr(), "/").expect("GET / through the proxy").text()
     }
 }

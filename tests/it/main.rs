@@ -16,6 +16,7 @@ mod docker_cli;
 mod docker_engine;
 mod dockerpy;
 mod drain;
+mod haproxy_load;
 mod helper_protocol;
 mod hostile_registry;
 mod imgctl_creds;
