@@ -169,6 +169,8 @@ pub enum Command {
         service: String,
         #[command(flatten)]
         compose: ComposeArgs,
+        #[command(flatten)]
+        stack: StackArgs,
     },
 
     /// Put the previous version back: the idle color (warm or stopped) takes the traffic

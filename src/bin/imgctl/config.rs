@@ -5,10 +5,15 @@
 use std::error::Error;
 use std::process::ExitCode;
 
-use crate::cli::{ComposeArgs, Output};
+use crate::cli::{ComposeArgs, Output, StackArgs};
 
-pub fn run(service: &str, compose: &ComposeArgs, output: Output) -> Result<ExitCode, Box<dyn Error>> {
-    let spec = crate::deploy::load(compose, service)?;
+pub fn run(
+    service: &str,
+    compose: &ComposeArgs,
+    stack: &StackArgs,
+    output: Output,
+) -> Result<ExitCode, Box<dyn Error>> {
+    let spec = crate::deploy::load(compose, service, stack)?;
     let mut view = imgctl::deploy::spec::view(&spec);
     match output {
         Output::Json => outln!("{}", serde_json::to_string_pretty(&view)?)?,

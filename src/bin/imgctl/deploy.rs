@@ -67,19 +67,19 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
             Command::Deploy(args) => deploy_command(args, output).await,
             Command::Rollback { service, to, compose, stack } => {
                 let to = to.map(|d| d.parse::<Digest>()).transpose()?;
-                let spec = in_stack(load(&compose, &service)?, &stack)?;
+                let spec = in_stack(load(&compose, &service, &stack)?, &stack)?;
                 finish(
                     deploy::execute(&spec, &options(false)?, Action::Rollback { to }, &mut Printer::new()).await?,
                     output,
                 )
             }
             Command::Status { service, compose, stack } => {
-                let spec = in_stack(load(&compose, &service)?, &stack)?;
+                let spec = in_stack(load(&compose, &service, &stack)?, &stack)?;
                 print_status(&status::status(&spec, &options(false)?).await?, output)
             }
             Command::History { service, limit, compose, stack } => {
                 // The compose file is read so a typo in the service name is caught.
-                let spec = in_stack(load(&compose, &service)?, &stack)?;
+                let spec = in_stack(load(&compose, &service, &stack)?, &stack)?;
                 let mut records = status::history(&options(false)?, &spec.name)?;
                 if let Some(limit) = limit {
                     records.drain(..records.len().saturating_sub(limit));
@@ -112,7 +112,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
 }
 
 async fn deploy_command(args: Deploy, output: Output) -> Result<ExitCode> {
-    let spec = in_stack(load(&args.compose, &args.service)?, &args.stack)?;
+    let spec = in_stack(load(&args.compose, &args.service, &args.stack)?, &args.stack)?;
     let options = options(args.no_auto_promote)?;
     let action = if args.resume {
         Action::Continue
@@ -187,7 +187,7 @@ async fn pin(args: &Deploy, spec: &ServiceSpec) -> Result<PinnedImage> {
 
 /// Reads `service` as compose would from the command line's files and the process
 /// environment, and says on stderr what the loader noted (unset variables, ignored keys).
-pub fn load(compose: &ComposeArgs, service: &str) -> Result<ServiceSpec> {
+pub fn load(compose: &ComposeArgs, service: &str, stack: &StackArgs) -> Result<ServiceSpec> {
     let request = Request {
         files: compose.files.clone(),
         env_files: compose.env_files.clone(),
@@ -195,6 +195,7 @@ pub fn load(compose: &ComposeArgs, service: &str) -> Result<ServiceSpec> {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect(),
         cwd: std::env::current_dir()?,
+        stack: stack.stack.clone(),
     };
     let spec = spec::resolve(&request, service)?;
     for note in &spec.notes {

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Creds(command) => creds::run(command, cli.output),
-        Command::Config { service, compose } => config::run(&service, &compose, cli.output),
+        Command::Config { service, compose, stack } => config::run(&service, &compose, &stack, cli.output),
         command
         @ (Command::Deploy(_) | Command::Rollback { .. } | Command::Status { .. } | Command::History { .. }) => {
             deploy::run(command, cli.output)

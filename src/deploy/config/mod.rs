@@ -71,6 +71,8 @@ pub struct Request {
     pub environment: BTreeMap<String, String>,
     /// The directory relative paths on the command line are taken from.
     pub cwd: PathBuf,
+    /// `--stack NAME`: the service is one of that stack's, as `x-imgctl.stack: NAME` says.
+    pub stack: Option<String>,
 }
 
 /// A service as compose resolves it.
@@ -293,7 +295,13 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
     if let Some(own) = body.get("x-imgctl") {
         merge::deep(&mut extension, own.clone());
     }
-    service::check(&body, &mut notes).map_err(|e| e.at(&texts[0].0, service))?;
+    if let Some(stack) = &request.stack {
+        merge::deep(&mut extension, serde_json::json!({ "stack": stack }));
+    }
+    // A stack's service keeps the spec `docker stack deploy` gave it (imgctl pins its image),
+    // so the stack file's keys imgctl would refuse for a service of its own are only noted.
+    let in_stack = extension.get("stack").is_some_and(|stack| !stack.is_null());
+    service::check(&body, in_stack, &mut notes).map_err(|e| e.at(&texts[0].0, service))?;
     Ok(Loaded {
         files: texts.into_iter().map(|(p, _)| p).collect(),
         dir,

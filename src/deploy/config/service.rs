@@ -171,7 +171,9 @@ pub(super) fn environment<F: Files>(context: &Context<F>, body: &mut Map<String,
 
 /// Refuses the first key imgctl refuses or does not know, naming it; notes the keys
 /// accepted without effect.
-pub(super) fn check(body: &Map<String, Value>, notes: &mut Vec<String>) -> Result<(), Problem> {
+/// `in_stack`: the service is a stack's, whose live spec imgctl keeps: a key imgctl would
+/// refuse is noted instead (keys compose does not know are still refused).
+pub(super) fn check(body: &Map<String, Value>, in_stack: bool, notes: &mut Vec<String>) -> Result<(), Problem> {
     for (key, value) in body {
         let treatment = match (key.as_str(), value) {
             // compose's default network mode: nothing to refuse.
@@ -180,14 +182,14 @@ pub(super) fn check(body: &Map<String, Value>, notes: &mut Vec<String>) -> Resul
             }
             _ => keys::treatment(key),
         };
-        judge(key, treatment, keys::SERVICE_KEYS, notes, !key.starts_with("x-"))?;
+        judge(key, stack_keeps(treatment, in_stack), keys::SERVICE_KEYS, notes, !key.starts_with("x-"))?;
     }
     port_notes(body, notes);
     if let Some(Value::Object(healthcheck)) = body.get("healthcheck") {
         for key in healthcheck.keys() {
             judge(
                 &format!("healthcheck.{key}"),
-                keys::healthcheck_treatment(key),
+                stack_keeps(keys::healthcheck_treatment(key), in_stack),
                 keys::HEALTHCHECK_KEYS,
                 notes,
                 true,
@@ -203,7 +205,7 @@ pub(super) fn check(body: &Map<String, Value>, notes: &mut Vec<String>) -> Resul
                 }
                 _ => keys::deploy_treatment(key),
             };
-            judge(&format!("deploy.{key}"), treatment, keys::DEPLOY_KEYS, notes, true)?;
+            judge(&format!("deploy.{key}"), stack_keeps(treatment, in_stack), keys::DEPLOY_KEYS, notes, true)?;
         }
     }
     Ok(())
@@ -234,6 +236,16 @@ fn port_notes(body: &Map<String, Value>, notes: &mut Vec<String>) {
     if served > 1 {
         let key = if expose.is_empty() { "ports" } else { "expose" };
         notes.push(format!("{key}: only the first port is served through imgctl (set x-imgctl.port to choose); the others are not published"));
+    }
+}
+
+/// For a stack's service, a refusal becomes a note: the key stays as the stack has it.
+fn stack_keeps(treatment: Option<Treatment>, in_stack: bool) -> Option<Treatment> {
+    match treatment {
+        Some(Treatment::Refused(_)) if in_stack => Some(Treatment::Ignored(
+            "a stack's service keeps what `docker stack deploy` gave it; imgctl pins its image only",
+        )),
+        other => other,
     }
 }
 

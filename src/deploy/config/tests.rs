@@ -21,6 +21,7 @@ fn request(f: &[&str], environment: &[(&str, &str)]) -> Request {
         env_files: Vec::new(),
         environment: env(environment),
         cwd: "/srv/app".into(),
+        stack: None,
     }
 }
 
@@ -345,4 +346,26 @@ fn refusals_of_shape() {
         one("include: [other.yaml]\n"),
         "/srv/app/compose.yaml: include: not yet supported: name each file with -f"
     );
+}
+
+#[test]
+fn a_stack_file_loads_with_the_keys_imgctl_would_refuse_noted_not_refused() {
+    let stack_file = "services:\n  api:\n    image: r/api:1\n    secrets: [token]\n    deploy: {placement: {constraints: [node.role==manager]}}\nsecrets:\n  token: {external: true}\n";
+    let fs: BTreeMap<PathBuf, String> = [(PathBuf::from("/srv/app/stack.yml"), stack_file.to_owned())].into();
+    let alone = load(&request(&["stack.yml"], &[]), &fs, "api").unwrap_err().to_string();
+    assert!(alone.contains("services.api.secrets: not yet supported"), "{alone}");
+    let in_stack = Request { stack: Some("numbers".into()), ..request(&["stack.yml"], &[]) };
+    let loaded = load(&in_stack, &fs, "api").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.extension["stack"], "numbers", "--stack is x-imgctl.stack");
+    for key in ["secrets", "deploy.placement"] {
+        assert!(
+            loaded.notes.iter().any(|n| n.starts_with(&format!("{key} is ignored (a stack's service keeps"))),
+            "{key}: {:?}",
+            loaded.notes
+        );
+    }
+    let typo = "services:\n  api:\n    image: r/api:1\n    x-imgctl: {stack: numbers}\n    enviroment: {A: 1}\n";
+    let fs: BTreeMap<PathBuf, String> = [(PathBuf::from("/srv/app/stack.yml"), typo.to_owned())].into();
+    let error = load(&request(&["stack.yml"], &[]), &fs, "api").unwrap_err().to_string();
+    assert!(error.contains("enviroment: not a compose key"), "a key compose does not know is still refused: {error}");
 }
