@@ -301,6 +301,11 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
     // A stack's service keeps the spec `docker stack deploy` gave it (imgctl pins its image),
     // so the stack file's keys imgctl would refuse for a service of its own are only noted.
     let in_stack = extension.get("stack").is_some_and(|stack| !stack.is_null());
+    if in_stack && let Value::Object(settings) = &mut extension {
+        // A stack's service is a swarm service that swarm updates itself: say so once.
+        settings.entry("target").or_insert_with(|| "swarm".into());
+        settings.entry("strategy").or_insert_with(|| "rolling".into());
+    }
     service::check(&body, in_stack, &mut notes).map_err(|e| e.at(&texts[0].0, service))?;
     Ok(Loaded {
         files: texts.into_iter().map(|(p, _)| p).collect(),

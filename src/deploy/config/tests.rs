@@ -357,6 +357,7 @@ fn a_stack_file_loads_with_the_keys_imgctl_would_refuse_noted_not_refused() {
     let in_stack = Request { stack: Some("numbers".into()), ..request(&["stack.yml"], &[]) };
     let loaded = load(&in_stack, &fs, "api").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.extension["stack"], "numbers", "--stack is x-imgctl.stack");
+    assert_eq!((&loaded.extension["target"], &loaded.extension["strategy"]), (&"swarm".into(), &"rolling".into()));
     for key in ["secrets", "deploy.placement"] {
         assert!(
             loaded.notes.iter().any(|n| n.starts_with(&format!("{key} is ignored (a stack's service keeps"))),
