@@ -220,6 +220,13 @@ fn close_target(runs: &[Run], who: &str) -> Target {
 
 fn engine_targets(runs: &[Run], proxies: &[ProxyKind]) -> Vec<Target> {
     let mut targets = vec![close_target(runs, "imgctl")];
+    let streams: Vec<&str> = runs.iter().filter_map(|r| r.long_request).collect();
+    let whole = streams.iter().filter(|s| **s == "whole").count();
+    targets.push(Target {
+        name: "a long request open across each deploy completes".to_owned(),
+        met: whole == streams.len() && !streams.is_empty(),
+        detail: format!("{whole} of {} whole", streams.len()),
+    });
     let imgctl = |switch: &'static str| runs.iter().filter(move |r| r.tool == "imgctl" && r.switch == switch);
     let max_switch = |switch: &'static str| imgctl(switch).filter_map(|r| r.switch_ms).max();
     if proxies.contains(&ProxyKind::Haproxy) {

@@ -25,6 +25,9 @@ pub struct Run {
     pub time_to_traffic_ms: Option<u64>,
     pub wall_s: f64,
     pub outcome: String,
+    /// A streaming request (`/cgi-bin/stream?N`) held open across the deploy: `whole` or
+    /// `cut` (Engine runs of imgctl that move traffic; `None` elsewhere).
+    pub long_request: Option<&'static str>,
     /// Swarm runs only.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub swarm: Option<SwarmFigures>,
@@ -66,10 +69,10 @@ fn socket(load: &Summary) -> String {
 /// The Engine suite's table.
 pub fn engine_table(runs: &[Run]) -> String {
     let mut t = String::new();
-    let row = |t: &mut String, cells: [&str; 12]| {
+    let row = |t: &mut String, cells: [&str; 13]| {
         let _ = writeln!(
             t,
-            "{:<24} | {:<8} | {:<19} | {:<10} | {:>8} | {:>6} | {:>7} | {:>13} | {:>9} | {:>8} | {:>6} | {}",
+            "{:<24} | {:<8} | {:<19} | {:<10} | {:>8} | {:>6} | {:>7} | {:>13} | {:>9} | {:>8} | {:>6} | {:<5} | {}",
             cells[0],
             cells[1],
             cells[2],
@@ -81,7 +84,8 @@ pub fn engine_table(runs: &[Run]) -> String {
             cells[8],
             cells[9],
             cells[10],
-            cells[11]
+            cells[11],
+            cells[12]
         );
     };
     row(
@@ -98,10 +102,11 @@ pub fn engine_table(runs: &[Run]) -> String {
             "switch ms",
             "ttt ms",
             "wall s",
+            "long",
             "outcome",
         ],
     );
-    let _ = writeln!(t, "{}", "-".repeat(150));
+    let _ = writeln!(t, "{}", "-".repeat(158));
     for r in runs {
         row(
             &mut t,
@@ -117,6 +122,7 @@ pub fn engine_table(runs: &[Run]) -> String {
                 &dash(r.switch_ms),
                 &dash(r.time_to_traffic_ms),
                 &format!("{:.2}", r.wall_s),
+                r.long_request.unwrap_or("-"),
                 &r.outcome,
             ],
         );

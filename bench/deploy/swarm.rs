@@ -364,6 +364,7 @@ impl<'a> SwarmSuite<'a> {
             time_to_traffic_ms: report["time_to_traffic_ms"].as_u64(),
             wall_s: round2(ran.wall.as_secs_f64()),
             outcome: format!("exit {}, {update_state}", ran.code().map_or("none".to_owned(), |c| c.to_string())),
+            long_request: None,
             swarm: Some(SwarmFigures {
                 swarm_done_s,
                 converged_s: secs(converged_s),

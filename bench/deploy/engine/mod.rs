@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::common::haproxy::Haproxy;
 use crate::common::nginx::Nginx;
+use crate::common::stream::Stream;
 use crate::common::web::{Pushed, WebImages};
 use crate::common::{IMGCTL, TestHome};
 use crate::interrupt::{self, Ran};
@@ -35,6 +36,9 @@ mod peers;
 const DEPLOY_MAX: Duration = Duration::from_secs(180);
 /// haproxy's `server-template` pool: room for both colors of 4 replicas.
 const SLOTS: usize = 8;
+/// The streaming request held open across each deploy that moves traffic: longer than a
+/// blue/green deploy's switch, shorter than `drain` (the default 30 s deadline).
+const STREAM_S: u32 = 4;
 
 pub struct EngineSuite<'a> {
     settings: &'a Settings,
@@ -253,7 +257,8 @@ impl<'a> EngineSuite<'a> {
 {deploy_keys}    x-imgctl:
       health: {{path: /health, interval: 200ms, healthy_threshold: 2, deadline: {deadline}}}
       keep_warm: 1s
-      drain: 500ms
+      # The default deadline: the old color goes once its connections (the long request) end.
+      drain: 30s
       proxy: {block}
 {extension}"#,
             repo = self.images.repo,
@@ -332,8 +337,11 @@ impl<'a> EngineSuite<'a> {
         let base = self.logs.scratch("imgctl");
         let wrk = Wrk::start(site.addr(), mode, self.threads, self.connections, base.with_extension("wrk.txt"));
         interrupt::sleep(self.settings.settle);
+        // Started last, so it is open when traffic moves (a bad version moves none).
+        let stream = (want_exit == 0).then(|| Stream::start(site.addr(), STREAM_S));
         let ran = self.imgctl(site, args, &base);
         interrupt::sleep(self.settings.settle);
+        let long_request = stream.map(|s| if s.finish().complete(STREAM_S) { "whole" } else { "cut" });
         let load = wrk.stop();
         assert_eq!(
             ran.code(),
@@ -359,6 +367,7 @@ impl<'a> EngineSuite<'a> {
             time_to_traffic_ms: report["time_to_traffic_ms"].as_u64(),
             wall_s: round2(ran.wall.as_secs_f64()),
             outcome: report["outcome"].as_str().unwrap_or("?").to_owned(),
+            long_request,
             swarm: None,
         };
         self.record(run, &base);

@@ -50,6 +50,7 @@ impl EngineSuite<'_> {
             time_to_traffic_ms: ttt.map(|d| d.as_millis() as u64),
             wall_s: round2(wall.as_secs_f64()),
             outcome: "done".to_owned(),
+            long_request: None,
             swarm: None,
         };
         self.record(run, &base);

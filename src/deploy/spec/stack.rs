@@ -66,7 +66,7 @@ fn refusal(stack: &str, target: Target, strategy: Strategy) -> Option<String> {
 mod tests {
     use std::path::Path;
 
-    use crate::deploy::spec::parse;
+    use crate::deploy::spec::{Strategy, Target, parse};
 
     fn yaml(extension: &str) -> String {
         format!(
@@ -85,13 +85,19 @@ mod tests {
         assert_eq!(plain.in_stack("other").unwrap().swarm_service(), "other_api", "--stack");
         let spec = parse(&yaml("{target: swarm, strategy: rolling, stack: a}"), Path::new("c.yaml"), "api").unwrap();
         assert_eq!(spec.in_stack("b").unwrap().swarm_service(), "b_api", "--stack wins over the key");
+        let bare = parse(&yaml("{stack: numbers}"), Path::new("c.yaml"), "api").unwrap();
+        assert_eq!(
+            (bare.settings.target, bare.settings.strategy),
+            (Target::Swarm, Strategy::Rolling),
+            "a stack's defaults"
+        );
     }
 
     #[test]
     fn a_stack_is_refused_off_swarm_with_colors_and_with_a_hostile_name() {
         let refused =
             |extension: &str| parse(&yaml(extension), Path::new("c.yaml"), "api").map(|_| ()).unwrap_err().to_string();
-        let engine = refused("{stack: numbers}");
+        let engine = refused("{target: engine, stack: numbers}");
         assert!(engine.contains("stack numbers: a stack is a set of swarm services"), "{engine}");
         let colors = refused("{target: swarm, strategy: blue-green, stack: numbers}");
         assert!(
