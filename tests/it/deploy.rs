@@ -59,8 +59,7 @@ impl Site {
       replicas: {replicas}
 {deploy}
     x-imgctl:
-      health: {{path: /health, interval: 200ms, healthy_threshold: 2, deadline: 20s}}
-      keep_warm: 1s
+{health}      keep_warm: 1s
       drain: 500ms
       hooks: hooks
       proxy:
@@ -76,6 +75,12 @@ impl Site {
             test = json(self.nginx.test_command()),
             reload = json(self.nginx.reload_command()),
             verify = self.nginx.url("/health"),
+            // The extension's own `health` replaces this one (a mapping holds a key once).
+            health = if extension.contains("health:") {
+                ""
+            } else {
+                "      health: {path: /health, interval: 200ms, healthy_threshold: 2, deadline: 20s}\n"
+            },
         );
         fs::write(self.dir.join("compose.yaml"), text).unwrap();
     }
