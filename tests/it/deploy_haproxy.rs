@@ -10,14 +10,14 @@ use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::haproxy::Haproxy;
 use common::load::{self, Load, Mode, Tally};
 use common::nginx::Nginx;
 use common::web::WebImages;
-use common::{IMGCTL, TestHome, assert_success, random_hex, stdout};
+use common::{IMGCTL, TestHome, assert_success, random_hex};
 
 /// The `x-imgctl` keys every service here starts from: short health checks, a short warm
 /// period and drain.
@@ -119,14 +119,7 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=imgctl.service={}", self.name)])
-            .output()
-            .map(|o| stdout(&o))
-            .unwrap_or_default();
-        for id in ids.split_whitespace() {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
-        }
+        common::remove_service_containers(&self.name);
     }
 }
 

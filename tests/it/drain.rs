@@ -10,7 +10,7 @@ use crate::common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::haproxy::Haproxy;
@@ -18,7 +18,7 @@ use common::load;
 use common::nginx::Nginx;
 use common::stream::Stream;
 use common::web::WebImages;
-use common::{IMGCTL, TestHome, assert_success, random_hex, stdout};
+use common::{IMGCTL, TestHome, assert_success, random_hex};
 
 enum Proxy {
     Nginx(Nginx),
@@ -108,14 +108,7 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=imgctl.service={}", self.name)])
-            .output()
-            .map(|o| stdout(&o))
-            .unwrap_or_default();
-        for id in ids.split_whitespace() {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
-        }
+        common::remove_service_containers(&self.name);
     }
 }
 

@@ -80,14 +80,7 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=imgctl.service={}", self.name)])
-            .output()
-            .map(|o| stdout(&o))
-            .unwrap_or_default();
-        for id in ids.split_whitespace() {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
-        }
+        common::remove_service_containers(&self.name);
     }
 }
 

@@ -242,3 +242,16 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// Removes every container imgctl made for `service` (by its `imgctl.service` label), running
+/// or not: a test's clean-up, also after a failure.
+pub fn remove_service_containers(service: &str) {
+    let ids = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=imgctl.service={service}")])
+        .output()
+        .map(|o| stdout(&o))
+        .unwrap_or_default();
+    for id in ids.split_whitespace() {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+}
