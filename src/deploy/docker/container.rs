@@ -15,7 +15,7 @@ use super::EngineError;
 use crate::deploy::color::{Color, label};
 use crate::deploy::model::{ContainerState, Health, Healthcheck, Replica, Workload};
 
-mod runtime;
+pub(super) mod runtime;
 
 /// One replica as a container: its workload, under its own name and image, with imgctl's
 /// labels.

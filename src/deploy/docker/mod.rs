@@ -28,6 +28,7 @@ use container::{create_body, replica_from_inspect};
 
 pub use container::ContainerSpec;
 pub(super) use container::health_config;
+pub(in crate::deploy) use container::runtime::{sysctls, ulimits};
 pub use pull::PullAuth;
 
 /// Where the engine listens when `DOCKER_HOST` is unset, as docker itself defaults.

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    Limit, Mount, MountTmpfsOptions, MountType, ResourceObject, ResourcesUlimits, TaskSpecContainerSpec,
-    TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecResources,
+    Limit, Mount, MountTmpfsOptions, MountType, ResourceObject, TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig,
+    TaskSpecLogDriver, TaskSpecResources,
 };
 
+use crate::deploy::docker::{sysctls, ulimits};
 use crate::deploy::model::Runtime;
 
 /// The ContainerSpec half of compose's runtime keys, as `docker stack deploy` converts them
@@ -27,18 +28,10 @@ pub(super) fn container_spec(runtime: &Runtime) -> TaskSpecContainerSpec {
         }),
         read_only: runtime.read_only.then_some(true),
         init: runtime.init,
-        sysctls: Some(runtime.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>())
-            .filter(|s| !s.is_empty()),
+        sysctls: sysctls(runtime),
         capability_add: some_vec(&runtime.cap_add),
         capability_drop: some_vec(&runtime.cap_drop),
-        ulimits: Some(
-            runtime
-                .ulimits
-                .iter()
-                .map(|u| ResourcesUlimits { name: Some(u.name.clone()), soft: Some(u.soft), hard: Some(u.hard) })
-                .collect::<Vec<_>>(),
-        )
-        .filter(|u| !u.is_empty()),
+        ulimits: ulimits(runtime),
         mounts: Some(
             runtime
                 .tmpfs

@@ -23,14 +23,7 @@ pub(super) fn host_config(runtime: &Runtime) -> HostConfig {
         memory_reservation: resources.memory_reservation,
         cap_add: some_vec(&runtime.cap_add),
         cap_drop: some_vec(&runtime.cap_drop),
-        ulimits: Some(
-            runtime
-                .ulimits
-                .iter()
-                .map(|u| ResourcesUlimits { name: Some(u.name.clone()), soft: Some(u.soft), hard: Some(u.hard) })
-                .collect::<Vec<_>>(),
-        )
-        .filter(|u| !u.is_empty()),
+        ulimits: ulimits(runtime),
         extra_hosts: Some(runtime.extra_hosts.iter().map(|h| format!("{}:{}", h.host, h.ip)).collect::<Vec<_>>())
             .filter(|h| !h.is_empty()),
         dns: some_vec(&runtime.dns),
@@ -44,7 +37,7 @@ pub(super) fn host_config(runtime: &Runtime) -> HostConfig {
             .logging
             .as_ref()
             .map(|l| HostConfigLogConfig { typ: l.driver.clone(), config: some_map(&l.options) }),
-        sysctls: some_map(&runtime.sysctls),
+        sysctls: sysctls(runtime),
         shm_size: engine_only.shm_size,
         security_opt: some_vec(&engine_only.security_opt),
         devices: Some(
@@ -64,6 +57,22 @@ pub(super) fn host_config(runtime: &Runtime) -> HostConfig {
         ipc_mode: engine_only.ipc.clone(),
         ..Default::default()
     }
+}
+
+/// compose `ulimits` as the Engine API takes them, for a container and a swarm task alike.
+pub(in crate::deploy) fn ulimits(runtime: &Runtime) -> Option<Vec<ResourcesUlimits>> {
+    let ulimits: Vec<_> = runtime
+        .ulimits
+        .iter()
+        .map(|u| ResourcesUlimits { name: Some(u.name.clone()), soft: Some(u.soft), hard: Some(u.hard) })
+        .collect();
+    Some(ulimits).filter(|u| !u.is_empty())
+}
+
+/// compose `sysctls` as the Engine API takes them, for a container and a swarm task alike.
+pub(in crate::deploy) fn sysctls(runtime: &Runtime) -> Option<HashMap<String, String>> {
+    Some(runtime.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>())
+        .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
