@@ -14,7 +14,9 @@ pub mod bundle;
 pub mod classic;
 mod fetch;
 pub mod key;
+pub mod keyfile;
 pub mod policy;
+pub mod sign;
 
 use std::fmt;
 use std::path::PathBuf;
