@@ -133,6 +133,33 @@ pub enum Command {
         registry: RegistryArgs,
     },
 
+    /// Make a cosign key pair: PREFIX.key (encrypted with a passphrase, 0600) and PREFIX.pub,
+    /// exactly as `cosign generate-key-pair` writes them. Never overwrites a file.
+    ///
+    /// The passphrase comes from stdin (--passphrase-stdin), from the environment variable
+    /// --passphrase-env names, or else from COSIGN_PASSWORD; never from the command line.
+    ///
+    ///   printf %s "$PASSPHRASE" | imgctl keygen --passphrase-stdin
+    ///   COSIGN_PASSWORD=... imgctl keygen --output-key-prefix team
+    #[command(verbatim_doc_comment)]
+    Keygen {
+        /// Write PREFIX.key and PREFIX.pub.
+        #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+        output_key_prefix: std::path::PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+
+    /// Sign an image's digest with a cosign key, as `cosign sign --key` does: the classic
+    /// layout (the sha256-<hex>.sig tag; a signature is added to those there) or a sigstore
+    /// bundle attached as a referrer. A tag is resolved once and that digest is signed.
+    /// Offline: no Rekor entry.
+    ///
+    ///   imgctl sign registry.example.com/prod/app:1.4 --key cosign.key --passphrase-env COSIGN_PASSWORD
+    ///   imgctl sign registry.example.com/prod/app@sha256:... --key cosign.key --layout bundle
+    #[command(verbatim_doc_comment)]
+    Sign(Sign),
+
     /// Deploy an image pinned by digest: blue/green (default), canary or rolling, behind
     /// nginx on this Docker Engine or on Docker Swarm, as the compose file's x-imgctl says.
     ///
@@ -283,6 +310,63 @@ pub struct PolicyArgs {
     pub signature_repository: Option<String>,
 }
 
+/// Where a cosign key's passphrase comes from (never argv).
+#[derive(Debug, Args)]
+pub struct PassphraseArgs {
+    /// Read the key's passphrase from stdin: all of it, less one trailing newline.
+    #[arg(long, conflicts_with = "passphrase_env")]
+    pub passphrase_stdin: bool,
+    /// Read the key's passphrase from this environment variable. Default: COSIGN_PASSWORD,
+    /// when it is set (as cosign reads it).
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+}
+
+/// Signature layouts imgctl writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SignLayout {
+    /// The sha256-<hex>.sig tag with simple-signing layers (what every cosign verifier reads).
+    Classic,
+    /// A sigstore bundle v0.3 as an OCI 1.1 referrer (cosign v3's default).
+    Bundle,
+}
+
+/// `imgctl sign`
+#[derive(Debug, Args)]
+pub struct Sign {
+    /// The image (a tag is resolved once; the digest is what is signed).
+    pub reference: String,
+    /// The cosign private key (ENCRYPTED SIGSTORE PRIVATE KEY, as cosign generate-key-pair
+    /// and imgctl keygen write it).
+    #[arg(long, value_name = "FILE")]
+    pub key: std::path::PathBuf,
+    /// The layout to write.
+    #[arg(long, value_enum, default_value_t = SignLayout::Classic)]
+    pub layout: SignLayout,
+    /// Write the classic sha256-<hex>.sig tag in this repository instead of the image's
+    /// (cosign's COSIGN_REPOSITORY).
+    #[arg(long, value_name = "REPO")]
+    pub signature_repository: Option<String>,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `promote --sign-key`
+#[derive(Debug, Args)]
+pub struct PromoteSigning {
+    /// Sign each promoted digest at the destination with this cosign private key, after the
+    /// copy and before its tags are written.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<std::path::PathBuf>,
+    /// The layout of that signature.
+    #[arg(long, value_enum, default_value_t = SignLayout::Classic, requires = "sign_key")]
+    pub sign_layout: SignLayout,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+}
+
 /// A stack the service belongs to.
 #[derive(Debug, Args)]
 pub struct StackArgs {
@@ -337,6 +421,8 @@ pub struct Promote {
     pub concurrency: usize,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub signing: PromoteSigning,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -45,7 +45,12 @@ pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
             _ => EXIT_FAILED,
         };
     }
-    if error.is::<SpecError>() || error.is::<Usage>() || error.is::<InvalidDigest>() || error.is::<InvalidReference>() {
+    if error.is::<SpecError>()
+        || error.is::<Usage>()
+        || error.is::<crate::sign::Usage>()
+        || error.is::<InvalidDigest>()
+        || error.is::<InvalidReference>()
+    {
         return EXIT_USAGE;
     }
     EXIT_FAILED
