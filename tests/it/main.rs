@@ -30,6 +30,7 @@ mod sample_hooks;
 mod secret_service;
 mod shared_host;
 mod signatures;
+mod signing;
 mod stable_addresses;
 mod stacks;
 mod swarm_peers;
