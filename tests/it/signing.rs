@@ -372,6 +372,20 @@ fn promote_sign_key_signs_each_promoted_edge_at_the_destination() {
         assert_eq!(record["signature"]["key_fingerprint"], fingerprint.as_str());
     }
 
+    // With --referrers the source's signatures come along, and the new one joins them.
+    let (source, digest) = b.image("staging/both");
+    b.python_ok(&["classic", "staging/both", &digest, "--key", &b.path("team.key")], None);
+    let out = promote(&[&source, &format!("{reg}/prod/both:1"), "--referrers"], &pass);
+    assert_success(&out, "promote --referrers --sign-key");
+    let result = Bench::json(&out);
+    assert_eq!(result["signature_tag"]["outcome"], "copied", "{result}");
+    assert_eq!(result["signed"]["signatures"].as_u64(), Some(2), "{result}");
+    for (key, identity) in [("team", "staging/both"), ("release", "prod/both")] {
+        let good = b.python_verify("prod/both", &digest, &b.path(&format!("{key}.pub")), "classic");
+        assert_eq!(good.len(), 1, "{key}: {good:?}");
+        assert!(good[0].ends_with(&format!(" {reg}/{identity}")), "{key} signed for {identity}: {good:?}");
+    }
+
     // The gate runs first: an unsigned source is refused before a byte is copied or signed; a
     // wrong passphrase stops the run before any registry is read.
     let (unsigned, _) = b.image("staging/unsigned");
