@@ -91,6 +91,18 @@ pub enum EngineError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// A secret or config the compose file names as `external` does not exist on the swarm.
+    #[error(
+        "{at}: the external {noun} {name:?} does not exist on this swarm: create it first (docker {noun} create {name} FILE), or give the {noun} as a file"
+    )]
+    MissingExternal {
+        /// `secrets.KEY` or `configs.KEY`.
+        at: String,
+        /// `secret` or `config`.
+        noun: &'static str,
+        /// The object's name.
+        name: String,
+    },
     /// The engine refused a request.
     #[error("the Docker Engine refused to {operation}: {message}")]
     Api {

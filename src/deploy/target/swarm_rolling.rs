@@ -102,7 +102,7 @@ impl<'a> SwarmRolling<'a> {
                 return Err(not_in_stack(found));
             }
         }
-        self.engine.pin_image(&spec.name, &spec.image, &spec.labels, self.auth.as_ref()).await?;
+        self.engine.pin_image(spec, self.auth.as_ref()).await?;
         Ok(())
     }
 
@@ -185,6 +185,8 @@ impl RollsItself for SwarmRolling<'_> {
     }
 
     async fn prepare(&mut self, _image: &PinnedImage, auth: PullAuth) -> Result<(), TargetError> {
+        // An external secret or config that is missing stops the run before anything changes.
+        self.engine.externals(&self.spec.workload.files).await?;
         // Each node pulls for its tasks, with the credential passed along.
         self.auth = Some(auth);
         Ok(())
@@ -212,7 +214,9 @@ impl RollsItself for SwarmRolling<'_> {
         }
         let what = if existing.is_some() { "service update" } else { "service create" };
         events.step(what, since.elapsed());
-        Ok(self.follow(&spec.image, before.map(|u| u.state), &known, false, events).await?)
+        self.follow(&spec.image, before.map(|u| u.state), &known, false, events).await?;
+        super::swarm::prune_files(&self.engine, &self.spec.name, events).await;
+        Ok(())
     }
 
     /// swarm's `rollback=previous`, followed.
