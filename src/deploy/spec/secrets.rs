@@ -134,7 +134,9 @@ fn origin(kind: Kind, source: &str, defined: &Value, base: &Path) -> Result<(Str
     }
     if let Some(file) = string("file")? {
         let path = PathBuf::from(file);
-        origins.push(Origin::File(if path.is_absolute() { path } else { base.join(path) }));
+        let path = if path.is_absolute() { path } else { base.join(path) };
+        // `./token.txt` is shown as `DIR/token.txt`, as compose shows it.
+        origins.push(Origin::File(path.components().filter(|c| !matches!(c, Component::CurDir)).collect()));
     }
     if let Some(variable) = string("environment")? {
         if variable.is_empty() || !variable.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -342,7 +344,7 @@ configs:
         assert_eq!(
             secrets,
             [
-                secret("token", "token", Origin::File(PathBuf::from("/srv/app/./token.txt")), "/run/secrets/token"),
+                secret("token", "token", Origin::File(PathBuf::from("/srv/app/token.txt")), "/run/secrets/token"),
                 FileMount {
                     uid: Some("100".into()),
                     gid: Some("101".into()),

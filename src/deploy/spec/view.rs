@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(
             v["secrets"],
             json!([
-                {"source": "token", "from": {"file": "/srv/./token.txt"}, "target": "/run/secrets/token", "uid": null, "gid": null, "mode": "0400"},
+                {"source": "token", "from": {"file": "/srv/token.txt"}, "target": "/run/secrets/token", "uid": null, "gid": null, "mode": "0400"},
                 {"source": "api", "from": {"environment": "API_TOKEN"}, "target": "/run/secrets/api", "uid": null, "gid": null, "mode": "0444"},
             ])
         );
