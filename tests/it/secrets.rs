@@ -330,16 +330,7 @@ configs:
 /// The one running task container of `service` whose token is `token` (the update's old task
 /// may still be stopping).
 fn running_task(service: &str, token: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let filter = format!("label=com.docker.swarm.service.name={service}");
-        let ids = stdout(&docker(&["ps", "-q", "--filter", &filter]));
-        if let Some(id) = ids.split_whitespace().find(|id| exec(id, &["cat", "/run/secrets/token"]).1 == token) {
-            return id.to_owned();
-        }
-        assert!(Instant::now() < deadline, "no running task of {service} reads the new token");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    running_task_reading(service, "/run/secrets/token", token)
 }
 
 /// Removes the service's containers when the test ends, however it ends.
@@ -372,5 +363,131 @@ impl Drop for Objects {
                 let _ = docker(&[kind, "rm", id]);
             }
         }
+    }
+}
+
+/// `docker stack rm` on drop (before the swarm handle goes), then the stack's and imgctl's
+/// objects that outlived it.
+struct Stack {
+    name: String,
+    objects: Vec<(&'static str, String)>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = docker(&["stack", "rm", &self.name]);
+        let filter = format!("label=com.docker.stack.namespace={}", self.name);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let containers = stdout(&docker(&["ps", "--all", "--quiet", "--filter", &filter]));
+            for id in containers.split_whitespace() {
+                let _ = docker(&["rm", "--force", id]);
+            }
+            let networks = stdout(&docker(&["network", "ls", "--quiet", "--filter", &filter]));
+            for network in networks.split_whitespace() {
+                let _ = docker(&["network", "rm", network]);
+            }
+            for kind in ["secret", "config"] {
+                for id in stdout(&docker(&[kind, "ls", "--quiet", "--filter", &filter])).split_whitespace() {
+                    let _ = docker(&[kind, "rm", id]);
+                }
+            }
+            for (kind, name) in &self.objects {
+                let _ = docker(&[kind, "rm", name]);
+            }
+            if networks.trim().is_empty() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+#[test]
+fn a_stack_keeps_the_secrets_and_configs_stack_deploy_gave_it_unless_the_compose_file_names_them() {
+    let images = WebImages::build("secst");
+    let swarm = Swarm::start();
+    let mut stack = Stack { name: format!("imgctl-test-secst-{}", random_hex(4)), objects: Vec::new() };
+    let service = format!("{}_api", stack.name);
+    swarm.track(&service);
+    let mut home = TestHome::new("secst");
+    images.login(&mut home);
+    let healthcheck = r#"    healthcheck:
+      test: ["CMD", "/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
+      interval: 1s
+      timeout: 1s
+      retries: 2
+"#;
+    let stack_file = format!(
+        r#"version: "3.8"
+services:
+  api:
+    image: {repo}:v1
+{healthcheck}    stop_grace_period: 1s
+    secrets: [{{source: token, target: api_token}}]
+    configs: [{{source: conf, target: /etc/api.conf}}]
+secrets:
+  token: {{file: ./token.txt}}
+configs:
+  conf: {{file: ./api.conf}}
+"#,
+        repo = images.repo,
+    );
+    fs::write(home.dir.join("stack.yml"), stack_file).unwrap();
+    fs::write(home.dir.join("token.txt"), "stack-token\n").unwrap();
+    fs::write(home.dir.join("api.conf"), "answer = 42\n").unwrap();
+    let deployed = images
+        .docker()
+        .args(["stack", "deploy", "--with-registry-auth", "--detach=true", "-c", "stack.yml", &stack.name])
+        .current_dir(&home.dir)
+        .output()
+        .unwrap();
+    assert_success(&deployed, "docker stack deploy");
+    running_task_reading(&service, "/run/secrets/api_token", "stack-token\n");
+
+    // imgctl's file names the secret (rotated), not the config.
+    let rotated = format!("rotated-{}", random_hex(6));
+    fs::create_dir_all(home.dir.join("secrets")).unwrap();
+    fs::write(home.dir.join("secrets/rotated.txt"), &rotated).unwrap();
+    let compose = format!(
+        "services:\n  api:\n    image: {repo}:v1\n{healthcheck}    secrets: [{{source: token, target: api_token}}]\n    x-imgctl: {{stack: {stack}, swarm: {{converge_timeout: 120s}}}}\nsecrets:\n  token: {{file: ./secrets/rotated.txt}}\n",
+        repo = images.repo,
+        stack = stack.name,
+    );
+    fs::write(home.dir.join("compose.yaml"), compose).unwrap();
+    let ours = format!("api-token-{}", short_hash(&rotated));
+    stack.objects.push(("secret", ours.clone()));
+    let mut command = home.command(IMGCTL);
+    command.args(["deploy", "api", "--digest", &images.v2.digest, "-o", "json"]).current_dir(&home.dir);
+    let out = command.stdin(Stdio::null()).output().unwrap();
+    assert_success(&out, "imgctl deploy of the stack's service");
+
+    let spec = &swarm.inspect(&service)["Spec"]["TaskTemplate"]["ContainerSpec"];
+    let secrets: Vec<(&str, &str)> = spec["Secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["SecretName"].as_str().unwrap(), s["File"]["Name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(secrets, [(ours.as_str(), "/run/secrets/api_token")], "the named target is imgctl's now");
+    let configs: Vec<&str> =
+        spec["Configs"].as_array().unwrap().iter().map(|c| c["ConfigName"].as_str().unwrap()).collect();
+    assert_eq!(configs, [format!("{}_conf", stack.name)], "the config the file does not name is the stack's");
+    let id = running_task_reading(&service, "/run/secrets/api_token", &rotated);
+    assert_eq!(exec(&id, &["cat", "/etc/api.conf"]).1, "answer = 42\n");
+    assert_never_shown(&home, &[out], &[&rotated]);
+}
+
+/// The id of a running task container of `service` whose `path` reads `content`.
+fn running_task_reading(service: &str, path: &str, content: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let filter = format!("label=com.docker.swarm.service.name={service}");
+        let ids = stdout(&docker(&["ps", "-q", "--filter", &filter]));
+        if let Some(id) = ids.split_whitespace().find(|id| exec(id, &["cat", path]).1 == content) {
+            return id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no running task of {service} reads {content:?} at {path}");
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
