@@ -491,3 +491,83 @@ fn running_task_reading(service: &str, path: &str, content: &str) -> String {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn a_file_secret_is_mounted_as_docker_compose_1_29_mounts_it() {
+    let compose_bin = common::require("docker-compose", "docker-compose");
+    let service = format!("secc{}", random_hex(3));
+    let images = WebImages::build("secc");
+    let nginx = Nginx::start(&service);
+    let mut home = TestHome::new("secc");
+    images.login(&mut home);
+    let _cleanup = Containers(service.clone());
+    fs::create_dir_all(home.dir.join("secrets")).unwrap();
+    let token = format!("tok-{}", random_hex(6));
+    fs::write(home.dir.join("secrets/token.txt"), &token).unwrap();
+    let json = |v: Vec<String>| serde_json::to_string(&v).unwrap();
+    // Both read the same file (1.29 knows no configs on a single Engine: it ignores them).
+    let compose = |image: &str| {
+        format!(
+            r#"version: "3.8"
+services:
+  {service}:
+    image: {image}
+    expose: ["8080"]
+    stop_signal: SIGKILL
+    secrets: [token, {{source: token, target: /etc/token}}]
+    x-imgctl:
+      health: {{path: /health, interval: 200ms, healthy_threshold: 2, deadline: 20s}}
+      proxy:
+        upstream_file: {upstream}
+        test: {test}
+        reload: {reload}
+secrets:
+  token: {{file: {file}}}
+"#,
+            file = home.dir.join("secrets/token.txt").display(),
+            upstream = nginx.upstream_file.display(),
+            test = json(nginx.test_command()),
+            reload = json(nginx.reload_command()),
+        )
+    };
+    fs::write(home.dir.join("compose.yaml"), compose(&format!("{}:v1", images.repo))).unwrap();
+    let mut command = home.command(IMGCTL);
+    command.args(["deploy", &service, "--digest", &images.v1.digest]).current_dir(&home.dir).stdin(Stdio::null());
+    assert_success(&command.output().unwrap(), "imgctl deploy");
+
+    let local = format!("imgctl-test-{service}:v1");
+    assert_success(&docker(&["tag", &images.v1.image, &local]), "docker tag");
+    let reference = home.dir.join("compose-1.29");
+    fs::create_dir_all(&reference).unwrap();
+    fs::write(reference.join("docker-compose.yml"), compose(&local)).unwrap();
+    let project = format!("imgctltest{service}");
+    let run_compose = |args: &[&str]| {
+        Command::new(&compose_bin)
+            .args(["-p", &project])
+            .args(args)
+            .current_dir(&reference)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let up = run_compose(&["up", "-d", "--no-build"]);
+    let mounts = |filter: &str| -> Vec<Value> {
+        let ids = stdout(&docker(&["ps", "-q", "--filter", filter]));
+        let id = ids.split_whitespace().next().map(str::to_owned);
+        let info = id.map(|id| serde_json::from_slice::<Value>(&docker(&["inspect", &id]).stdout).unwrap());
+        let mut mounts: Vec<Value> =
+            info.map(|i| i[0]["Mounts"].as_array().cloned().unwrap_or_default()).unwrap_or_default();
+        mounts.sort_by_key(|m| m["Destination"].as_str().unwrap_or_default().to_owned());
+        mounts
+    };
+    let theirs = mounts(&format!("label=com.docker.compose.project={project}"));
+    let ours = mounts(&format!("label=imgctl.service={service}"));
+    let _ = run_compose(&["down", "--timeout", "0"]);
+    let _ = docker(&["rmi", &local]);
+    assert_success(&up, "docker-compose up");
+    assert_eq!(ours, theirs, "imgctl vs docker-compose 1.29");
+    // Not vacuous: both bound the file read-only at both targets.
+    let destinations: Vec<(&str, bool)> =
+        ours.iter().map(|m| (m["Destination"].as_str().unwrap_or_default(), m["RW"] == true)).collect();
+    assert_eq!(destinations, [("/etc/token", false), ("/run/secrets/token", false)]);
+}
