@@ -57,10 +57,8 @@ fn files_holding(dir: &Path, skip: &Path, needle: &str) -> Vec<PathBuf> {
             }
             match entry.file_type() {
                 Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() => {
-                    if fs::read(&path).is_ok_and(|bytes| contains(&bytes, needle.as_bytes())) {
-                        found.push(path);
-                    }
+                Ok(t) if t.is_file() && fs::read(&path).is_ok_and(|bytes| contains(&bytes, needle.as_bytes())) => {
+                    found.push(path);
                 }
                 _ => {}
             }
