@@ -234,7 +234,7 @@ impl RollsItself for SwarmRolling<'_> {
     fn describe_update(&self, image: &PinnedImage) -> String {
         if let Some(stack) = &self.spec.settings.swarm.stack {
             return format!(
-                "pin {} in the live spec of swarm service {} of stack {stack} (registry auth passed along); the stack's labels, networks, secrets, configs, replicas and update_config are kept; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
+                "pin {} in the live spec of swarm service {} of stack {stack} (registry auth passed along); the stack's labels, networks, replicas and update_config are kept, and its secrets and configs but those at a target the compose file names; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
                 image.reference(),
                 self.spec.swarm_service(),
                 self.spec.settings.swarm.converge_timeout
