@@ -168,4 +168,27 @@ mod tests {
         };
         assert!(archive(&unread).unwrap_err().contains("not read"));
     }
+
+    #[test]
+    fn a_read_only_root_refuses_a_copied_file_by_name_and_takes_a_bound_one() {
+        use super::super::{ContainerSpec, create_body};
+        let spec = |source: FileSource| ContainerSpec {
+            name: "web-blue-1".into(),
+            image: "i".into(),
+            workload: Workload {
+                files: vec![mount(source, "/run/secrets/k", b"x")],
+                runtime: crate::deploy::model::Runtime { read_only: true, ..Default::default() },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let error = create_body(&spec(FileSource::Environment("K".into()))).unwrap_err().to_string();
+        assert!(
+            error.contains("secrets.k is copied into the container before it starts, and read_only forbids"),
+            "{error}"
+        );
+        let body = serde_json::to_value(create_body(&spec(FileSource::File("/srv/k".into()))).unwrap()).unwrap();
+        assert_eq!(body["HostConfig"]["Mounts"][0]["ReadOnly"], true);
+        assert!(!body.to_string().contains("\"x\""), "no content in the body: {body}");
+    }
 }
