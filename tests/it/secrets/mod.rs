@@ -167,7 +167,9 @@ configs:
             assert!(owner_and_mode(id, "/run/secrets/token").starts_with("640 "));
             let (wrote, _, why) = exec(id, &["sh", "-c", "echo x > /run/secrets/token"]);
             assert!(!wrote && why.contains("Read-only file system"), "{color} {id}: the mount is read-only: {why}");
-            let mounts = &serde_json::from_slice::<Value>(&docker(&["inspect", id]).stdout).unwrap()[0]["Mounts"];
+            let inspected = docker(&["inspect", id]).stdout;
+            assert!(!contains(&inspected, api.as_bytes()), "{color} {id}: the copied secret is not in docker inspect");
+            let mounts = &serde_json::from_slice::<Value>(&inspected).unwrap()[0]["Mounts"];
             let read_only_binds: Vec<(&str, &str)> = mounts
                 .as_array()
                 .unwrap()

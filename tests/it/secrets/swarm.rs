@@ -90,6 +90,7 @@ configs:
         tokens.push(token.clone());
 
         let spec = swarm.inspect(&service);
+        assert!(!spec.to_string().contains(&token), "the service spec holds references, not content");
         let names = |spec: &Value| -> Vec<String> {
             let list = spec["TaskTemplate"]["ContainerSpec"]["Secrets"].as_array().cloned().unwrap_or_default();
             list.iter().map(|s| s["SecretName"].as_str().unwrap_or_default().to_owned()).collect()
