@@ -28,6 +28,7 @@ mod registry_credentials;
 mod runtime_keys;
 mod sample_hooks;
 mod secret_service;
+mod secrets;
 mod shared_host;
 mod signatures;
 mod signing;

@@ -93,6 +93,9 @@ pub struct Loaded {
     pub extension: Value,
     /// What the user should hear: unset variables, keys accepted without effect.
     pub notes: Vec<String>,
+    /// The top-level `secrets:` and `configs:` of every file, merged by name (later files
+    /// win, key by key): `{"secrets": {...}, "configs": {...}}`.
+    pub definitions: Value,
 }
 
 /// A compose project that cannot give the service.
@@ -262,9 +265,15 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
     let context = service::Context { files, variables: &variables, project_dir: &dir };
     let mut body: Option<Map<String, Value>> = None;
     let mut extension = Value::Null;
+    let mut definitions = serde_json::json!({});
     for (path, document) in &documents {
         if let Some(top) = document.get("x-imgctl") {
             merge::deep(&mut extension, top.clone());
+        }
+        for key in ["secrets", "configs"] {
+            if let Some(defined) = document.get(key).filter(|d| !d.is_null()) {
+                merge::deep(&mut definitions, serde_json::json!({ key: defined }));
+            }
         }
         let services = document.get("services").and_then(Value::as_object);
         if services.is_some_and(|s| s.contains_key(service)) {
@@ -314,6 +323,7 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
         body,
         extension,
         notes,
+        definitions,
     })
 }
 

@@ -15,6 +15,7 @@ use super::EngineError;
 use crate::deploy::color::{Color, label};
 use crate::deploy::model::{ContainerState, Health, Healthcheck, Replica, Workload};
 
+pub(super) mod mounts;
 pub(super) mod runtime;
 
 /// One replica as a container: its workload, under its own name and image, with imgctl's
@@ -70,8 +71,17 @@ pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, E
     if let Some(first) = refused.first() {
         return Err(invalid(first.to_string()));
     }
+    if workload.runtime.read_only
+        && let Some(copied) = mounts::copied(workload).next()
+    {
+        return Err(invalid(format!(
+            "{} is copied into the container before it starts, and read_only forbids that: give it as a file",
+            copied.at()
+        )));
+    }
     let host_config = HostConfig {
         binds: Some(binds).filter(|b| !b.is_empty()),
+        mounts: Some(mounts::binds(workload)).filter(|m| !m.is_empty()),
         port_bindings,
         network_mode: workload.networks.first().cloned(),
         restart_policy,

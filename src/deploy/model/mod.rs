@@ -4,6 +4,7 @@
 //! of.
 
 mod image;
+mod mounts;
 mod replica;
 mod runtime;
 mod traffic;
@@ -11,6 +12,7 @@ mod update;
 mod workload;
 
 pub use image::PinnedImage;
+pub use mounts::{Content, FileKind, FileMount, FileSource};
 pub use replica::{ContainerState, Health, Replica};
 pub use runtime::{Device, EngineOnly, ExtraHost, Logging, Refusal, Resources, Runtime, Tmpfs, Ulimit};
 pub use traffic::{Phase, Server, Traffic, canary_weights};

@@ -11,9 +11,6 @@
 //! workloads.
 
 mod runtime;
-// Read and tested here; the compose loader takes it up when it merges (compose-load refuses
-// `secrets`/`configs` until then).
-#[cfg_attr(not(test), allow(dead_code))]
 mod secrets;
 mod settings;
 mod stack;
@@ -95,8 +92,14 @@ pub struct ServiceSpec {
 
 /// Loads `service` as `request` says (the binary passes the command line's `-f` and
 /// `--env-file`, the process environment and the working directory).
+///
+/// The content of each secret and config is read here, from its file or from
+/// `request.environment`, so a missing one stops the deploy before anything changes.
 pub fn resolve(request: &Request, service: &str) -> Result<ServiceSpec, SpecError> {
-    from_loaded(config::load(request, &config::Disk, service)?)
+    let mut spec = from_loaded(config::load(request, &config::Disk, service)?)?;
+    secrets::read_contents(&mut spec.workload.files, &request.environment)
+        .map_err(|m| SpecError::Invalid { path: spec.compose_file.clone(), message: m })?;
+    Ok(spec)
 }
 
 /// Reads `service` from the one compose file at `path` (and the `.env` beside it), with an
@@ -186,6 +189,11 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
         )));
     }
 
+    let files = secrets::secrets(body, &loaded.definitions, base).map_err(|m| invalid(at(&m))).and_then(|files| {
+        secrets::for_target(&files, settings.target).map_err(|m| invalid(format!("services.{service}.{m}")))?;
+        secrets::check_pass_env(&files, &settings.pass_env).map_err(invalid)?;
+        Ok(files)
+    })?;
     // The one place the workload is built. The runtime keys (cap_add, ulimits, resources...)
     // are read by `runtime::runtime`, and what the target cannot apply is refused here.
     let workload = Workload {
@@ -234,6 +242,7 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
         runtime: runtime::runtime(body, base).map_err(|m| invalid(format!("services.{service}.{m}"))).and_then(
             |r| runtime::for_target(r, settings.target).map_err(|m| invalid(format!("services.{service}: {m}"))),
         )?,
+        files,
     };
     Ok(ServiceSpec {
         name: service.into(),
