@@ -174,7 +174,7 @@ impl DockerEngine {
     async fn with_files(&self, spec: &SwarmServiceSpec, mut body: ServiceSpec) -> Result<ServiceSpec, EngineError> {
         let service = spec.labels.get(super::color::label::SERVICE).unwrap_or(&spec.name);
         let attached = self.attach(service, &spec.workload.files).await?;
-        mounts::set(&mut body, attached, false);
+        mounts::set(&mut body, attached);
         Ok(body)
     }
 
@@ -196,10 +196,6 @@ impl DockerEngine {
         let version = service.version.and_then(|v| v.index).unwrap_or_default();
         let mut live = self.live_spec(name, service.spec.unwrap_or_default()).await?;
         pin(&mut live, image, labels);
-        if !spec.workload.files.is_empty() {
-            let owner = labels.get(super::color::label::SERVICE).map_or(name, String::as_str);
-            mounts::set(&mut live, self.attach(owner, &spec.workload.files).await?, true);
-        }
         let spec = live;
         let options = UpdateServiceOptionsBuilder::new().version(version as i32).build();
         let credentials = auth.and_then(PullAuth::docker_credentials);

@@ -189,11 +189,17 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
         )));
     }
 
-    let files = secrets::secrets(body, &loaded.definitions, base).map_err(|m| invalid(at(&m))).and_then(|files| {
-        secrets::for_target(&files, settings.target).map_err(|m| invalid(format!("services.{service}.{m}")))?;
-        secrets::check_pass_env(&files, &settings.pass_env).map_err(invalid)?;
-        Ok(files)
-    })?;
+    // A stack's service keeps the secrets and configs `docker stack deploy` gave it, as it keeps
+    // the rest of its spec: the stack file stays the one truth of everything but the digest.
+    let files = if settings.swarm.stack.is_some() {
+        Vec::new()
+    } else {
+        secrets::secrets(body, &loaded.definitions, base).map_err(|m| invalid(at(&m))).and_then(|files| {
+            secrets::for_target(&files, settings.target).map_err(|m| invalid(format!("services.{service}.{m}")))?;
+            secrets::check_pass_env(&files, &settings.pass_env).map_err(invalid)?;
+            Ok(files)
+        })?
+    };
     // The one place the workload is built. The runtime keys (cap_add, ulimits, resources...)
     // are read by `runtime::runtime`, and what the target cannot apply is refused here.
     let workload = Workload {

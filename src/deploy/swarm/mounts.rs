@@ -205,34 +205,12 @@ fn referenced(services: &serde_json::Value) -> HashSet<String> {
     ids
 }
 
-/// Sets `attached` into `spec`'s task template: all of them (a service of imgctl's own), or,
-/// for a stack's service (`keep_live`), over the references `docker stack deploy` gave it,
-/// replacing those at the same target and keeping the others.
-pub(super) fn set(spec: &mut ServiceSpec, attached: Attached, keep_live: bool) {
+/// Sets `attached` into `spec`'s task template: the whole list, as the compose file names it.
+pub(super) fn set(spec: &mut ServiceSpec, attached: Attached) {
     let task = spec.task_template.get_or_insert_with(Default::default);
     let container = task.container_spec.get_or_insert_with(Default::default);
-    let (mut secrets, mut configs) = (attached.secrets, attached.configs);
-    if keep_live {
-        let target = |name: Option<&String>, base: &str| {
-            let name = name.map(String::as_str).unwrap_or_default();
-            if name.starts_with('/') { name.to_owned() } else { format!("{base}{name}") }
-        };
-        let ours_s: HashSet<String> =
-            secrets.iter().map(|s| target(s.file.as_ref().and_then(|f| f.name.as_ref()), "/run/secrets/")).collect();
-        let ours_c: HashSet<String> =
-            configs.iter().map(|c| target(c.file.as_ref().and_then(|f| f.name.as_ref()), "/")).collect();
-        let live_s = container.secrets.take().unwrap_or_default().into_iter();
-        let live_c = container.configs.take().unwrap_or_default().into_iter();
-        let kept_s: Vec<_> = live_s
-            .filter(|s| !ours_s.contains(&target(s.file.as_ref().and_then(|f| f.name.as_ref()), "/run/secrets/")))
-            .collect();
-        let kept_c: Vec<_> =
-            live_c.filter(|c| !ours_c.contains(&target(c.file.as_ref().and_then(|f| f.name.as_ref()), "/"))).collect();
-        secrets = kept_s.into_iter().chain(secrets).collect();
-        configs = kept_c.into_iter().chain(configs).collect();
-    }
-    container.secrets = Some(secrets).filter(|s| !s.is_empty());
-    container.configs = Some(configs).filter(|c| !c.is_empty());
+    container.secrets = Some(attached.secrets).filter(|s| !s.is_empty());
+    container.configs = Some(attached.configs).filter(|c| !c.is_empty());
 }
 
 #[cfg(test)]
@@ -263,33 +241,20 @@ mod tests {
     }
 
     #[test]
-    fn a_stacks_references_are_kept_unless_the_file_names_their_target() {
+    fn a_service_has_exactly_the_files_references() {
         let reference = |name: &str, id: &str| TaskSpecContainerSpecSecrets {
             file: Some(TaskSpecContainerSpecFile { name: Some(name.into()), ..Default::default() }),
             secret_id: Some(id.into()),
             secret_name: Some(id.into()),
         };
-        let live = || {
-            let mut spec = ServiceSpec::default();
-            let task = spec.task_template.get_or_insert_with(Default::default);
-            task.container_spec.get_or_insert_with(Default::default).secrets =
-                Some(vec![reference("token", "stack_token"), reference("other", "stack_other")]);
-            spec
-        };
-        let ids = |spec: &ServiceSpec| -> Vec<String> {
-            let container = spec.task_template.as_ref().unwrap().container_spec.as_ref().unwrap();
-            container.secrets.iter().flatten().map(|s| s.secret_id.clone().unwrap()).collect()
-        };
-        let ours = || Attached { secrets: vec![reference("/run/secrets/token", "ours")], configs: vec![] };
-        let mut stack = live();
-        set(&mut stack, ours(), true);
-        assert_eq!(ids(&stack), ["stack_other", "ours"], "the same target is replaced, the rest kept");
-        let mut kept = live();
-        set(&mut kept, Attached::default(), true);
-        assert_eq!(ids(&kept), ["stack_token", "stack_other"], "nothing named: the stack's own stay");
-        let mut own = live();
-        set(&mut own, ours(), false);
-        assert_eq!(ids(&own), ["ours"], "a service of imgctl's own has exactly the file's");
+        let mut spec = ServiceSpec::default();
+        let task = spec.task_template.get_or_insert_with(Default::default);
+        task.container_spec.get_or_insert_with(Default::default).secrets = Some(vec![reference("old", "old")]);
+        set(&mut spec, Attached { secrets: vec![reference("/run/secrets/token", "ours")], configs: vec![] });
+        let container = spec.task_template.as_ref().unwrap().container_spec.as_ref().unwrap();
+        let ids: Vec<_> = container.secrets.iter().flatten().map(|s| s.secret_id.clone().unwrap()).collect();
+        assert_eq!(ids, ["ours"]);
+        assert!(container.configs.is_none(), "no configs: none set");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! external secret made with `docker secret create` used by name; new content is a new object
 //! and a rolling update, the old one kept while the previous spec names it and removed once
 //! nothing does; a missing external is refused before anything changes. A stack made by
-//! `docker stack deploy` keeps its own references but those at a target the file names.
+//! `docker stack deploy` keeps its own references, also when the stack file names them.
 
 use std::fs;
 use std::process::{Command, Stdio};
@@ -216,10 +216,10 @@ impl Drop for Stack {
 }
 
 #[test]
-fn a_stack_keeps_the_secrets_and_configs_stack_deploy_gave_it_unless_the_compose_file_names_them() {
+fn a_stack_keeps_the_secrets_and_configs_stack_deploy_gave_it_when_the_stack_file_is_deployed() {
     let images = WebImages::build("secst");
     let swarm = Swarm::start();
-    let mut stack = Stack { name: format!("imgctl-test-secst-{}", random_hex(4)), objects: Vec::new() };
+    let stack = Stack { name: format!("imgctl-test-secst-{}", random_hex(4)), objects: Vec::new() };
     let service = format!("{}_api", stack.name);
     swarm.track(&service);
     let mut home = TestHome::new("secst");
@@ -257,37 +257,31 @@ configs:
     assert_success(&deployed, "docker stack deploy");
     running_task_reading(&service, "/run/secrets/api_token", "stack-token\n");
 
-    // imgctl's file names the secret (rotated), not the config.
-    let rotated = format!("rotated-{}", random_hex(6));
-    fs::create_dir_all(home.dir.join("secrets")).unwrap();
-    fs::write(home.dir.join("secrets/rotated.txt"), &rotated).unwrap();
-    let compose = format!(
-        "services:\n  api:\n    image: {repo}:v1\n{healthcheck}    secrets: [{{source: token, target: api_token}}]\n    x-imgctl: {{stack: {stack}, swarm: {{converge_timeout: 120s}}}}\nsecrets:\n  token: {{file: ./secrets/rotated.txt}}\n",
-        repo = images.repo,
-        stack = stack.name,
-    );
-    fs::write(home.dir.join("compose.yaml"), compose).unwrap();
-    let ours = format!("api-token-{}", short_hash(&rotated));
-    stack.objects.push(("secret", ours.clone()));
+    // The stack file itself, which names both: the stack's objects stay, none of imgctl's is made.
     let mut command = home.command(IMGCTL);
-    command.args(["deploy", "api", "--digest", &images.v2.digest, "-o", "json"]).current_dir(&home.dir);
+    command
+        .args(["deploy", "api", "-f", "stack.yml", "--stack", &stack.name, "--digest", &images.v2.digest, "-o", "json"])
+        .current_dir(&home.dir);
     let out = command.stdin(Stdio::null()).output().unwrap();
     assert_success(&out, "imgctl deploy of the stack's service");
 
     let spec = &swarm.inspect(&service)["Spec"]["TaskTemplate"]["ContainerSpec"];
+    assert!(spec["Image"].as_str().unwrap().ends_with(&images.v2.digest), "pinned: {}", spec["Image"]);
     let secrets: Vec<(&str, &str)> = spec["Secrets"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| (s["SecretName"].as_str().unwrap(), s["File"]["Name"].as_str().unwrap()))
         .collect();
-    assert_eq!(secrets, [(ours.as_str(), "/run/secrets/api_token")], "the named target is imgctl's now");
+    let stack_token = format!("{}_token", stack.name);
+    assert_eq!(secrets, [(stack_token.as_str(), "api_token")], "the stack's secret, as docker stack deploy set it");
     let configs: Vec<&str> =
         spec["Configs"].as_array().unwrap().iter().map(|c| c["ConfigName"].as_str().unwrap()).collect();
-    assert_eq!(configs, [format!("{}_conf", stack.name)], "the config the file does not name is the stack's");
-    let id = running_task_reading(&service, "/run/secrets/api_token", &rotated);
+    assert_eq!(configs, [format!("{}_conf", stack.name)], "the stack's config");
+    let ours = stdout(&docker(&["secret", "ls", "-q", "--filter", "label=imgctl.service=api"]));
+    assert_eq!(ours.trim(), "", "no secret object of imgctl's for a stack's service");
+    let id = running_task_reading(&service, "/run/secrets/api_token", "stack-token\n");
     assert_eq!(exec(&id, &["cat", "/etc/api.conf"]).1, "answer = 42\n");
-    assert_never_shown(&home, &[out], &[&rotated]);
 }
 
 /// The id of a running task container of `service` whose `path` reads `content`.
