@@ -3,6 +3,7 @@
 //! nginx, the compose reader) import them from here, so no adapter owns what the others speak
 //! of.
 
+mod compose;
 mod image;
 mod replica;
 mod runtime;
@@ -10,8 +11,9 @@ mod traffic;
 mod update;
 mod workload;
 
+pub use compose::{ADOPTED, ComposeContainer, ComposeSeen};
 pub use image::PinnedImage;
-pub use replica::{ContainerState, Health, Replica};
+pub use replica::{ContainerState, Health, Replica, Source};
 pub use runtime::{Device, EngineOnly, ExtraHost, Logging, Refusal, Resources, Runtime, Tmpfs, Ulimit};
 pub use traffic::{Phase, Server, Traffic, canary_weights};
 pub use update::{FailureAction, Order, UpdateConfig};
