@@ -95,6 +95,7 @@ impl Target for Engine<'_> {
         // that color (the next deploy into it removes them).
         if !replicas.iter().any(|r| r.color == ADOPTED) {
             replicas.extend(super::adopt::replicas(&self.engine, self.spec).await?);
+            replicas.sort_by_key(|r| (r.color, r.index));
         }
         if let Some(network) = &self.spec.settings.proxy.network {
             let mut ips = HashMap::new();
