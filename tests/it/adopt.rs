@@ -291,6 +291,11 @@ fn the_first_deploy_takes_over_a_compose_project_under_load_and_rollback_gives_i
         (result["digest"].as_str(), result["color"].as_str()),
         (Some(site.images.v1.digest.as_str()), Some("blue"))
     );
+    assert_eq!(
+        result["image"].as_str(),
+        Some(site.images.v1.image.as_str()),
+        "compose's image, pinned in the registry"
+    );
     let steps: Vec<&str> = result["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert!(!steps.iter().any(|s| s.starts_with("pull")) && steps.first() == Some(&"start blue x1"), "{steps:?}");
     assert_clean(&close, &["v1", "v2"], "Connection: close clients during the rollback");

@@ -336,7 +336,14 @@ fn rollback(m: &mut Machine, to: Option<String>, observed: Observed) -> Result<(
             .map(|p| p.digest.clone())
             .ok_or_else(|| Refusal::NothingToRollBack { service: service.clone(), detail: " in its history".into() })?,
     };
-    let image = observed.history.iter().rev().find(|r| r.digest == target).map(|r| r.image.clone());
+    // compose's containers taken over: their image pinned in its registry, which no run of
+    // the history deployed.
+    let from_compose = || {
+        let containers = observed.compose.iter().flat_map(|seen| &seen.containers);
+        containers.filter(|c| c.digest() == Some(target.as_str())).find_map(|c| c.pinned.clone())
+    };
+    let image =
+        observed.history.iter().rev().find(|r| r.digest == target).map(|r| r.image.clone()).or_else(from_compose);
     m.subject = Subject {
         image: image.clone().unwrap_or_else(|| target.clone()),
         digest: target.clone(),

@@ -67,8 +67,8 @@ pub struct Observed {
     pub history: Vec<Past>,
     /// What a target that rolls by itself runs now (`None`: the service does not exist).
     pub rolling_digest: Option<String>,
-    /// The containers compose runs for the service, when imgctl has no traffic state for it
-    /// (`None`: not looked for, or the target runs none).
+    /// The containers compose runs for the service, when imgctl has no traffic state for it or
+    /// they are one of its colors (`None`: not looked for, or the target runs none).
     pub compose: Option<ComposeSeen>,
 }
 

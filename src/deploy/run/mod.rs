@@ -180,9 +180,14 @@ async fn observe(
         Placement::Colors(target) => (target.observe().await?, None),
         Placement::RollsItself(rolling) => (Vec::new(), rolling.current().await?),
     };
-    // compose's containers matter only while imgctl has no traffic state: they may be taken over.
+    // compose's containers matter while imgctl has no traffic state (they may be taken over),
+    // and while they are a color (a rollback to them names their image).
     let compose = match placement {
-        Placement::Colors(target) if traffic.is_none() => target.compose().await?,
+        Placement::Colors(target)
+            if traffic.is_none() || replicas.iter().any(|r| r.source == super::model::Source::Compose) =>
+        {
+            target.compose().await?
+        }
         _ => None,
     };
     let dir = history_dir(options);

@@ -130,6 +130,7 @@ fn rollback_after_the_move_starts_composes_containers_again_and_the_next_deploy_
     assert_eq!(world.running(), [(Blue, 1), (Blue, 2)]);
     assert_eq!(world.from_compose.len(), 2, "the containers serving are compose's own");
     assert!(world.log.contains(&"start blue".to_owned()) && !world.log.iter().any(|s| s.starts_with("pull")));
+    assert_eq!(world.recorded_image, format!("127.0.0.1:5000/web@{V1}"), "compose's image, pinned, is recorded");
 
     // Forward again, then a deploy into compose's color: they go, like any idle color.
     run(settings(Strategy::BlueGreen, 2), Action::Rollback { to: None }, &mut world).unwrap();

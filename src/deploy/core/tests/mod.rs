@@ -48,6 +48,8 @@ struct World {
     /// Every step carried out, by label.
     log: Vec<String>,
     verdict: Option<(Outcome, Option<&'static str>, Option<Color>)>,
+    /// The image the last record names.
+    recorded_image: String,
     /// What compose runs for the service (its containers are replicas of [`ADOPTED`] in
     /// `replicas` too, named `app_web_N`).
     compose: Option<ComposeSeen>,
@@ -217,6 +219,7 @@ impl World {
             Step::Record(verdict) => {
                 let kind = verdict.failure.as_ref().map(RunFailure::kind);
                 self.verdict = Some((verdict.outcome, kind, verdict.live));
+                self.recorded_image = verdict.image.clone();
             }
             Step::Reload
             | Step::Hook { .. }
