@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so the harness in `common/` compiles once. Each module
 //! runs the real binaries against real peers that its tests start and stop themselves.
 
+mod adopt;
 mod ci_examples;
 mod cli_snapshots;
 mod common;

@@ -256,6 +256,11 @@ pub struct ComposeArgs {
     /// later files win). Variables of the environment win over both.
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<std::path::PathBuf>,
+    /// The compose project's name, whose running containers of the service a first deploy
+    /// takes over (default: COMPOSE_PROJECT_NAME, else the files' top-level name:, else the
+    /// project folder's name, as compose derives it).
+    #[arg(long = "project-name", short = 'p', value_name = "NAME")]
+    pub project_name: Option<String>,
 }
 
 /// `imgctl deploy`
@@ -287,6 +292,11 @@ pub struct Deploy {
     /// `--continue` switches.
     #[arg(long)]
     pub no_auto_promote: bool,
+    /// Point the proxy at the containers `docker-compose up -d` runs for the service, as its
+    /// live color, and stop there: nothing is started or stopped. Then move the proxy's
+    /// configuration to imgctl's upstream; the next deploy switches away from them.
+    #[arg(long, conflicts_with_all = ["digest", "image", "resume", "abort", "repair", "no_auto_promote"])]
+    pub adopt: bool,
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,

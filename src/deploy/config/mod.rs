@@ -15,6 +15,7 @@ mod interpolate;
 pub mod keys;
 mod merge;
 mod paths;
+pub mod project;
 mod service;
 mod yaml;
 
@@ -25,6 +26,7 @@ use serde_json::{Map, Value};
 
 pub use env_file::EnvFileError;
 pub use interpolate::InterpolationError;
+pub use project::{Project, ProjectNameError, ProjectSource};
 
 use crate::deploy::names;
 use interpolate::Variables;
@@ -73,6 +75,8 @@ pub struct Request {
     pub cwd: PathBuf,
     /// `--stack NAME`: the service is one of that stack's, as `x-imgctl.stack: NAME` says.
     pub stack: Option<String>,
+    /// `-p/--project-name`: the compose project's name (else derived as compose does).
+    pub project_name: Option<String>,
 }
 
 /// A service as compose resolves it.
@@ -85,6 +89,8 @@ pub struct Loaded {
     pub dir: PathBuf,
     /// The service's name.
     pub service: String,
+    /// The compose project's name, as compose derives it.
+    pub project: Project,
     /// Its resolved body: files merged, `extends` applied, `env_file` read into
     /// `environment` (a mapping; `null` for a variable that is set nowhere), relative host
     /// paths made absolute.
@@ -169,6 +175,14 @@ pub enum ConfigError {
         service: String,
         /// What is wrong.
         message: String,
+    },
+    /// The project's name cannot be one compose accepts.
+    #[error("{path}: {problem}")]
+    ProjectName {
+        /// The (first) file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: ProjectNameError,
     },
     /// A key imgctl refuses, with why.
     #[error("{path}: services.{service}.{key}: {reason}")]
@@ -256,6 +270,12 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
     for (path, text) in &texts {
         documents.push((path.clone(), parse_document(path, text, &mut vars)?));
     }
+    let named: Vec<(PathBuf, Option<String>)> = documents
+        .iter()
+        .map(|(path, document)| (path.clone(), document.get("name").and_then(Value::as_str).map(str::to_owned)))
+        .collect();
+    let project = project::resolve(request.project_name.as_deref(), process, &variables, &named, &dir)
+        .map_err(|problem| ConfigError::ProjectName { path: texts[0].0.clone(), problem })?;
     let mut notes: Vec<String> = vars
         .unset
         .iter()
@@ -320,6 +340,7 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
         files: texts.into_iter().map(|(p, _)| p).collect(),
         dir,
         service: service.into(),
+        project,
         body,
         extension,
         notes,

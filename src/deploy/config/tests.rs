@@ -22,6 +22,7 @@ fn request(f: &[&str], environment: &[(&str, &str)]) -> Request {
         environment: env(environment),
         cwd: "/srv/app".into(),
         stack: None,
+        project_name: None,
     }
 }
 

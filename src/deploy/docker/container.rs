@@ -179,6 +179,7 @@ pub(super) fn replica_from_inspect(info: ContainerInspectResponse) -> Result<Rep
         health,
         addr,
         created: info.created.unwrap_or_default(),
+        source: crate::deploy::model::Source::Imgctl,
     })
 }
 
@@ -343,6 +344,7 @@ mod tests {
                 health: Health::Healthy,
                 addr: Some("127.0.0.1:49153".parse().unwrap()),
                 created: "2024-05-01T10:00:00.123Z".into(),
+                source: crate::deploy::model::Source::Imgctl,
             }
         );
         let json = serde_json::to_value(&replica).unwrap();

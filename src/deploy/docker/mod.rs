@@ -7,7 +7,9 @@
 //!
 //! - `container`: what to run for one replica, and the engine's body for it (pure).
 //! - `pull`: pulling an image with the registry's credentials.
+//! - `compose`: the containers `docker-compose up -d` runs, read as replicas to take over.
 
+mod compose;
 mod container;
 mod pull;
 
@@ -26,6 +28,7 @@ use super::color::label;
 use super::model::Replica;
 use container::{create_body, replica_from_inspect};
 
+pub use compose::{ComposeReplica, label as compose_label};
 pub use container::ContainerSpec;
 pub(super) use container::health_config;
 pub(in crate::deploy) use container::runtime::{sysctls, ulimits};

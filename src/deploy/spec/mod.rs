@@ -69,6 +69,9 @@ pub enum SpecError {
 pub struct ServiceSpec {
     /// The compose service name.
     pub name: String,
+    /// The compose project it belongs to (what `docker-compose up -d` labels its containers
+    /// with): imgctl takes over that project's running containers of the service.
+    pub project: config::Project,
     /// The first compose file (the project's; hooks get it as `IMGCTL_COMPOSE_FILE`).
     pub compose_file: PathBuf,
     /// Every compose file, in the order merged.
@@ -252,6 +255,7 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
     };
     Ok(ServiceSpec {
         name: service.into(),
+        project: loaded.project.clone(),
         compose_file: path.into(),
         compose_files: loaded.files.clone(),
         image: field("image").and_then(Value::as_str).map(str::to_owned),

@@ -24,6 +24,7 @@ pub fn view(spec: &ServiceSpec) -> Value {
     durations_as_text(&mut settings);
     json!({
         "service": spec.name,
+        "project": {"name": spec.project.name, "from": spec.project.from.to_string()},
         "files": spec.compose_files,
         "image": spec.image,
         "command": w.command,

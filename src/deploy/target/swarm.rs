@@ -80,6 +80,7 @@ fn as_replica(service: &ServiceState, color: Color) -> Replica {
         health: Health::None,
         addr: None,
         created: String::new(),
+        source: crate::deploy::model::Source::Imgctl,
     }
 }
 
