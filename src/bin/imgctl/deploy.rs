@@ -173,7 +173,7 @@ async fn pin(args: &Deploy, spec: &ServiceSpec) -> Result<PinnedImage> {
             match reference.digest().cloned() {
                 Some(digest) => (reference, digest),
                 None if args.resolve => {
-                    let manifest = crate::images::client(&args.registry)?.get_manifest(&reference).await?;
+                    let manifest = crate::registry::client(&args.registry)?.get_manifest(&reference).await?;
                     eprintln!("resolved {reference} to {} (deploying and recording the digest)", manifest.digest);
                     (reference, manifest.digest)
                 }

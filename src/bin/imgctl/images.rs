@@ -7,15 +7,14 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use imgctl::copy::{CopyOptions, TagOutcome};
-use imgctl::docker_config::DockerConfig;
 use imgctl::manifest::{self, Parsed};
 use imgctl::promote::signing::PromotionSigner;
 use imgctl::promote::{self, Promotion, PromotionResult, audit};
 use imgctl::reference::Reference;
-use imgctl::registry::{ClientOptions, RegistryClient, Throughput};
 use imgctl::verify::Gate;
 
 use crate::cli::{Command, Output, Promote, RegistryArgs};
+use crate::registry::client;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -83,15 +82,6 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
             }
         }
     })
-}
-
-pub fn client(args: &RegistryArgs) -> Result<RegistryClient> {
-    let docker_dir =
-        DockerConfig::default_dir().ok_or("cannot find docker's config directory: set DOCKER_CONFIG or HOME")?;
-    let mut options = ClientOptions::new(docker_dir);
-    options.insecure_registries = args.insecure.clone();
-    options.min_throughput = Throughput::from_env()?;
-    Ok(RegistryClient::new(options)?)
 }
 
 async fn resolve(reference: &str, args: &RegistryArgs, output: Output) -> Result<ExitCode> {

@@ -16,6 +16,7 @@ mod creds;
 mod deploy;
 mod images;
 mod progress;
+mod registry;
 mod sign;
 mod verify;
 

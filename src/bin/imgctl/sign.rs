@@ -117,7 +117,7 @@ pub async fn command(args: Sign, output: Output) -> Result<ExitCode> {
     }
     let signature_repository = args.signature_repository.as_deref().map(str::parse::<Reference>).transpose()?;
     let key = SigningKey::load(&args.key, &passphrase(&args.passphrase)?)?;
-    let client = crate::images::client(&args.registry)?;
+    let client = crate::registry::client(&args.registry)?;
     // The tag is read once: that digest is what is signed.
     let digest = match image.digest() {
         Some(digest) => digest.clone(),

@@ -31,7 +31,7 @@ pub async fn command(reference: &str, args: &PolicyArgs, registry: &RegistryArgs
     let gate = gate(args, None)?.ok_or(
         "no signature policy: give --policy FILE (none at ~/.config/containers/policy.json or /etc/containers/policy.json)",
     )?;
-    let client = crate::images::client(registry)?;
+    let client = crate::registry::client(registry)?;
     let digest = client.get_manifest(&image).await?.digest;
     match verify::verify(&client, &gate, &image, &digest).await {
         Ok(accepted) => {
@@ -96,7 +96,7 @@ pub async fn deploy_gate(
     image: &PinnedImage,
 ) -> Result<()> {
     let Some(gate) = gate(args, configured)? else { return Ok(()) };
-    let client = crate::images::client(registry)?;
+    let client = crate::registry::client(registry)?;
     let accepted = verify::verify(&client, &gate, &image.repository, &image.digest).await?;
     eprintln!("signature policy {} accepts {}", accepted.policy.display(), image.reference());
     Ok(())
