@@ -85,10 +85,22 @@ impl Service {
 
     /// Waits until `/` answers `version` through the proxy (nginx's new workers start a
     /// moment after `nginx -s reload` returns).
+    /// Until the proxy has answered `version` for a whole second: `nginx -s reload` returns
+    /// before the old workers stop taking connections, and after the first deploy an old worker
+    /// still has the upstream of before it (nothing), so one answer is not enough.
     fn wait_serving(&self, version: &str) {
         let since = Instant::now();
-        while load::get(self.addr(), "/").map(|r| r.text()).ok().as_deref() != Some(version) {
-            assert!(since.elapsed() < Duration::from_secs(10), "the proxy does not serve {version}");
+        let mut serving_since: Option<Instant> = None;
+        loop {
+            if load::get(self.addr(), "/").map(|r| r.text()).ok().as_deref() == Some(version) {
+                let first = *serving_since.get_or_insert_with(Instant::now);
+                if first.elapsed() >= Duration::from_secs(1) {
+                    return;
+                }
+            } else {
+                serving_since = None;
+            }
+            assert!(since.elapsed() < Duration::from_secs(15), "the proxy does not serve {version}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
