@@ -397,9 +397,17 @@ fn service_spec(spec: &SwarmServiceSpec) -> Result<ServiceSpec, EngineError> {
     // imgctl's labels win: they are how the deploy finds its services again.
     let labels: HashMap<String, String> =
         workload.labels.iter().chain(&spec.labels).map(|(k, v)| (k.clone(), v.clone())).collect();
+    // compose `deploy.labels` label the service alone, as `docker stack deploy` has it.
+    let service_labels: HashMap<String, String> = workload
+        .labels
+        .iter()
+        .chain(&runtime.scheduling.labels)
+        .chain(&spec.labels)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     Ok(ServiceSpec {
         name: Some(spec.name.clone()),
-        labels: Some(labels.clone()),
+        labels: Some(service_labels),
         task_template: Some(TaskSpec {
             container_spec: Some(TaskSpecContainerSpec {
                 image: Some(spec.image.clone()),
@@ -417,6 +425,8 @@ fn service_spec(spec: &SwarmServiceSpec) -> Result<ServiceSpec, EngineError> {
             networks: Some(networks).filter(|n| !n.is_empty()),
             resources: runtime::resources(runtime),
             log_driver: runtime::log_driver(runtime),
+            placement: runtime::placement(runtime),
+            restart_policy: runtime::restart_policy(runtime),
             ..Default::default()
         }),
         mode: Some(replicated(spec.replicas)),

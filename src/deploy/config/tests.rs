@@ -271,7 +271,7 @@ fn every_key_is_applied_noted_or_refused_by_name() {
         ("enviroment: {A: 1}", "services.web.enviroment: not a compose key (did you mean environment?)"),
         ("frobnicate: 1", "services.web.frobnicate: not a compose key"),
         ("deploy: {mode: global}", "services.web.deploy.mode: imgctl runs a replicated service"),
-        ("deploy: {placement: {constraints: [x]}}", "services.web.deploy.placement: not yet supported"),
+        ("deploy: {endpoint_mode: dnsrr}", "services.web.deploy.endpoint_mode: not yet supported"),
         ("deploy: {replica: 2}", "services.web.deploy.replica: not a compose key (did you mean replicas?)"),
         ("log_driver: syslog", "services.web.log_driver: set logging.driver"),
         (
@@ -351,10 +351,10 @@ fn refusals_of_shape() {
 
 #[test]
 fn a_stack_file_loads_with_the_keys_imgctl_would_refuse_noted_not_refused() {
-    let stack_file = "services:\n  api:\n    image: r/api:1\n    secrets: [token]\n    deploy: {placement: {constraints: [node.role==manager]}}\nsecrets:\n  token: {external: true}\n";
+    let stack_file = "services:\n  api:\n    image: r/api:1\n    secrets: [token]\n    deploy: {endpoint_mode: dnsrr}\nsecrets:\n  token: {external: true}\n";
     let fs: BTreeMap<PathBuf, String> = [(PathBuf::from("/srv/app/stack.yml"), stack_file.to_owned())].into();
     let alone = load(&request(&["stack.yml"], &[]), &fs, "api").unwrap_err().to_string();
-    assert!(alone.contains("services.api.deploy.placement: not yet supported"), "{alone}");
+    assert!(alone.contains("services.api.deploy.endpoint_mode: not yet supported"), "{alone}");
     let in_stack = Request { stack: Some("numbers".into()), ..request(&["stack.yml"], &[]) };
     let loaded = load(&in_stack, &fs, "api").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.extension["stack"], "numbers", "--stack is x-imgctl.stack");
@@ -362,7 +362,7 @@ fn a_stack_file_loads_with_the_keys_imgctl_would_refuse_noted_not_refused() {
     assert_eq!(loaded.definitions["secrets"]["token"], json!({"external": true}), "secrets are applied");
     assert!(!loaded.notes.iter().any(|n| n.starts_with("secrets")), "{:?}", loaded.notes);
     assert!(
-        loaded.notes.iter().any(|n| n.starts_with("deploy.placement is ignored (a stack's service keeps")),
+        loaded.notes.iter().any(|n| n.starts_with("deploy.endpoint_mode is ignored (a stack's service keeps")),
         "{:?}",
         loaded.notes
     );

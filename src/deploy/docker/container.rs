@@ -84,7 +84,8 @@ pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, E
         mounts: Some(mounts::binds(workload)).filter(|m| !m.is_empty()),
         port_bindings,
         network_mode: workload.networks.first().cloned(),
-        restart_policy,
+        // compose v2: deploy.restart_policy, when given, wins over restart.
+        restart_policy: runtime::restart_policy(&workload.runtime).or(restart_policy),
         ..runtime::host_config(&workload.runtime)
     };
     Ok(ContainerCreateBody {
@@ -101,6 +102,8 @@ pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, E
         stop_signal: workload.stop_signal.clone(),
         hostname: workload.runtime.hostname.clone(),
         domainname: workload.runtime.engine_only.domainname.clone(),
+        tty: workload.runtime.session.tty.then_some(true),
+        open_stdin: workload.runtime.session.stdin_open.then_some(true),
         host_config: Some(host_config),
         ..Default::default()
     })

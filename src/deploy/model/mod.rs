@@ -16,7 +16,10 @@ pub use compose::{ADOPTED, ComposeContainer, ComposeSeen};
 pub use image::PinnedImage;
 pub use mounts::{Content, FileKind, FileMount, FileSource};
 pub use replica::{ContainerState, Health, Replica, Source};
-pub use runtime::{Device, EngineOnly, ExtraHost, Logging, Refusal, Resources, Runtime, Tmpfs, Ulimit};
+pub use runtime::{
+    Blkio, Device, EngineOnly, ExtraHost, Logging, Refusal, Resources, RestartCondition, RestartPolicy, Runtime,
+    Scheduling, Session, Throttle, Tmpfs, Tuning, Ulimit,
+};
 pub use traffic::{Phase, Server, Traffic, canary_weights};
 pub use update::{FailureAction, Order, UpdateConfig};
 pub use workload::{Healthcheck, Workload};

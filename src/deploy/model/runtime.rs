@@ -5,6 +5,10 @@
 
 use std::collections::BTreeMap;
 
+mod knobs;
+
+pub use knobs::{Blkio, RestartCondition, RestartPolicy, Scheduling, Session, Throttle, Tuning};
+
 /// Resource limits and reservations: compose `deploy.resources`, or the service-level
 /// `cpus`, `mem_limit`, `pids_limit` and `mem_reservation` (the same settings, two spellings).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,6 +87,8 @@ pub struct EngineOnly {
     pub ipc: Option<String>,
     /// compose `domainname`.
     pub domainname: Option<String>,
+    /// CPU, swap, OOM, block I/O, namespaces, cgroups, runtime.
+    pub tuning: Tuning,
 }
 
 /// One `devices` entry.
@@ -146,7 +152,14 @@ pub struct Runtime {
     pub hostname: Option<String>,
     /// What only a single Engine applies.
     pub engine_only: EngineOnly,
+    /// compose `tty`, `stdin_open`, `group_add`.
+    pub session: Session,
+    /// compose `deploy.placement`, `deploy.labels`, `deploy.restart_policy`.
+    pub scheduling: Scheduling,
 }
+
+/// Why a swarm service refuses a key of [`Tuning`].
+const TUNING_ON_SWARM: &str = "a swarm service has no such setting (Engine API 1.41) and `docker stack deploy` does not apply it; deploy this service with x-imgctl.target: engine";
 
 impl Runtime {
     /// The keys set here that a swarm service cannot carry, each with its reason.
@@ -186,6 +199,7 @@ impl Runtime {
             "tmpfs",
             "a swarm tmpfs mount takes only size= and mode= (Engine API 1.41)",
         );
+        refused.extend(e.tuning.keys_set().into_iter().map(|key| Refusal { key, reason: TUNING_ON_SWARM }));
         refused
     }
 
@@ -199,6 +213,31 @@ impl Runtime {
             });
         }
         refused
+    }
+
+    /// What a single Engine does not apply of the keys set here, said (compose v2 drops them
+    /// without a word): swarm's placement and service labels, a restart policy's timing.
+    pub fn notes_on_engine(&self) -> Vec<String> {
+        let s = &self.scheduling;
+        let mut notes = Vec::new();
+        if s.has_placement() {
+            notes.push(
+                "deploy.placement: one Engine places nothing, every replica runs on it (compose v2 ignores it too); it applies with x-imgctl.target: swarm".to_owned(),
+            );
+        }
+        if !s.labels.is_empty() {
+            notes.push(
+                "deploy.labels: they label a swarm service, and a single Engine has none (compose v2 ignores them too); labels are set on each replica".to_owned(),
+            );
+        }
+        if let Some(policy) = &s.restart_policy
+            && (policy.delay.is_some() || policy.window.is_some())
+        {
+            notes.push(
+                "deploy.restart_policy: the Engine restarts by condition and max_attempts; delay and window are swarm's (compose v2 drops them too)".to_owned(),
+            );
+        }
+        notes
     }
 }
 
@@ -283,5 +322,41 @@ mod tests {
             Runtime { resources: Resources { cpus_reservation: Some(1), ..Default::default() }, ..Default::default() };
         assert_eq!(reserved.refused_on_engine()[0].key, "deploy.resources.reservations.cpus");
         assert_eq!(reserved.refused_on_swarm(), []);
+    }
+
+    #[test]
+    fn each_tuning_key_is_refused_on_swarm_and_swarm_scheduling_is_noted_on_the_engine() {
+        let tuning = Tuning {
+            cpu_shares: Some(512),
+            cpuset: Some("0".into()),
+            oom_kill_disable: Some(false),
+            blkio: Blkio { weight: Some(300), ..Default::default() },
+            storage_opt: [("size".into(), "1G".into())].into(),
+            ..Default::default()
+        };
+        let runtime = Runtime { engine_only: EngineOnly { tuning, ..Default::default() }, ..Default::default() };
+        let keys: Vec<_> = runtime.refused_on_swarm().iter().map(|r| r.key).collect();
+        assert_eq!(keys, ["cpu_shares", "cpuset", "oom_kill_disable", "blkio_config", "storage_opt"]);
+        assert_eq!(runtime.refused_on_engine(), []);
+        assert_eq!(runtime.notes_on_engine(), Vec::<String>::new());
+
+        let scheduling = Scheduling {
+            constraints: vec!["node.role == manager".into()],
+            labels: [("tier".into(), "web".into())].into(),
+            restart_policy: Some(RestartPolicy {
+                condition: RestartCondition::OnFailure,
+                delay: Some(std::time::Duration::from_secs(5)),
+                max_attempts: Some(3),
+                window: None,
+            }),
+            ..Default::default()
+        };
+        let runtime = Runtime { scheduling, ..Default::default() };
+        let notes = runtime.notes_on_engine();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        for (note, key) in notes.iter().zip(["deploy.placement:", "deploy.labels:", "deploy.restart_policy:"]) {
+            assert!(note.starts_with(key), "{note}");
+        }
+        assert_eq!(runtime.refused_on_swarm(), []);
     }
 }

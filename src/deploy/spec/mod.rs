@@ -253,6 +253,7 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
         )?,
         files,
     };
+    let notes = [loaded.notes.clone(), runtime::notes(body, &workload.runtime, settings.target)].concat();
     Ok(ServiceSpec {
         name: service.into(),
         project: loaded.project.clone(),
@@ -264,7 +265,7 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
         update_config: update("update_config")?,
         rollback_config: update("rollback_config")?,
         settings,
-        notes: loaded.notes.clone(),
+        notes,
     })
 }
 

@@ -15,11 +15,18 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::deploy::compose::scalar;
-use crate::deploy::model::{Device, EngineOnly, ExtraHost, Logging, Resources, Runtime, Tmpfs, Ulimit};
+use crate::deploy::model::{EngineOnly, ExtraHost, Logging, Resources, Runtime, Tmpfs, Ulimit};
 use crate::deploy::spec::Target;
 use units::{cpus, size};
 
+mod engine_only;
+mod scheduling;
+mod tuning;
 mod units;
+mod values;
+
+use engine_only::{devices, namespace_mode, security_opt};
+use values::{at, boolean, integer, list, name_like, plain_string, string_or_list};
 
 /// The names `ulimits` may use (docker's go-units list).
 const ULIMITS: [&str; 15] = [
@@ -97,7 +104,10 @@ pub(crate) fn runtime(body: &Value, base: &Path) -> Result<Runtime, String> {
             pid,
             ipc,
             domainname,
+            tuning: tuning::tuning(body)?,
         },
+        session: tuning::session(body)?,
+        scheduling: scheduling::scheduling(body)?,
     })
 }
 
@@ -119,8 +129,18 @@ pub(crate) fn for_target(runtime: Runtime, target: Target) -> Result<Runtime, St
     Err(format!("cannot be applied on {place}: {}", refused.join("; ")))
 }
 
-fn at(key: &str, message: impl std::fmt::Display) -> String {
-    format!("{key}: {message}")
+/// What `target` leaves of `runtime` unapplied, said rather than dropped (compose v2 drops it
+/// without a word): on one Engine, swarm's placement and service labels, a restart policy's
+/// timing, and `restart` when `deploy.restart_policy` is given (it wins, as in compose v2).
+pub(crate) fn notes(body: &Value, runtime: &Runtime, target: Target) -> Vec<String> {
+    if target == Target::Swarm {
+        return Vec::new();
+    }
+    let mut notes = runtime.notes_on_engine();
+    if runtime.scheduling.restart_policy.is_some() && body.get("restart").is_some_and(|v| !v.is_null()) {
+        notes.push("restart: deploy.restart_policy is given too and wins on the Engine, as in compose v2".to_owned());
+    }
+    notes
 }
 
 /// `deploy.resources` and its service-level spellings. Both given with different values is
@@ -173,57 +193,6 @@ fn resources(body: &Value) -> Result<Resources, String> {
         cpus_reservation: one(reservations, "reservations", "cpus", None, cpus)?,
         memory_reservation: one(reservations, "reservations", "memory", Some("mem_reservation"), size)?,
     })
-}
-
-fn integer(value: &Value) -> Result<i64, String> {
-    match value {
-        Value::Number(n) => n.as_i64().ok_or_else(|| format!("{n} is not a whole number")),
-        Value::String(s) => s.trim().parse().map_err(|_| format!("{s:?} is not a whole number")),
-        _ => Err("a whole number".into()),
-    }
-}
-
-/// `true`/`false`, or the strings compose reads as booleans.
-fn boolean(value: &Value) -> Result<bool, String> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "y" | "on" => Ok(true),
-            "false" | "no" | "n" | "off" => Ok(false),
-            _ => Err(format!("{s:?} is not true or false")),
-        },
-        _ => Err("true or false".into()),
-    }
-}
-
-fn plain_string(value: &Value) -> Result<String, String> {
-    match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        _ => Err("a string".into()),
-    }
-}
-
-/// A list of strings (numbers read as their text).
-fn list(value: &Value) -> Result<Vec<String>, String> {
-    let Value::Array(items) = value else { return Err("a list of strings".into()) };
-    items.iter().map(|v| plain_string(v).map_err(|_| "a list of strings".to_owned())).collect()
-}
-
-/// One string or a list of them.
-fn string_or_list(value: &Value) -> Result<Vec<String>, String> {
-    match value {
-        Value::Array(_) => list(value),
-        other => plain_string(other).map(|s| vec![s]).map_err(|_| "a string or a list of strings".into()),
-    }
-}
-
-/// A name docker keeps as given (hostname, domainname): no whitespace or control characters.
-fn name_like(key: &str, text: String) -> Result<String, String> {
-    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(at(key, format!("{text:?} is not a name")));
-    }
-    Ok(text)
 }
 
 /// Normalized as docker's CLI does (upper case, `CAP_` prefix, `ALL` alone), and as it sends
@@ -398,92 +367,6 @@ fn sysctls(value: &Value) -> Result<BTreeMap<String, String>, String> {
         out.insert(name, value);
     }
     Ok(out)
-}
-
-/// `/dev/fuse`, `/dev/sda:/dev/xvda`, `/dev/sda:/dev/xvda:r`, or `{source, target, permissions}`.
-fn devices(value: &Value) -> Result<Vec<Device>, String> {
-    let Value::Array(items) = value else { return Err(at("devices", "a list of host[:container[:permissions]]")) };
-    items
-        .iter()
-        .map(|item| {
-            let (host, container, permissions) = match item {
-                Value::String(s) => {
-                    let mut parts = s.splitn(3, ':');
-                    let host = parts.next().unwrap_or_default().to_owned();
-                    (host, parts.next().map(str::to_owned), parts.next().map(str::to_owned))
-                }
-                Value::Object(m) => {
-                    let get = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
-                    (get("source").unwrap_or_default(), get("target"), get("permissions"))
-                }
-                _ => return Err(at("devices", "each device is host[:container[:permissions]]")),
-            };
-            let container = container.unwrap_or_else(|| host.clone());
-            let permissions = permissions.unwrap_or_else(|| "rwm".into());
-            if !host.starts_with('/') || !container.starts_with('/') {
-                return Err(at("devices", format!("{host:?}: device paths are absolute")));
-            }
-            if permissions.is_empty() || !permissions.chars().all(|c| "rwm".contains(c)) {
-                return Err(at("devices", format!("{host}: permissions {permissions:?} are made of r, w and m")));
-            }
-            Ok(Device { host, container, permissions })
-        })
-        .collect()
-}
-
-/// compose's `security_opt`, as docker's CLI sends it: `key=value` (the old `key:value` form
-/// rewritten), and `seccomp=PATH` replaced by the profile itself (the Engine takes the JSON, not
-/// a path), read relative to `base`.
-fn security_opt(value: &Value, base: &Path) -> Result<Vec<String>, String> {
-    let options = list(value).map_err(|m| at("security_opt", m))?;
-    options
-        .into_iter()
-        .map(|option| {
-            let (key, val) = match option.split_once('=') {
-                Some(pair) => pair,
-                None => option.split_once(':').unwrap_or((option.as_str(), "")),
-            };
-            match (key, val) {
-                ("no-new-privileges", "") => Ok(option.clone()),
-                ("no-new-privileges", v) => boolean(&Value::String(v.into()))
-                    .map(|b| format!("no-new-privileges={b}"))
-                    .map_err(|m| at("security_opt", m)),
-                ("seccomp", "unconfined") => Ok("seccomp=unconfined".into()),
-                ("seccomp", path) if !path.is_empty() => {
-                    let file = base.join(path);
-                    let text = std::fs::read_to_string(&file)
-                        .map_err(|e| at("security_opt", format!("seccomp profile {}: {e}", file.display())))?;
-                    let profile: Value = serde_json::from_str(&text)
-                        .map_err(|e| at("security_opt", format!("seccomp profile {} is not JSON: {e}", file.display())))?;
-                    Ok(format!("seccomp={profile}"))
-                }
-                ("apparmor" | "label" | "systempaths" | "mask" | "unmask", v) if !v.is_empty() => Ok(format!("{key}={v}")),
-                _ => Err(at(
-                    "security_opt",
-                    format!(
-                        "{option:?} is not one of no-new-privileges, seccomp=PROFILE, apparmor=PROFILE, label=..., systempaths=unconfined"
-                    ),
-                )),
-            }
-        })
-        .collect()
-}
-
-/// `pid`/`ipc`: one of `modes`, or `container:NAME`. `service:NAME` names a compose service's
-/// container, which imgctl, deploying one service, does not know.
-fn namespace_mode(key: &str, mode: String, modes: &[&str]) -> Result<String, String> {
-    if modes.contains(&mode.as_str()) || mode.strip_prefix("container:").is_some_and(|n| !n.is_empty()) {
-        return Ok(mode);
-    }
-    if mode.starts_with("service:") {
-        return Err(at(
-            key,
-            format!(
-                "{mode:?}: imgctl deploys one service and cannot tell which container of another service to join; name it: container:NAME"
-            ),
-        ));
-    }
-    Err(at(key, format!("{mode:?} is not one of {}, container:NAME", modes.join(", "))))
 }
 
 #[cfg(test)]

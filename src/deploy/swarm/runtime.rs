@@ -6,11 +6,12 @@ use std::collections::HashMap;
 
 use bollard::models::{
     Limit, Mount, MountTmpfsOptions, MountType, ResourceObject, TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig,
-    TaskSpecLogDriver, TaskSpecResources,
+    TaskSpecLogDriver, TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use crate::deploy::docker::{sysctls, ulimits};
-use crate::deploy::model::Runtime;
+use crate::deploy::model::{RestartCondition, Runtime};
 
 /// The ContainerSpec half of compose's runtime keys, as `docker stack deploy` converts them
 /// (extra hosts in swarm's `IP host` notation; tmpfs as tmpfs mounts).
@@ -28,6 +29,9 @@ pub(super) fn container_spec(runtime: &Runtime) -> TaskSpecContainerSpec {
         }),
         read_only: runtime.read_only.then_some(true),
         init: runtime.init,
+        tty: runtime.session.tty.then_some(true),
+        open_stdin: runtime.session.stdin_open.then_some(true),
+        groups: some_vec(&runtime.session.group_add),
         sysctls: sysctls(runtime),
         capability_add: some_vec(&runtime.cap_add),
         capability_drop: some_vec(&runtime.cap_drop),
@@ -70,6 +74,42 @@ pub(super) fn resources(runtime: &Runtime) -> Option<TaskSpecResources> {
         limits,
         reservations,
         ..Default::default()
+    })
+}
+
+/// `TaskTemplate.Placement`: compose `deploy.placement`, as `docker stack deploy` converts it
+/// (each preference a spread).
+pub(super) fn placement(runtime: &Runtime) -> Option<TaskSpecPlacement> {
+    let s = &runtime.scheduling;
+    s.has_placement().then(|| TaskSpecPlacement {
+        constraints: Some(s.constraints.clone()).filter(|c| !c.is_empty()),
+        preferences: Some(
+            s.preferences
+                .iter()
+                .map(|p| TaskSpecPlacementPreferences {
+                    spread: Some(TaskSpecPlacementSpread { spread_descriptor: Some(p.clone()) }),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .filter(|p| !p.is_empty()),
+        max_replicas: s.max_replicas_per_node.and_then(|n| i64::try_from(n).ok()),
+        platforms: None,
+    })
+}
+
+/// `TaskTemplate.RestartPolicy`: compose `deploy.restart_policy`, durations in nanoseconds.
+pub(super) fn restart_policy(runtime: &Runtime) -> Option<TaskSpecRestartPolicy> {
+    let policy = runtime.scheduling.restart_policy.as_ref()?;
+    let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    Some(TaskSpecRestartPolicy {
+        condition: Some(match policy.condition {
+            RestartCondition::Never => TaskSpecRestartPolicyConditionEnum::NONE,
+            RestartCondition::OnFailure => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+            RestartCondition::Any => TaskSpecRestartPolicyConditionEnum::ANY,
+        }),
+        delay: policy.delay.map(nanos),
+        max_attempts: policy.max_attempts.and_then(|n| i64::try_from(n).ok()),
+        window: policy.window.map(nanos),
     })
 }
 
@@ -125,6 +165,7 @@ mod tests {
             sysctls: [("net.core.somaxconn".into(), "1024".into())].into(),
             hostname: Some("web".into()),
             engine_only: EngineOnly::default(),
+            ..Default::default()
         };
         let mut spec = SwarmServiceSpec {
             name: "web".into(),
@@ -179,5 +220,58 @@ mod tests {
         {
             assert!(body["TaskTemplate"]["ContainerSpec"].get(key).is_none(), "{key}: {body}");
         }
+    }
+
+    #[test]
+    fn placement_restart_policy_and_deploy_labels_go_to_the_service() {
+        use crate::deploy::model::{RestartCondition, RestartPolicy, Scheduling, Session};
+        use std::time::Duration;
+        let runtime = Runtime {
+            scheduling: Scheduling {
+                constraints: vec!["node.role == manager".into()],
+                preferences: vec!["node.labels.zone".into()],
+                max_replicas_per_node: Some(2),
+                labels: [("tier".into(), "web".into())].into(),
+                restart_policy: Some(RestartPolicy {
+                    condition: RestartCondition::OnFailure,
+                    delay: Some(Duration::from_secs(5)),
+                    max_attempts: Some(3),
+                    window: Some(Duration::from_secs(90)),
+                }),
+            },
+            session: Session { tty: true, stdin_open: true, group_add: vec!["audio".into()] },
+            ..Default::default()
+        };
+        let spec = SwarmServiceSpec {
+            name: "web".into(),
+            image: "r/web@sha256:aa".into(),
+            replicas: 1,
+            labels: [("imgctl.service".into(), "web".into())].into(),
+            workload: Workload { runtime, labels: [("team".into(), "a".into())].into(), ..Default::default() },
+            ..Default::default()
+        };
+        let body = serde_json::to_value(service_spec(&spec).unwrap()).unwrap();
+        let task = &body["TaskTemplate"];
+        assert_eq!(
+            task["Placement"],
+            serde_json::json!({
+                "Constraints": ["node.role == manager"],
+                "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}],
+                "MaxReplicas": 2,
+            })
+        );
+        assert_eq!(
+            task["RestartPolicy"],
+            serde_json::json!({"Condition": "on-failure", "Delay": 5_000_000_000i64, "MaxAttempts": 3, "Window": 90_000_000_000i64})
+        );
+        assert_eq!(body["Labels"], serde_json::json!({"team": "a", "tier": "web", "imgctl.service": "web"}));
+        assert_eq!(
+            task["ContainerSpec"]["Labels"],
+            serde_json::json!({"team": "a", "imgctl.service": "web"}),
+            "deploy.labels label the service, not its containers"
+        );
+        let container = &task["ContainerSpec"];
+        assert_eq!((&container["TTY"], &container["OpenStdin"]), (&serde_json::json!(true), &serde_json::json!(true)));
+        assert_eq!(container["Groups"], serde_json::json!(["audio"]));
     }
 }

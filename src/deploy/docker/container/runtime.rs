@@ -3,9 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::{DeviceMapping, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use bollard::models::{
+    DeviceMapping, HostConfig, HostConfigLogConfig, ResourcesBlkioWeightDevice, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum, ThrottleDevice,
+};
 
-use crate::deploy::model::Runtime;
+use crate::deploy::model::{RestartCondition, Runtime, Throttle};
 
 /// The HostConfig half of compose's runtime keys (nothing set: nothing sent, so the engine's
 /// defaults hold).
@@ -16,6 +19,8 @@ pub(super) fn host_config(runtime: &Runtime) -> HostConfig {
     };
     let resources = &runtime.resources;
     let engine_only = &runtime.engine_only;
+    let tuning = &engine_only.tuning;
+    let blkio = &tuning.blkio;
     HostConfig {
         nano_cpus: resources.cpus_limit,
         memory: resources.memory_limit,
@@ -55,8 +60,60 @@ pub(super) fn host_config(runtime: &Runtime) -> HostConfig {
         privileged: engine_only.privileged.then_some(true),
         pid_mode: engine_only.pid.clone(),
         ipc_mode: engine_only.ipc.clone(),
+        cpu_shares: tuning.cpu_shares,
+        cpu_period: tuning.cpu_period,
+        cpu_quota: tuning.cpu_quota,
+        cpuset_cpus: tuning.cpuset.clone(),
+        cpu_realtime_period: tuning.cpu_rt_period,
+        cpu_realtime_runtime: tuning.cpu_rt_runtime,
+        memory_swap: tuning.memswap_limit,
+        memory_swappiness: tuning.mem_swappiness,
+        oom_kill_disable: tuning.oom_kill_disable,
+        oom_score_adj: tuning.oom_score_adj,
+        blkio_weight: blkio.weight,
+        blkio_weight_device: Some(
+            blkio
+                .weight_device
+                .iter()
+                .map(|t| ResourcesBlkioWeightDevice {
+                    path: Some(t.path.clone()),
+                    weight: usize::try_from(t.rate).ok(),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .filter(|d| !d.is_empty()),
+        blkio_device_read_bps: throttles(&blkio.device_read_bps),
+        blkio_device_write_bps: throttles(&blkio.device_write_bps),
+        blkio_device_read_iops: throttles(&blkio.device_read_iops),
+        blkio_device_write_iops: throttles(&blkio.device_write_iops),
+        userns_mode: tuning.userns_mode.clone(),
+        uts_mode: tuning.uts.clone(),
+        cgroup_parent: tuning.cgroup_parent.clone(),
+        device_cgroup_rules: some_vec(&tuning.device_cgroup_rules),
+        runtime: tuning.runtime.clone(),
+        storage_opt: some_map(&tuning.storage_opt),
+        group_add: some_vec(&runtime.session.group_add),
         ..Default::default()
     }
+}
+
+fn throttles(devices: &[Throttle]) -> Option<Vec<ThrottleDevice>> {
+    Some(devices.iter().map(|t| ThrottleDevice { path: Some(t.path.clone()), rate: Some(t.rate) }).collect::<Vec<_>>())
+        .filter(|d| !d.is_empty())
+}
+
+/// compose `deploy.restart_policy` on one Engine, as compose v2 runs it: the condition
+/// (`none` is `no`, `any` is `always`) and `max_attempts` as the retry count; none when not
+/// given (then compose `restart` holds).
+pub(super) fn restart_policy(runtime: &Runtime) -> Option<RestartPolicy> {
+    let policy = runtime.scheduling.restart_policy.as_ref()?;
+    let name = match policy.condition {
+        RestartCondition::Never => RestartPolicyNameEnum::NO,
+        RestartCondition::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+        RestartCondition::Any => RestartPolicyNameEnum::ALWAYS,
+    };
+    let retries = policy.max_attempts.filter(|_| policy.condition == RestartCondition::OnFailure);
+    Some(RestartPolicy { name: Some(name), maximum_retry_count: retries.and_then(|n| i64::try_from(n).ok()) })
 }
 
 /// compose `ulimits` as the Engine API takes them, for a container and a swarm task alike.
@@ -138,7 +195,9 @@ mod tests {
                 pid: Some("host".into()),
                 ipc: Some("shareable".into()),
                 domainname: Some("example.org".into()),
+                tuning: Default::default(),
             },
+            ..Default::default()
         };
         let json = serde_json::to_value(create_body(&spec).unwrap()).unwrap();
         assert_eq!(
@@ -166,5 +225,59 @@ mod tests {
         spec.workload.runtime.resources.cpus_reservation = Some(1);
         let error = create_body(&spec).unwrap_err().to_string();
         assert!(error.contains("deploy.resources.reservations.cpus"), "{error}");
+    }
+
+    #[test]
+    fn the_knobs_and_session_keys_reach_the_container_and_deploy_restart_policy_wins() {
+        use crate::deploy::model::{Blkio, RestartCondition, RestartPolicy, Throttle, Tuning};
+        let mut spec = spec();
+        spec.workload.restart = Some("always".into());
+        let runtime = &mut spec.workload.runtime;
+        runtime.engine_only.tuning = Tuning {
+            cpu_shares: Some(512),
+            cpu_period: Some(100_000),
+            cpu_quota: Some(50_000),
+            cpuset: Some("0".into()),
+            memswap_limit: Some(128 << 20),
+            mem_swappiness: Some(10),
+            oom_kill_disable: Some(false),
+            oom_score_adj: Some(500),
+            blkio: Blkio {
+                weight: Some(300),
+                device_read_bps: vec![Throttle { path: "/dev/sda".into(), rate: 1 << 20 }],
+                ..Default::default()
+            },
+            uts: Some("host".into()),
+            cgroup_parent: Some("imgctl.slice".into()),
+            device_cgroup_rules: vec!["c 1:3 mr".into()],
+            runtime: Some("runc".into()),
+            ..Default::default()
+        };
+        runtime.session.tty = true;
+        runtime.session.stdin_open = true;
+        runtime.session.group_add = vec!["audio".into()];
+        runtime.scheduling.restart_policy = Some(RestartPolicy {
+            condition: RestartCondition::OnFailure,
+            delay: None,
+            max_attempts: Some(3),
+            window: None,
+        });
+        let json = serde_json::to_value(create_body(&spec).unwrap()).unwrap();
+        assert_eq!((&json["Tty"], &json["OpenStdin"]), (&serde_json::json!(true), &serde_json::json!(true)));
+        let expected = serde_json::json!({
+            "CpuShares": 512, "CpuPeriod": 100_000, "CpuQuota": 50_000, "CpusetCpus": "0",
+            "MemorySwap": 128 << 20, "MemorySwappiness": 10, "OomKillDisable": false, "OomScoreAdj": 500,
+            "BlkioWeight": 300, "BlkioDeviceReadBps": [{"Path": "/dev/sda", "Rate": 1 << 20}],
+            "UTSMode": "host", "CgroupParent": "imgctl.slice", "DeviceCgroupRules": ["c 1:3 mr"],
+            "Runtime": "runc", "GroupAdd": ["audio"],
+            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+        });
+        for (key, value) in expected.as_object().unwrap() {
+            assert_eq!(&json["HostConfig"][key], value, "HostConfig.{key}");
+        }
+        spec.workload.runtime.scheduling.restart_policy = None;
+        let json = serde_json::to_value(create_body(&spec).unwrap()).unwrap();
+        assert_eq!(json["HostConfig"]["RestartPolicy"]["Name"], "always", "without it, restart holds");
+        assert!(json["HostConfig"].get("BlkioWeightDevice").is_none(), "nothing set, nothing sent");
     }
 }

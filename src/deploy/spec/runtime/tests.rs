@@ -1,4 +1,5 @@
 use super::*;
+use crate::deploy::model::Device;
 
 fn read(yaml: &str) -> Result<Runtime, String> {
     let body: Value = serde_norway::from_str(yaml).unwrap();
@@ -264,4 +265,148 @@ fn each_target_refuses_what_it_cannot_apply_by_name() {
         error.contains("; devices: ") && error.contains("; shm_size: ") && error.contains("tmpfs: /dev/shm"),
         "{error}"
     );
+}
+
+#[test]
+fn cpu_memory_and_blkio_knobs_are_read_as_compose_writes_them() {
+    let r = read(
+        r#"
+cpu_shares: "512"
+cpu_period: 100000
+cpu_quota: "50000"
+cpuset: 0-1
+cpu_rt_period: 1400us
+cpu_rt_runtime: 400ms
+memswap_limit: 1g
+mem_swappiness: "10"
+oom_kill_disable: "false"
+oom_score_adj: -500
+blkio_config:
+  weight: 300
+  weight_device: [{path: /dev/sda, weight: 400}]
+  device_read_bps: [{path: /dev/sda, rate: 12mb}]
+  device_write_bps: [{path: /dev/sda, rate: 1024k}]
+  device_read_iops: [{path: /dev/sda, rate: "120"}]
+  device_write_iops: [{path: /dev/sda, rate: 30}]
+"#,
+    )
+    .unwrap();
+    let t = &r.engine_only.tuning;
+    assert_eq!((t.cpu_shares, t.cpu_period, t.cpu_quota), (Some(512), Some(100_000), Some(50_000)));
+    assert_eq!(t.cpuset.as_deref(), Some("0-1"));
+    assert_eq!((t.cpu_rt_period, t.cpu_rt_runtime), (Some(1400), Some(400_000)));
+    assert_eq!((t.memswap_limit, t.mem_swappiness), (Some(1 << 30), Some(10)));
+    assert_eq!((t.oom_kill_disable, t.oom_score_adj), (Some(false), Some(-500)));
+    let throttle = |rate| vec![crate::deploy::model::Throttle { path: "/dev/sda".into(), rate }];
+    assert_eq!(t.blkio.weight, Some(300));
+    assert_eq!(t.blkio.weight_device, throttle(400));
+    assert_eq!(t.blkio.device_read_bps, throttle(12 << 20));
+    assert_eq!(t.blkio.device_write_bps, throttle(1 << 20));
+    assert_eq!(t.blkio.device_read_iops, throttle(120));
+    assert_eq!(t.blkio.device_write_iops, throttle(30));
+    assert_eq!(t.keys_set().len(), 11);
+    assert_eq!(read("memswap_limit: -1").unwrap().engine_only.tuning.memswap_limit, Some(-1));
+    assert_eq!(read("cpu_rt_runtime: 95000").unwrap().engine_only.tuning.cpu_rt_runtime, Some(95_000));
+    assert_eq!(read("cpuset: 0").unwrap().engine_only.tuning.cpuset.as_deref(), Some("0"));
+}
+
+#[test]
+fn process_and_session_keys_are_read() {
+    let r = read(
+        r#"
+tty: true
+stdin_open: "yes"
+group_add: [audio, 1234]
+userns_mode: host
+uts: host
+cgroup_parent: imgctl.slice
+device_cgroup_rules: ["c 1:3 mr", "a 7:* rmw"]
+runtime: runc
+storage_opt: {size: 1G}
+"#,
+    )
+    .unwrap();
+    assert_eq!((r.session.tty, r.session.stdin_open), (true, true));
+    assert_eq!(r.session.group_add, ["audio", "1234"]);
+    let t = &r.engine_only.tuning;
+    assert_eq!((t.userns_mode.as_deref(), t.uts.as_deref()), (Some("host"), Some("host")));
+    assert_eq!((t.cgroup_parent.as_deref(), t.runtime.as_deref()), (Some("imgctl.slice"), Some("runc")));
+    assert_eq!(t.device_cgroup_rules, ["c 1:3 mr", "a 7:* rmw"]);
+    assert_eq!(t.storage_opt, BTreeMap::from([("size".to_owned(), "1G".to_owned())]));
+}
+
+#[test]
+fn placement_labels_and_restart_policy_are_read_as_docker_stack_deploy_reads_them() {
+    let r = read(
+        r#"
+deploy:
+  labels: ["tier=web", "flag"]
+  placement:
+    constraints: ["node.role == manager", "node.labels.zone!=b"]
+    preferences: [{spread: node.labels.zone}]
+    max_replicas_per_node: "2"
+  restart_policy: {condition: on-failure, delay: 5s, max_attempts: 3, window: 1m30s}
+"#,
+    )
+    .unwrap();
+    let s = &r.scheduling;
+    assert_eq!(s.constraints, ["node.role == manager", "node.labels.zone!=b"]);
+    assert_eq!((s.preferences.as_slice(), s.max_replicas_per_node), (&["node.labels.zone".to_owned()][..], Some(2)));
+    assert_eq!(s.labels, BTreeMap::from([("tier".into(), "web".into()), ("flag".into(), String::new())]));
+    let policy = s.restart_policy.clone().unwrap();
+    assert_eq!(policy.condition, crate::deploy::model::RestartCondition::OnFailure);
+    assert_eq!((policy.delay, policy.max_attempts), (Some(std::time::Duration::from_secs(5)), Some(3)));
+    assert_eq!(policy.window, Some(std::time::Duration::from_secs(90)));
+    let any = read("deploy: {restart_policy: {}, labels: {a: b}}").unwrap().scheduling;
+    assert_eq!(any.restart_policy.unwrap().condition, crate::deploy::model::RestartCondition::Any);
+    assert_eq!(any.labels, BTreeMap::from([("a".into(), "b".into())]));
+}
+
+#[test]
+fn wrong_knobs_are_refused_by_the_keys_name() {
+    for (yaml, key) in [
+        ("cpu_shares: lots", "cpu_shares:"),
+        ("cpu_shares: 1", "cpu_shares:"),
+        ("mem_swappiness: 101", "mem_swappiness:"),
+        ("oom_score_adj: 2000", "oom_score_adj:"),
+        ("memswap_limit: big", "memswap_limit:"),
+        ("cpuset: all", "cpuset:"),
+        ("cpu_rt_runtime: soon", "cpu_rt_runtime:"),
+        ("blkio_config: {weight: 5}", "blkio_config.weight:"),
+        ("blkio_config: {device_read_bps: [{path: sda, rate: 1m}]}", "blkio_config.device_read_bps:"),
+        ("blkio_config: {limit: 1}", "blkio_config.limit:"),
+        ("uts: private", "uts:"),
+        ("userns_mode: remap", "userns_mode:"),
+        ("device_cgroup_rules: [\"x 1:3 mr\"]", "device_cgroup_rules:"),
+        ("storage_opt: [size=1G]", "storage_opt:"),
+        ("tty: maybe", "tty:"),
+        ("group_add: [\"a b\"]", "group_add:"),
+        ("deploy: {placement: {constraints: [manager]}}", "deploy.placement.constraints:"),
+        ("deploy: {placement: {preferences: [node.labels.zone]}}", "deploy.placement.preferences:"),
+        ("deploy: {placement: {max_replicas_per_node: 0}}", "deploy.placement.max_replicas_per_node:"),
+        ("deploy: {placement: {spread: x}}", "deploy.placement.spread:"),
+        ("deploy: {restart_policy: {condition: always}}", "deploy.restart_policy.condition:"),
+        ("deploy: {restart_policy: {delay: soon}}", "deploy.restart_policy.delay:"),
+        ("deploy: {restart_policy: {max_attempts: -1}}", "deploy.restart_policy.max_attempts:"),
+    ] {
+        let error = read(yaml).unwrap_err();
+        assert!(error.starts_with(key), "{yaml}: {error}");
+    }
+}
+
+#[test]
+fn the_knobs_are_refused_on_swarm_and_swarms_scheduling_noted_on_the_engine() {
+    let r = read("cpu_shares: 512\nuts: host\ntty: true\ndeploy: {placement: {constraints: [node.role==manager]}}")
+        .unwrap();
+    let error = for_target(r.clone(), Target::Swarm).unwrap_err();
+    assert!(error.contains("cpu_shares: a swarm service has no such setting") && error.contains("uts:"), "{error}");
+    assert!(!error.contains("tty") && !error.contains("placement"), "{error}");
+    assert!(for_target(r.clone(), Target::Engine).is_ok());
+    let body: Value = serde_norway::from_str("restart: always\ndeploy: {restart_policy: {condition: none}}").unwrap();
+    let runtime = runtime(&body, Path::new("/")).unwrap();
+    let notes = notes(&body, &runtime, Target::Engine);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].starts_with("restart: deploy.restart_policy is given too and wins"), "{notes:?}");
+    assert_eq!(super::notes(&body, &runtime, Target::Swarm), Vec::<String>::new());
+    assert_eq!(super::notes(&body, &r, Target::Engine).len(), 1, "placement is noted");
 }
