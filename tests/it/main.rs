@@ -23,6 +23,7 @@ mod hostile_registry;
 mod imgctl_creds;
 mod installer;
 mod migrate_pass;
+mod more_keys;
 mod nginx_switch;
 mod promote;
 mod registry_credentials;

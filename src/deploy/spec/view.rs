@@ -149,6 +149,76 @@ fn runtime(r: &Runtime) -> Value {
     put("pid", json!(e.pid));
     put("ipc", json!(e.ipc));
     put("domainname", json!(e.domainname));
+    let t = &e.tuning;
+    for (key, value) in [
+        ("cpu_shares", t.cpu_shares),
+        ("cpu_period", t.cpu_period),
+        ("cpu_quota", t.cpu_quota),
+        ("cpu_rt_period", t.cpu_rt_period),
+        ("cpu_rt_runtime", t.cpu_rt_runtime),
+        ("memswap_limit", t.memswap_limit),
+        ("mem_swappiness", t.mem_swappiness),
+        ("oom_score_adj", t.oom_score_adj),
+    ] {
+        put(key, json!(value));
+    }
+    put("cpuset", json!(t.cpuset));
+    put("oom_kill_disable", json!(t.oom_kill_disable));
+    let throttles = |list: &[crate::deploy::model::Throttle], rate: &str| -> Value {
+        list.iter().map(|d| json!({"path": d.path, rate: d.rate})).collect()
+    };
+    let b = &t.blkio;
+    let mut blkio = Map::new();
+    for (key, value) in [
+        ("weight", json!(b.weight)),
+        ("weight_device", throttles(&b.weight_device, "weight")),
+        ("device_read_bps", throttles(&b.device_read_bps, "rate")),
+        ("device_write_bps", throttles(&b.device_write_bps, "rate")),
+        ("device_read_iops", throttles(&b.device_read_iops, "rate")),
+        ("device_write_iops", throttles(&b.device_write_iops, "rate")),
+    ] {
+        if !(value.is_null() || value.as_array().is_some_and(Vec::is_empty)) {
+            blkio.insert(key.into(), value);
+        }
+    }
+    put("blkio_config", blkio.into());
+    put("userns_mode", json!(t.userns_mode));
+    put("uts", json!(t.uts));
+    put("cgroup_parent", json!(t.cgroup_parent));
+    put("device_cgroup_rules", json!(t.device_cgroup_rules));
+    put("runtime", json!(t.runtime));
+    put("storage_opt", json!(t.storage_opt));
+    put("tty", r.session.tty.into());
+    put("stdin_open", r.session.stdin_open.into());
+    put("group_add", json!(r.session.group_add));
+    let sch = &r.scheduling;
+    let mut placement = Map::new();
+    if !sch.constraints.is_empty() {
+        placement.insert("constraints".into(), json!(sch.constraints));
+    }
+    if !sch.preferences.is_empty() {
+        placement.insert("preferences".into(), sch.preferences.iter().map(|p| json!({"spread": p})).collect());
+    }
+    if let Some(max) = sch.max_replicas_per_node {
+        placement.insert("max_replicas_per_node".into(), max.into());
+    }
+    put("placement", placement.into());
+    put("deploy_labels", json!(sch.labels));
+    put(
+        "restart_policy",
+        sch.restart_policy.as_ref().map_or(Value::Null, |p| {
+            json!({
+                "condition": match p.condition {
+                    crate::deploy::model::RestartCondition::Never => "none",
+                    crate::deploy::model::RestartCondition::OnFailure => "on-failure",
+                    crate::deploy::model::RestartCondition::Any => "any",
+                },
+                "delay": p.delay.map(duration),
+                "max_attempts": p.max_attempts,
+                "window": p.window.map(duration),
+            })
+        }),
+    );
     Value::Object(out)
 }
 

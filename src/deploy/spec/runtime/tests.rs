@@ -410,3 +410,11 @@ fn the_knobs_are_refused_on_swarm_and_swarms_scheduling_noted_on_the_engine() {
     assert_eq!(super::notes(&body, &runtime, Target::Swarm), Vec::<String>::new());
     assert_eq!(super::notes(&body, &r, Target::Engine).len(), 1, "placement is noted");
 }
+
+#[test]
+fn cpu_period_and_quota_are_microseconds_or_durations() {
+    let t = read("cpu_period: 100ms\ncpu_quota: \"50000\"").unwrap().engine_only.tuning;
+    assert_eq!((t.cpu_period, t.cpu_quota), (Some(100_000), Some(50_000)));
+    assert_eq!(read("cpu_quota: -1").unwrap().engine_only.tuning.cpu_quota, Some(-1));
+    assert!(read("cpu_period: 2s").unwrap_err().starts_with("cpu_period: 2000000 microseconds"));
+}

@@ -3,8 +3,9 @@
 //! `oom_score_adj`, `blkio_config`, `userns_mode`, `uts`, `cgroup_parent`,
 //! `device_cgroup_rules`, `runtime`, `storage_opt`) and the session keys both targets run
 //! (`tty`, `stdin_open`, `group_add`), read as compose reads them: numbers given as strings
-//! (`cpu_shares: "512"`), sizes (`memswap_limit: 1g`, `device_read_bps: 10mb`), durations for
-//! the realtime scheduler (`cpu_rt_runtime: 400ms`, or microseconds).
+//! (`cpu_shares: "512"`), sizes (`memswap_limit: 1g`, `device_read_bps: 10mb`), and
+//! `cpu_period`, `cpu_quota`, `cpu_rt_period`, `cpu_rt_runtime` as microseconds or durations
+//! (`cpu_quota: 50ms`, `cpu_rt_runtime: 400ms`), as both compose implementations read them.
 
 use std::collections::BTreeMap;
 
@@ -45,8 +46,11 @@ pub(super) fn tuning(body: &Value) -> Result<Tuning, String> {
     }
     Ok(Tuning {
         cpu_shares: number("cpu_shares", 2, 262_144)?,
-        cpu_period: number("cpu_period", 1000, 1_000_000)?,
-        cpu_quota: number("cpu_quota", -1, i64::MAX)?.filter(|q| *q != 0),
+        cpu_period: in_range("cpu_period", microseconds("cpu_period")?, 1000, 1_000_000)?,
+        cpu_quota: match field("cpu_quota").map(integer) {
+            Some(Ok(-1)) => Some(-1),
+            _ => in_range("cpu_quota", microseconds("cpu_quota")?, 1000, i64::MAX)?,
+        },
         cpuset,
         cpu_rt_period: microseconds("cpu_rt_period")?,
         cpu_rt_runtime: microseconds("cpu_rt_runtime")?,
@@ -94,6 +98,13 @@ pub(super) fn session(body: &Value) -> Result<Session, String> {
         return Err(at("group_add", format!("{bad:?} is not a group name or id")));
     }
     Ok(Session { tty: flag("tty")?.unwrap_or(false), stdin_open: flag("stdin_open")?.unwrap_or(false), group_add })
+}
+
+fn in_range(key: &str, value: Option<i64>, low: i64, high: i64) -> Result<Option<i64>, String> {
+    match value {
+        Some(n) if !(low..=high).contains(&n) => Err(at(key, format!("{n} microseconds: {low} to {high}"))),
+        other => Ok(other),
+    }
 }
 
 /// Microseconds: a whole number of them, or a duration (`400ms`, `1400us`).
