@@ -89,7 +89,8 @@ const CASES: &[Case] = &[
     // extends in the same file and from another, with its relative paths.
     Case { dir: "extends", files: &[], env_file: None, env: &[], services: &["web", "api"] },
     // YAML anchors, aliases and merge keys, x- fragments.
-    Case { dir: "anchors", files: &[], env_file: None, env: &[], services: &["web", "api"] }, // The CPU, swap, OOM, block I/O, process and session keys, deploy.placement, deploy.labels
+    Case { dir: "anchors", files: &[], env_file: None, env: &[], services: &["web", "api"] },
+    // The CPU, swap, OOM, block I/O, process and session keys, deploy.placement, deploy.labels
     // and deploy.restart_policy, as people write them (numbers as strings, sizes, durations).
     Case { dir: "keys", files: &[], env_file: None, env: &[], services: &["web"] },
 ];
@@ -483,12 +484,10 @@ fn every_refused_key_is_refused_by_name() {
         ("configs: [nginx_conf]", "services.web.configs[0]: \"nginx_conf\" is not defined in the top-level configs:"),
         ("scale: 2", "services.web.scale: set deploy.replicas"),
         ("mac_address: 02:42:ac:11:00:02", "services.web.mac_address: the two colors run at the same time"),
-        ("cpu_shares: 512", "services.web.cpu_shares: imgctl does not apply it yet"),
+        ("cpu_count: 2", "services.web.cpu_count: imgctl does not apply it yet"),
+        ("platform: linux/arm64", "services.web.platform: imgctl pins the digest the registry holds"),
         ("deploy: {mode: global}", "services.web.deploy.mode: imgctl runs a replicated service"),
-        (
-            "deploy: {placement: {constraints: [node.role==manager]}}",
-            "services.web.deploy.placement: not yet supported",
-        ),
+        ("deploy: {endpoint_mode: dnsrr}", "services.web.deploy.endpoint_mode: not yet supported"),
         ("enviroment: {A: '1'}", "services.web.enviroment: not a compose key (did you mean environment?)"),
         ("helthcheck: {test: [CMD, 'true']}", "services.web.helthcheck: not a compose key (did you mean healthcheck?)"),
     ];

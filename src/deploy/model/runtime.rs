@@ -227,7 +227,7 @@ impl Runtime {
         }
         if !s.labels.is_empty() {
             notes.push(
-                "deploy.labels: they label a swarm service, and a single Engine has none (compose v2 ignores them too); labels are set on each replica".to_owned(),
+                "deploy.labels: they label a swarm service, and a single Engine has none (compose v2 ignores them too); service labels (labels:) label each replica".to_owned(),
             );
         }
         if let Some(policy) = &s.restart_policy
