@@ -147,11 +147,7 @@ fn blkio(value: &Value) -> Result<Blkio, String> {
         return Err(at(&format!("blkio_config.{other}"), format!("not a key of it (it takes {})", KEYS.join(", "))));
     }
     let weight = |v: &Value, key: &str| {
-        integer(v)
-            .ok()
-            .filter(|w| (10..=1000).contains(w))
-            .map(|w| w as i64)
-            .ok_or_else(|| at(key, "a weight from 10 to 1000"))
+        integer(v).ok().filter(|w| (10..=1000).contains(w)).ok_or_else(|| at(key, "a weight from 10 to 1000"))
     };
     type Rate<'a> = &'a dyn Fn(&Value, &str) -> Result<i64, String>;
     let by_size = |v: &Value, key: &str| size(v).map_err(|m| at(key, m));
@@ -176,7 +172,7 @@ fn blkio(value: &Value) -> Result<Blkio, String> {
         weight: map
             .get("weight")
             .filter(|v| !v.is_null())
-            .map(|v| weight(v, "blkio_config.weight").map(|w| w as u16))
+            .map(|v| weight(v, "blkio_config.weight").map(|w| u16::try_from(w).unwrap_or(1000)))
             .transpose()?,
         weight_device: devices("weight_device", "weight", &weight)?,
         device_read_bps: devices("device_read_bps", "rate", &by_size)?,
