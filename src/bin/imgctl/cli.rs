@@ -175,6 +175,7 @@ pub enum Command {
 
     /// Put the previous version back: the idle color (warm or stopped) takes the traffic
     /// again, or the previous digest from the history is deployed. Aborts a paused deploy.
+    /// Under a signature policy, the digest it would start must be accepted first.
     ///
     ///   imgctl rollback web
     Rollback {
@@ -187,6 +188,10 @@ pub enum Command {
         compose: ComposeArgs,
         #[command(flatten)]
         stack: StackArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 
     /// Show a service's colors, digests, health, traffic weights, lock and last deploys.

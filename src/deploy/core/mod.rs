@@ -92,6 +92,17 @@ pub enum Refusal {
     /// `--no-auto-promote` on a service with no live version.
     #[error("{0} has no live version yet: its first deploy switches at once (drop --no-auto-promote)")]
     NoLiveVersion(String),
+    /// A rollback under a signature policy to a version imgctl cannot name as an image to
+    /// verify (swarm's own "previous spec", which imgctl's history does not hold).
+    #[error(
+        "{service}: a signature policy is in force, and this rollback would start {what}: deploy the version wanted with `imgctl deploy {service} --digest sha256:...` (the policy checks it)"
+    )]
+    UnverifiableRollback {
+        /// The service.
+        service: String,
+        /// What it would start, and why it cannot be verified.
+        what: String,
+    },
     /// `--repair` on a service imgctl never switched.
     #[error("{0} has no traffic state to repair: it was never deployed behind a switch")]
     NothingToRepair(String),
@@ -233,6 +244,13 @@ impl Machine {
         };
         flows::plan(&mut machine, action, observed)?;
         Ok(machine)
+    }
+
+    /// What the run puts in place: the image as the history names it (`repo@sha256:...`, or
+    /// the digest alone when no record names it) and its digest; `None` when the target picks
+    /// it itself (swarm's own rollback to its previous spec).
+    pub fn puts_in_place(&self) -> Option<(&str, &str)> {
+        (!self.subject.digest.is_empty()).then_some((self.subject.image.as_str(), self.subject.digest.as_str()))
     }
 
     /// The next step, given how the last one ended (`Ok(Done::Done)` before the first);
@@ -449,8 +467,8 @@ impl Machine {
     }
 }
 
-/// A pinned image from the text the history keeps, if it is one.
-fn pinned(image: &str) -> Option<PinnedImage> {
+/// A pinned image from the text the history keeps (`repo@sha256:...`), if it is one.
+pub fn pinned(image: &str) -> Option<PinnedImage> {
     let reference: crate::reference::Reference = image.parse().ok()?;
     let digest = reference.digest().cloned()?;
     Some(PinnedImage { repository: reference, digest })
