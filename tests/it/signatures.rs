@@ -475,6 +475,41 @@ fn a_deploy_of_an_unsigned_digest_is_refused_before_anything_starts() {
     assert_eq!(tally.failed(), 0, "failed requests: {:?}", tally.errors);
     assert_eq!(tally.by_body.keys().collect::<Vec<_>>(), ["v1"]);
     assert!(tally.ok > 10, "{tally:?}");
+
+    // v2 deployed while anything was accepted (before the policy), then a rollback to v1
+    // (signed: accepted), then rollbacks back to v2, plain and with --to: refused under the
+    // policy before any container starts, naming the image, the digest and why.
+    fs::write(home.dir.join("anything.json"), r#"{"default": [{"type": "insecureAcceptAnything"}]}"#).unwrap();
+    let mut command = home.command(common::IMGCTL);
+    command.args(["deploy", &service, "--digest", &images.v2.digest, "--policy", "../anything.json"]).current_dir(&dir);
+    assert_success(&run_with_stdin(&mut command, b""), "deploy v2 before the policy");
+    let rollback = |extra: &[&str]| {
+        let mut command = home.command(common::IMGCTL);
+        command.args([&["rollback", &service][..], extra].concat()).current_dir(&dir);
+        run_with_stdin(&mut command, b"")
+    };
+    let out = rollback(&[]);
+    assert_success(&out, "rollback to signed v1");
+    assert!(stderr(&out).contains("signature policy") && stderr(&out).contains(&images.v1.digest), "{}", stderr(&out));
+    for extra in [&[][..], &["--to", &images.v2.digest][..]] {
+        let load = Load::start(nginx.addr(), "/", Mode::Close, 3);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let upstream_before = fs::read(&nginx.upstream_file).unwrap();
+        let containers_before = containers(&service);
+        let out = rollback(extra);
+        let tally = load.stop();
+        assert_eq!(out.status.code(), Some(1), "rollback {extra:?}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.contains("no signature") && text.contains(&images.v2.digest) && text.contains(&images.repo),
+            "rollback {extra:?}: {text}"
+        );
+        assert_eq!(containers(&service), containers_before, "rollback {extra:?}: no container started or stopped");
+        assert_eq!(fs::read(&nginx.upstream_file).unwrap(), upstream_before, "rollback {extra:?}: nginx untouched");
+        assert_eq!(tally.failed(), 0, "rollback {extra:?}: failed requests: {:?}", tally.errors);
+        assert_eq!(tally.by_body.keys().collect::<Vec<_>>(), ["v1"], "rollback {extra:?}");
+        assert!(tally.ok > 10, "{tally:?}");
+    }
 }
 
 /// (id, image, state) of the service's containers.

@@ -57,7 +57,7 @@ mod tests {
             ),
             (
                 "{mode: global}",
-                "{target: swarm, strategy: blue-green, proxy: {upstream_file: u}}",
+                "{target: swarm, strategy: blue-green, swarm: {network: n}, proxy: {upstream_file: u}}",
                 "deploy.mode: global with strategy blue-green",
             ),
             ("{mode: global, replicas: 3}", "{target: swarm, strategy: rolling}", "remove deploy.replicas"),
