@@ -175,7 +175,9 @@ pub enum Command {
 
     /// Put the previous version back: the idle color (warm or stopped) takes the traffic
     /// again, or the previous digest from the history is deployed. Aborts a paused deploy.
-    /// Under a signature policy, the digest it would start must be accepted first.
+    ///
+    /// Under a signature policy (as for deploy), the digest it would start must be accepted
+    /// first, even one deployed before the policy existed: nothing starts otherwise.
     ///
     ///   imgctl rollback web
     Rollback {

@@ -25,7 +25,8 @@ pub(super) fn global(deploy: Option<&Value>, settings: &DeploySettings) -> Resul
         Some(jobs @ ("replicated-job" | "global-job")) => {
             Err(format!("{jobs}: a job runs to completion, and imgctl deploys long-running services"))
         }
-        _ => Err(format!("{mode}: replicated (the default) or global")),
+        Some(other) => Err(format!("{other}: replicated (the default) or global")),
+        None => Err(format!("{mode}: replicated (the default) or global")),
     }
 }
 
