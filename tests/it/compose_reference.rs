@@ -380,7 +380,7 @@ fn the_default_file_is_found_in_a_parent_directory_as_both_composes_find_it() {
     std::fs::create_dir_all(&deeper).unwrap();
     std::fs::write(
         root.join("compose.yaml"),
-        "services:\n  web:\n    image: registry.example.com/web:${TAG:-1}\n    volumes: ['./data:/data']\n    environment: [MODE=base]\n",
+        "x-imgctl: {health: {path: /h}, proxy: {upstream_file: u.conf}}\nservices:\n  web:\n    image: registry.example.com/web:${TAG:-1}\n    expose: ['8080']\n    volumes: ['./data:/data']\n    environment: [MODE=base]\n",
     )
     .unwrap();
     std::fs::write(root.join("compose.override.yml"), "services:\n  web:\n    environment: [MODE=override]\n").unwrap();
@@ -418,7 +418,7 @@ fn every_refused_key_is_refused_by_name() {
         ("scale: 2", "services.web.scale: set deploy.replicas"),
         ("mac_address: 02:42:ac:11:00:02", "services.web.mac_address: the two colors run at the same time"),
         ("cpu_shares: 512", "services.web.cpu_shares: imgctl does not apply it yet"),
-        ("deploy: {mode: global}", "services.web.deploy.mode: imgctl runs a replicated service"),
+        ("deploy: {mode: global}", "services.web.deploy.mode: global runs one task on every swarm node"),
         (
             "deploy: {placement: {constraints: [node.role==manager]}}",
             "services.web.deploy.placement: not yet supported",
