@@ -203,6 +203,24 @@ struct Subject {
     previous: Option<(Color, String)>,
 }
 
+/// What a run starts of the version it puts in place ([`Machine::starts`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Starts<'a> {
+    /// Nothing new: it goes back to what serves, or changes traffic only.
+    Nothing,
+    /// This digest, as the history names its image (`repo@sha256:...`, or the digest alone
+    /// when no record names it).
+    Image {
+        /// The image.
+        image: &'a str,
+        /// Its digest.
+        digest: &'a str,
+    },
+    /// The version before, which the target picks itself (swarm's rollback to its previous
+    /// spec): imgctl cannot name it.
+    TargetsPrevious,
+}
+
 /// The state machine of one run.
 #[derive(Debug)]
 pub struct Machine {
@@ -246,11 +264,24 @@ impl Machine {
         Ok(machine)
     }
 
-    /// What the run puts in place: the image as the history names it (`repo@sha256:...`, or
-    /// the digest alone when no record names it) and its digest; `None` when the target picks
-    /// it itself (swarm's own rollback to its previous spec).
-    pub fn puts_in_place(&self) -> Option<(&str, &str)> {
-        (!self.subject.digest.is_empty()).then_some((self.subject.image.as_str(), self.subject.digest.as_str()))
+    /// What the planned steps start of the version the run puts in place, for a gate to
+    /// check before the first step: its pull, start, update, or the resume of its stopped
+    /// replicas. An abort starts nothing new (it goes back to what serves).
+    pub fn starts(&self) -> Starts<'_> {
+        let subject = &self.subject;
+        let mut starts = false;
+        for item in &self.queue {
+            let Item::Do(step, _) = item else { continue };
+            match step {
+                Step::Revert => return Starts::TargetsPrevious,
+                Step::Pull { image } | Step::Start { image, .. } | Step::Update { image } => {
+                    starts |= image.digest.to_string() == subject.digest;
+                }
+                Step::Resume { color, .. } => starts |= *color == subject.color && !subject.digest.is_empty(),
+                _ => {}
+            }
+        }
+        if starts { Starts::Image { image: &subject.image, digest: &subject.digest } } else { Starts::Nothing }
     }
 
     /// The next step, given how the last one ended (`Ok(Done::Done)` before the first);

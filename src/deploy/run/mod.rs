@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::admission::Admission;
 use super::color::Color;
-use super::core::{self, Action, Done, Drained, Machine, Observed, Past, Refusal, Settings, Step, Verdict};
+use super::core::{self, Action, Done, Drained, Machine, Observed, Past, Refusal, Settings, Starts, Step, Verdict};
 use super::events::Events;
 use super::failure::StepError;
 use super::history::{self, Outcome, Record, StepTiming};
@@ -159,8 +159,12 @@ async fn admit(
 ) -> Result<(), DeployError> {
     let refused =
         |what: String| DeployError::Refused(Refusal::UnverifiableRollback { service: spec.name.clone(), what });
-    let Some((image, digest)) = machine.puts_in_place() else {
-        return Err(refused("swarm's previous spec, whose digest imgctl's history does not hold".into()));
+    let (image, digest) = match machine.starts() {
+        Starts::Nothing => return Ok(()),
+        Starts::Image { image, digest } => (image, digest),
+        Starts::TargetsPrevious => {
+            return Err(refused("swarm's previous spec, whose digest imgctl's history does not hold".into()));
+        }
     };
     let pinned = match core::pinned(image) {
         Some(pinned) => pinned,
