@@ -278,7 +278,9 @@ fn swarm_blue_green_switches_nginx_between_color_services() {
     assert_eq!(inspect["Spec"]["Mode"]["Replicated"]["Replicas"], 0);
 
     let close = site.load();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let out = site.imgctl(&["rollback", &site.service]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let tally = close.stop();
     assert_success(&out, "rollback on swarm blue/green");
     assert_clean(&tally, "swarm blue/green rollback");
@@ -342,7 +344,10 @@ fn swarm_deploy_and_rollback_refuse_an_unsigned_digest_before_the_service_change
     };
     let (version, tasks_before) = (site.swarm.inspect(&site.service)["Version"].clone(), tasks(&site));
     let close = site.load();
+    // The refusal takes milliseconds: enough requests around it to judge.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let out = site.deploy(&site.images.v2.digest);
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let tally = close.stop();
     assert_eq!(out.status.code(), Some(1), "{} {}", stdout(&out), stderr(&out));
     let text = stderr(&out);
@@ -362,7 +367,9 @@ fn swarm_deploy_and_rollback_refuse_an_unsigned_digest_before_the_service_change
     assert_eq!(site.running(&site.service), std::slice::from_ref(&site.images.v1.image));
     let (version, tasks_before) = (site.swarm.inspect(&site.service)["Version"].clone(), tasks(&site));
     let close = site.load();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let out = site.imgctl(&["rollback", &site.service]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let tally = close.stop();
     assert_eq!(out.status.code(), Some(1), "{} {}", stdout(&out), stderr(&out));
     let text = stderr(&out);

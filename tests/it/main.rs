@@ -29,6 +29,7 @@ mod runtime_keys;
 mod sample_hooks;
 mod secret_service;
 mod shared_host;
+mod signature_gates;
 mod signatures;
 mod stable_addresses;
 mod stacks;

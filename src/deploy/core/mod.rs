@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 pub use flows::{describe, refusal};
 pub use input::{Observed, Past, Settings};
-pub use step::{Done, Drained, HookFacts, Member, Route, Share, Step, Verdict};
+pub use step::{Done, Drained, HookFacts, Member, Route, Share, Starts, Step, Verdict};
 
 use super::color::Color;
 use super::failure::{RunFailure, StepError};
@@ -201,24 +201,6 @@ struct Subject {
     color: Color,
     /// The color and digest that served before.
     previous: Option<(Color, String)>,
-}
-
-/// What a run starts of the version it puts in place ([`Machine::starts`]).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Starts<'a> {
-    /// Nothing new: it goes back to what serves, or changes traffic only.
-    Nothing,
-    /// This digest, as the history names its image (`repo@sha256:...`, or the digest alone
-    /// when no record names it).
-    Image {
-        /// The image.
-        image: &'a str,
-        /// Its digest.
-        digest: &'a str,
-    },
-    /// The version before, which the target picks itself (swarm's rollback to its previous
-    /// spec): imgctl cannot name it.
-    TargetsPrevious,
 }
 
 /// The state machine of one run.
