@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::registry::Registry;
-use common::{TestHome, assert_success, random_hex, require, run_with_stdin, stderr, stdout};
+use common::{TestHome, assert_success, random_hex, require, stderr, stdout};
 
 const SIGNER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/common/cosign_signer.py");
 

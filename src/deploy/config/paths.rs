@@ -42,14 +42,16 @@ pub(super) struct Found {
     pub notes: Vec<String>,
 }
 
+/// A file found and its text, and the other candidate names that exist beside it.
+struct Candidate {
+    file: (PathBuf, String),
+    others: Vec<String>,
+}
+
 /// The first of `names` in `dir` with its text, and the other names that exist there too.
 /// A name that cannot be looked at (missing, or a folder on the way not searchable) is not
 /// there, as for `os.Stat`; one that exists but cannot be read is an error.
-fn first_of(
-    files: &impl Files,
-    dir: &Path,
-    names: &[&str],
-) -> Result<Option<((PathBuf, String), Vec<String>)>, ConfigError> {
+fn first_of(files: &impl Files, dir: &Path, names: &[&str]) -> Result<Option<Candidate>, ConfigError> {
     let mut first = None;
     let mut others = Vec::new();
     for name in names {
@@ -61,14 +63,14 @@ fn first_of(
             Err(source) => return Err(ConfigError::Read { path, source }),
         }
     }
-    Ok(first.map(|found| (found, others)))
+    Ok(first.map(|file| Candidate { file, others }))
 }
 
 /// [`Found`] from `start` upwards; `None` when no folder up to the root has a default file.
 pub(super) fn find_default(files: &impl Files, start: &Path) -> Result<Option<Found>, ConfigError> {
     let mut dir = normalize(start);
     loop {
-        if let Some(((path, text), others)) = first_of(files, &dir, &DEFAULT_FILES)? {
+        if let Some(Candidate { file: (path, text), others }) = first_of(files, &dir, &DEFAULT_FILES)? {
             let mut notes = Vec::new();
             let used = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if !others.is_empty() {
@@ -80,7 +82,7 @@ pub(super) fn find_default(files: &impl Files, start: &Path) -> Result<Option<Fo
                 ));
             }
             let mut texts = vec![(path, text)];
-            if let Some((over, others)) = first_of(files, &dir, &OVERRIDE_FILES)? {
+            if let Some(Candidate { file: over, others }) = first_of(files, &dir, &OVERRIDE_FILES)? {
                 if !others.is_empty() {
                     notes.push(format!(
                         "{} also has {}: using {} (as compose does)",
