@@ -9,6 +9,7 @@ packages=(
   busybox-static                    # the one binary test images are built from
   python3 python3-dockerpycreds     # docker-py's credential client
   python3-cryptography              # the token server the tests run for token-auth registries
+  python3-nacl                      # NaCl secretbox: the independent reader of cosign key files (signing tests)
   golang-docker-credential-helpers  # docker-credential-pass / -secretservice, compared against
   pass gnupg                        # the pass store those helpers use
   gnome-keyring dbus-daemon dbus-bin libsecret-tools  # a real Secret Service

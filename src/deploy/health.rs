@@ -54,16 +54,29 @@ pub async fn wait_healthy(
     ids: &[String],
     gate: &HealthGate,
 ) -> Result<Vec<Replica>, HealthError> {
-    let checks = ids.iter().map(|id| wait_one(engine, id, gate));
+    wait_healthy_by(ids, gate, async |id: &str| engine.inspect(id).await).await
+}
+
+/// [`wait_healthy`] for containers read by `inspect` (compose's, which carry no imgctl label).
+pub async fn wait_healthy_by(
+    ids: &[String],
+    gate: &HealthGate,
+    inspect: impl AsyncFn(&str) -> Result<Replica, EngineError>,
+) -> Result<Vec<Replica>, HealthError> {
+    let checks = ids.iter().map(|id| wait_one(&inspect, id, gate));
     futures_util::future::try_join_all(checks).await
 }
 
-async fn wait_one(engine: &DockerEngine, id: &str, gate: &HealthGate) -> Result<Replica, HealthError> {
+async fn wait_one(
+    inspect: &impl AsyncFn(&str) -> Result<Replica, EngineError>,
+    id: &str,
+    gate: &HealthGate,
+) -> Result<Replica, HealthError> {
     let started = Instant::now();
     let mut streak = 0;
     let mut last = String::from("no probe answered yet");
     loop {
-        let replica = engine.inspect(id).await?;
+        let replica = inspect(id).await?;
         if !matches!(replica.state, ContainerState::Running) {
             return Err(HealthError::Exited {
                 container: replica.name,

@@ -61,6 +61,10 @@ pub struct Record {
     pub finished: String,
     /// Steps with timings.
     pub steps: Vec<StepTiming>,
+    /// The compose project whose running containers this run took over as the live color
+    /// (`docker-compose up -d` ran them before imgctl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<String>,
 }
 
 /// The history file of `service` under `dir`.
@@ -103,6 +107,7 @@ mod tests {
             started: "2026-11-22T10:00:00Z".into(),
             finished: "2026-11-22T10:00:05Z".into(),
             steps: vec![StepTiming { step: "switch".into(), ms: 40 }],
+            adopted: None,
         };
         append(&dir, &record).unwrap();
         std::fs::OpenOptions::new().append(true).open(path(&dir, "web")).unwrap().write_all(b"{\"id\":\"torn").unwrap();

@@ -186,8 +186,10 @@ fn holder_at(path: &Path) -> Option<Holder> {
     let record = read_holder(&mut file);
     match kernel::flocked(meta.ino()) {
         Some(true) => Some(record.unwrap_or_else(Holder::unknown)),
-        // Free, or the record of a run that died: the next run takes the lock over.
-        Some(false) => None,
+        // The table can skip a line while other locks change (see `kernel::flocked_by`): the
+        // process the record names is asked before the lock is called free. Otherwise it is
+        // free, or the record of a run that died: the next run takes the lock over.
+        Some(false) => record.filter(|r| r.host == hostname() && kernel::flocked_by(r.pid, meta.ino()) == Some(true)),
         // No table to ask (no /proc): a record is all there is to go by.
         None => record,
     }

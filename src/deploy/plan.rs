@@ -3,7 +3,7 @@
 
 use super::color::Color;
 use super::model::UpdateConfig;
-use super::model::{ContainerState, Phase, Replica, Traffic};
+use super::model::{ContainerState, Phase, Replica, Source, Traffic};
 
 /// What a run must do before it starts its own work, decided from the upstream file's state
 /// and the containers the engine has.
@@ -22,8 +22,10 @@ pub struct Reconcile {
 /// Decides the clean-up before a new deploy: keep and run what nginx points at, remove the rest.
 pub fn reconcile(traffic: Option<&Traffic>, replicas: &[Replica]) -> Reconcile {
     let Some(traffic) = traffic else {
-        // Nothing was ever switched to: every container of the service is an orphan.
-        return Reconcile { live: None, start: Vec::new(), remove: replicas.iter().map(|r| r.id.clone()).collect() };
+        // Nothing was ever switched to: every container imgctl made for the service is an
+        // orphan (compose's are not imgctl's: a deploy takes them over).
+        let orphans = replicas.iter().filter(|r| r.source != Source::Compose).map(|r| r.id.clone()).collect();
+        return Reconcile { live: None, start: Vec::new(), remove: orphans };
     };
     let in_upstream = |r: &Replica| traffic.servers.iter().any(|s| s.container == r.name);
     let start = replicas
@@ -89,6 +91,7 @@ mod tests {
             health: Health::None,
             addr: None,
             created: String::new(),
+            source: crate::deploy::model::Source::Imgctl,
         }
     }
 

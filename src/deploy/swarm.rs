@@ -19,8 +19,11 @@ use bollard::query_parameters::{ListTasksOptionsBuilder, UpdateServiceOptionsBui
 use super::docker::{DockerEngine, EngineError, PullAuth, health_config};
 use super::model::{FailureAction, Order, UpdateConfig, Workload};
 
+mod mounts;
 mod raw;
 mod runtime;
+
+pub use mounts::{MOUNT_LABEL, object_name};
 
 /// What a swarm service should be: a workload (built from the compose service), its image,
 /// imgctl's labels and how many tasks run it.
@@ -131,9 +134,10 @@ impl DockerEngine {
         auth: Option<&PullAuth>,
     ) -> Result<String, EngineError> {
         let credentials = auth.and_then(PullAuth::docker_credentials);
+        let body = self.with_files(spec, service_spec(spec)?).await?;
         let created = self
             .api()
-            .create_service(service_spec(spec)?, credentials)
+            .create_service(body, credentials)
             .await
             .map_err(|e| self.error(format!("creating service {}", spec.name), e))?;
         Ok(created.id.unwrap_or_default())
@@ -149,9 +153,10 @@ impl DockerEngine {
     ) -> Result<Vec<String>, EngineError> {
         let options = UpdateServiceOptionsBuilder::new().version(version as i32).build();
         let credentials = auth.and_then(PullAuth::docker_credentials);
+        let body = self.with_files(spec, service_spec(spec)?).await?;
         let answer = self
             .api()
-            .update_service(&spec.name, service_spec(spec)?, options, credentials)
+            .update_service(&spec.name, body, options, credentials)
             .await
             .map_err(|e| match e {
                 // Swarm answers a stale version index with a 500, not a 409.
@@ -168,24 +173,34 @@ impl DockerEngine {
         Ok(answer.warnings.unwrap_or_default())
     }
 
+    /// `body` with the secrets and configs of `spec`'s workload attached (their objects found
+    /// or created first).
+    async fn with_files(&self, spec: &SwarmServiceSpec, mut body: ServiceSpec) -> Result<ServiceSpec, EngineError> {
+        let service = spec.labels.get(super::color::label::SERVICE).unwrap_or(&spec.name);
+        let attached = self.attach(service, &spec.workload.files).await?;
+        mounts::set(&mut body, attached);
+        Ok(body)
+    }
+
     /// Pins `image` in the live spec of a service someone else owns (a stack): the spec is
-    /// read and written back at the version read, with only the image and `labels` (imgctl's,
-    /// over the service's) changed; returns swarm's warnings.
+    /// read and written back at the version read, with only the image, `labels` (imgctl's,
+    /// over the service's) and the secrets and configs the compose file names (`spec`'s, at
+    /// their targets; the stack's others kept) changed; returns swarm's warnings.
     pub async fn pin_image(
         &self,
-        name: &str,
-        image: &str,
-        labels: &BTreeMap<String, String>,
+        spec: &SwarmServiceSpec,
         auth: Option<&PullAuth>,
     ) -> Result<Vec<String>, EngineError> {
+        let (name, image, labels) = (spec.name.as_str(), spec.image.as_str(), &spec.labels);
         let service = self
             .api()
             .inspect_service(name, None)
             .await
             .map_err(|e| self.error(format!("inspecting service {name}"), e))?;
         let version = service.version.and_then(|v| v.index).unwrap_or_default();
-        let mut spec = self.live_spec(name, service.spec.unwrap_or_default()).await?;
-        pin(&mut spec, image, labels);
+        let mut live = self.live_spec(name, service.spec.unwrap_or_default()).await?;
+        pin(&mut live, image, labels);
+        let spec = live;
         let options = UpdateServiceOptionsBuilder::new().version(version as i32).build();
         let credentials = auth.and_then(PullAuth::docker_credentials);
         let answer = self

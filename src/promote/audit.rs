@@ -26,6 +26,20 @@ pub struct AuditRecord<'a> {
     pub tags: Vec<&'a str>,
     /// The media type.
     pub media_type: &'a str,
+    /// The signature made at the destination (`--sign-key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<AuditSignature<'a>>,
+}
+
+/// The signature an audit record names.
+#[derive(Debug, Serialize)]
+pub struct AuditSignature<'a> {
+    /// `classic` or `bundle`.
+    pub layout: &'static str,
+    /// Where it is (`repo:sha256-<hex>.sig`, or the referrer `repo@sha256:...`).
+    pub signature: &'a str,
+    /// sha256 of the signing key's SubjectPublicKeyInfo.
+    pub key_fingerprint: &'a str,
 }
 
 /// Who is promoting, from the environment.
@@ -47,6 +61,11 @@ pub fn append(path: &Path, result: &PromotionResult, actor: &str, now: SystemTim
         destination: &result.destination,
         tags: result.tags.iter().map(|t| t.tag.as_str()).collect(),
         media_type: &result.media_type,
+        signature: result.signed.as_ref().map(|s| AuditSignature {
+            layout: s.layout.as_str(),
+            signature: &s.signature,
+            key_fingerprint: s.key_fingerprint.as_str(),
+        }),
     };
     jsonl::append(path, &record)
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod file;
 pub mod signatures;
+pub mod signing;
 
 use serde::Serialize;
 
@@ -12,6 +13,7 @@ use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError};
 use crate::verify::{self, Accepted, Gate, VerifyError};
+use signing::PromotionSigner;
 
 /// One promotion edge: a source image to a destination repository with tags.
 #[derive(Clone, Debug)]
@@ -56,6 +58,9 @@ pub struct PromotionResult {
     /// What the signature policy accepted the source by, when there is a policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<Accepted>,
+    /// The signature made at the destination, with `--sign-key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed: Option<verify::sign::Signed>,
 }
 
 /// One tag's outcome.
@@ -93,6 +98,17 @@ pub enum PromoteError {
         #[source]
         source: CopyError,
     },
+    /// The image was copied, then signing it at the destination failed; no tag was written.
+    #[error("{destination}@{digest} was copied but not signed, and no tag was written: {source}")]
+    NotSigned {
+        /// The digest.
+        digest: Digest,
+        /// The destination repository.
+        destination: String,
+        /// Why.
+        #[source]
+        source: verify::sign::SignError,
+    },
     /// Some tags were written, then one failed.
     #[error("{destination}@{digest} is copied, tags {written:?} are written, tag {failed} failed: {source}")]
     Tagging {
@@ -118,6 +134,19 @@ pub async fn promote(
     promotion: &Promotion,
     options: &CopyOptions,
     gate: Option<&Gate>,
+) -> Result<PromotionResult, PromoteError> {
+    promote_signed(client, promotion, options, gate, None).await
+}
+
+/// [`promote`], and with a `signer`, the promoted digest signed at the destination after the
+/// copy (and the referrers) and before any tag is written: a tag never names an image there
+/// that is not signed yet.
+pub async fn promote_signed(
+    client: &RegistryClient,
+    promotion: &Promotion,
+    options: &CopyOptions,
+    gate: Option<&Gate>,
+    signer: Option<&PromotionSigner>,
 ) -> Result<PromotionResult, PromoteError> {
     let root = client.get_manifest(&promotion.source).await?;
     // The digest just read is the one verified and the one copied: a tag moved in between
@@ -149,6 +178,7 @@ pub async fn promote(
         referrers: None,
         signature_tag: None,
         verified,
+        signed: None,
     };
     if promotion.dry_run {
         return Ok(result);
@@ -182,6 +212,12 @@ pub async fn promote(
             result.copy.add(&copied);
             result.signature_tag = Some(outcome);
         }
+    }
+    if let Some(signer) = signer {
+        let signed = signer.sign(client, &promotion.destination, &root.digest).await.map_err(|source| {
+            PromoteError::NotSigned { digest: root.digest.clone(), destination: destination.clone(), source }
+        })?;
+        result.signed = Some(signed);
     }
     let mut written = Vec::new();
     for tag in &result.tags {

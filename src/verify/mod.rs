@@ -9,12 +9,17 @@
 //!
 //! [`verify`] is the one entry point: the gates of `imgctl verify`, `promote` and `deploy` call
 //! it with the digest they are about to use, so what is verified is what is copied or run.
+//!
+//! The other way round, [`keyfile`] reads and writes cosign's encrypted key files and [`sign`]
+//! writes signatures in both layouts (`imgctl keygen`, `imgctl sign`, `promote --sign-key`).
 
 pub mod bundle;
 pub mod classic;
 mod fetch;
 pub mod key;
+pub mod keyfile;
 pub mod policy;
+pub mod sign;
 
 use std::fmt;
 use std::path::PathBuf;

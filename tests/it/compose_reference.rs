@@ -413,8 +413,9 @@ fn every_refused_key_is_refused_by_name() {
         ("network_mode: host", "services.web.network_mode: the two colors must each have their own network stack"),
         ("links: [db]", "services.web.links: links bind to one container"),
         ("volumes_from: [db]", "services.web.volumes_from:"),
-        ("secrets: [token]", "services.web.secrets: not yet supported"),
-        ("configs: [nginx_conf]", "services.web.configs: not yet supported"),
+        // Applied now (tests/it/secrets.rs); one the top level does not define is refused.
+        ("secrets: [token]", "services.web.secrets[0]: \"token\" is not defined in the top-level secrets:"),
+        ("configs: [nginx_conf]", "services.web.configs[0]: \"nginx_conf\" is not defined in the top-level configs:"),
         ("scale: 2", "services.web.scale: set deploy.replicas"),
         ("mac_address: 02:42:ac:11:00:02", "services.web.mac_address: the two colors run at the same time"),
         ("cpu_shares: 512", "services.web.cpu_shares: imgctl does not apply it yet"),

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so the harness in `common/` compiles once. Each module
 //! runs the real binaries against real peers that its tests start and stop themselves.
 
+mod adopt;
 mod ci_examples;
 mod cli_snapshots;
 mod common;
@@ -28,9 +29,11 @@ mod registry_credentials;
 mod runtime_keys;
 mod sample_hooks;
 mod secret_service;
+mod secrets;
 mod shared_host;
 mod signature_gates;
 mod signatures;
+mod signing;
 mod stable_addresses;
 mod stacks;
 mod swarm_peers;

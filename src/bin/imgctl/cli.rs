@@ -2,6 +2,10 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod signing;
+
+pub use signing::{PassphraseArgs, PromoteSigning, Sign, SignLayout};
+
 /// imgctl keeps registry credentials safe, promotes images by digest and deploys them.
 ///
 /// Credentials: `docker-credential-imgctl` is the docker credential helper docker runs for
@@ -133,6 +137,33 @@ pub enum Command {
         registry: RegistryArgs,
     },
 
+    /// Make a cosign key pair: PREFIX.key (encrypted with a passphrase, 0600) and PREFIX.pub,
+    /// exactly as `cosign generate-key-pair` writes them. Never overwrites a file.
+    ///
+    /// The passphrase comes from stdin (--passphrase-stdin), from the environment variable
+    /// --passphrase-env names, or else from COSIGN_PASSWORD; never from the command line.
+    ///
+    ///   printf %s "$PASSPHRASE" | imgctl keygen --passphrase-stdin
+    ///   COSIGN_PASSWORD=... imgctl keygen --output-key-prefix team
+    #[command(verbatim_doc_comment)]
+    Keygen {
+        /// Write PREFIX.key and PREFIX.pub.
+        #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+        output_key_prefix: std::path::PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+
+    /// Sign an image's digest with a cosign key, as `cosign sign --key` does: the classic
+    /// layout (the sha256-<hex>.sig tag; a signature is added to those there) or a sigstore
+    /// bundle attached as a referrer. A tag is resolved once and that digest is signed.
+    /// Offline: no Rekor entry.
+    ///
+    ///   imgctl sign registry.example.com/prod/app:1.4 --key cosign.key --passphrase-env COSIGN_PASSWORD
+    ///   imgctl sign registry.example.com/prod/app@sha256:... --key cosign.key --layout bundle
+    #[command(verbatim_doc_comment)]
+    Sign(Sign),
+
     /// Deploy an image pinned by digest: blue/green (default), canary or rolling, behind
     /// nginx on this Docker Engine or on Docker Swarm, as the compose file's x-imgctl says.
     ///
@@ -232,6 +263,11 @@ pub struct ComposeArgs {
     /// later files win). Variables of the environment win over both.
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<std::path::PathBuf>,
+    /// The compose project's name, whose running containers of the service a first deploy
+    /// takes over (default: COMPOSE_PROJECT_NAME, else the files' top-level name:, else the
+    /// project folder's name, as compose derives it).
+    #[arg(long = "project-name", short = 'p', value_name = "NAME")]
+    pub project_name: Option<String>,
 }
 
 /// `imgctl deploy`
@@ -263,6 +299,11 @@ pub struct Deploy {
     /// `--continue` switches.
     #[arg(long)]
     pub no_auto_promote: bool,
+    /// Point the proxy at the containers `docker-compose up -d` runs for the service, as its
+    /// live color, and stop there: nothing is started or stopped. Then move the proxy's
+    /// configuration to imgctl's upstream; the next deploy switches away from them.
+    #[arg(long, conflicts_with_all = ["digest", "image", "resume", "abort", "repair", "no_auto_promote"])]
+    pub adopt: bool,
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -344,6 +385,8 @@ pub struct Promote {
     pub concurrency: usize,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub signing: PromoteSigning,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use imgctl::deploy::admission::Admission;
 use imgctl::deploy::config::Request;
 use imgctl::deploy::history::Outcome;
+use imgctl::deploy::model::Source;
 use imgctl::deploy::spec::{self, ServiceSpec};
 use imgctl::deploy::{self, Action, DeployError, Events, Options, PinnedImage, Report, status};
 use imgctl::digest::Digest;
@@ -63,7 +64,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                     Output::Text => {
                         for r in records {
                             outln!(
-                                "{}  {:<8} {:<9} {:<10} {} -> {}  {} by {}{}",
+                                "{}  {:<8} {:<9} {:<10} {} -> {}  {} by {}{}{}",
                                 r.started,
                                 r.action,
                                 format!("{:?}", r.outcome).to_lowercase(),
@@ -72,6 +73,9 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                                 short(&r.digest),
                                 r.color,
                                 r.performer,
+                                r.adopted
+                                    .map(|project| format!(", taking over compose project {project}"))
+                                    .unwrap_or_default(),
                                 r.reason.map(|why| format!("\n    {why}")).unwrap_or_default()
                             )?;
                         }
@@ -93,6 +97,8 @@ async fn deploy_command(args: Deploy, output: Output) -> Result<ExitCode> {
         Action::Abort
     } else if args.repair {
         Action::Repair
+    } else if args.adopt {
+        Action::Adopt
     } else {
         let image = pin(&args, &spec).await?;
         // The signature gate, before anything is pulled (on the Engine and on swarm alike).
@@ -169,6 +175,7 @@ pub fn load(compose: &ComposeArgs, service: &str, stack: &StackArgs) -> Result<S
             .collect(),
         cwd: std::env::current_dir()?,
         stack: stack.stack.clone(),
+        project_name: compose.project_name.clone(),
     };
     let spec = spec::resolve(&request, service)?;
     for note in &spec.notes {
@@ -246,6 +253,15 @@ fn finish(report: Report, output: Output) -> Result<ExitCode> {
             if let Some(reason) = &record.reason {
                 outln!("  {reason}")?;
             }
+            match (&record.adopted, record.action.as_str()) {
+                (Some(project), "adopt") => outln!(
+                    "  the upstream file lists compose project {project}'s containers: point the proxy at it now (README: adopting a compose project)"
+                )?,
+                (Some(project), _) if record.outcome == Outcome::Succeeded => outln!(
+                    "  took over compose project {project}: its containers are stopped and kept for imgctl rollback"
+                )?,
+                _ => {}
+            }
             if let (Some(switch), Some(traffic)) = (report.switch_ms, report.time_to_traffic_ms) {
                 outln!(
                     "  switch {switch} ms; traffic on the new color {traffic} ms after the start, health gates excluded"
@@ -279,9 +295,13 @@ fn print_status(status: &status::Status, output: Output) -> Result<ExitCode> {
     }
     for r in &status.replicas {
         let replica = &r.replica;
+        let name = match replica.source {
+            Source::Compose => format!("{} (compose)", replica.name),
+            Source::Imgctl => replica.name.clone(),
+        };
         outln!(
             "  {:<16} {:<6} {:<12} {:<8} {:<9} {:<22} {}",
-            replica.name,
+            name,
             replica.color.as_str(),
             short(&replica.digest),
             format!("{:?}", replica.state).to_lowercase(),

@@ -38,7 +38,12 @@ pub fn code(error: &(dyn Error + 'static)) -> u8 {
             _ => FAILED,
         };
     }
-    if error.is::<SpecError>() || error.is::<Usage>() || error.is::<InvalidDigest>() || error.is::<InvalidReference>() {
+    if error.is::<SpecError>()
+        || error.is::<Usage>()
+        || error.is::<crate::sign::Usage>()
+        || error.is::<InvalidDigest>()
+        || error.is::<InvalidReference>()
+    {
         return USAGE;
     }
     FAILED

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use imgctl::copy::{CopyOptions, TagOutcome};
 use imgctl::docker_config::DockerConfig;
 use imgctl::manifest::{self, Parsed};
+use imgctl::promote::signing::PromotionSigner;
 use imgctl::promote::{self, Promotion, PromotionResult, audit};
 use imgctl::reference::Reference;
 use imgctl::registry::{ClientOptions, RegistryClient, Throughput};
@@ -34,6 +35,8 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
             Command::Verify { reference, policy, registry } => {
                 crate::verify::command(&reference, &policy, &registry, output).await
             }
+            Command::Keygen { output_key_prefix, passphrase } => crate::sign::keygen(&output_key_prefix, &passphrase, output),
+            Command::Sign(args) => crate::sign::command(args, output).await,
             Command::Resolve { reference, registry } => resolve(&reference, &registry, output).await,
             Command::Inspect { reference, raw, registry } => inspect(&reference, raw, &registry, output).await,
             Command::Tag { reference, tags, allow_tag_move, registry } => {
@@ -45,7 +48,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                     .into());
                 }
                 let promotion = Promotion { destination: source.clone(), source, tags, allow_tag_move, dry_run: false, referrers: false };
-                run_promotion(&promotion, &registry, CopyOptions::default(), None, None, output).await
+                run_promotion(&promotion, &registry, CopyOptions::default(), (None, None), None, output).await
             }
             Command::Promote(args) => promote_command(args, output).await,
             Command::Pull { reference, dir, name, registry } => {
@@ -175,11 +178,14 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
     let options = CopyOptions { blob_concurrency: args.concurrency, progress: crate::progress::reporter() };
     // Read before any registry is: a policy that cannot be used stops the run here.
     let gate = crate::verify::gate(&args.policy, None)?;
+    // So is the signing key: a wrong passphrase stops the run before a byte is copied.
+    let signer = crate::sign::promotion_signer(&args.signing)?;
     if let Some(file) = &args.file {
         let text = std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
         let edges = promote::file::plan(&text, args.allow_tag_move, args.dry_run, args.referrers)
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        return promote_edges(edges, &args.registry, options, gate.as_ref(), &audit_log, output).await;
+        return promote_edges(edges, &args.registry, options, (gate.as_ref(), signer.as_ref()), &audit_log, output)
+            .await;
     }
     let (Some(source), Some(destination)) = (&args.source, &args.destination) else {
         return Err(Usage("give SOURCE and DESTINATION, or --file".into()).into());
@@ -209,15 +215,18 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
         dry_run: args.dry_run,
         referrers: args.referrers,
     };
-    run_promotion(&promotion, &args.registry, options, gate.as_ref(), Some(audit_log), output).await
+    run_promotion(&promotion, &args.registry, options, (gate.as_ref(), signer.as_ref()), Some(audit_log), output).await
 }
+
+/// The signature gate in front of a promotion and the key that signs behind it.
+type Checks<'a> = (Option<&'a Gate>, Option<&'a PromotionSigner>);
 
 /// Every edge of a promotion manifest, a few at a time; one failing does not stop the others.
 async fn promote_edges(
     edges: Vec<Promotion>,
     args: &RegistryArgs,
     options: CopyOptions,
-    gate: Option<&Gate>,
+    (gate, signer): Checks<'_>,
     audit_log: &std::path::Path,
     output: Output,
 ) -> Result<ExitCode> {
@@ -228,7 +237,7 @@ async fn promote_edges(
             .map(|edge| {
                 let (client, options) = (&client, &options);
                 async move {
-                    let outcome = promote::promote(client, &edge, options, gate).await;
+                    let outcome = promote::promote_signed(client, &edge, options, gate, signer).await;
                     (edge, outcome)
                 }
             })
@@ -262,6 +271,7 @@ async fn promote_edges(
                 "failed": failed.iter().map(|(edge, error)| serde_json::json!({
                     "source": edge.source.to_string(), "destination": edge.destination.name(), "tags": edge.tags, "error": error.to_string(),
                     "rejected": matches!(error, promote::PromoteError::Verify(_)),
+                    "copied_not_signed": matches!(error, promote::PromoteError::NotSigned { .. }),
                 })).collect::<Vec<_>>(),
             }))?
         )?,
@@ -291,12 +301,12 @@ async fn run_promotion(
     promotion: &Promotion,
     args: &RegistryArgs,
     options: CopyOptions,
-    gate: Option<&Gate>,
+    (gate, signer): Checks<'_>,
     audit_log: Option<PathBuf>,
     output: Output,
 ) -> Result<ExitCode> {
     let client = client(args)?;
-    let result = promote::promote(&client, promotion, &options, gate).await;
+    let result = promote::promote_signed(&client, promotion, &options, gate, signer).await;
     options.progress.finish();
     let result = result?;
     if !result.dry_run
@@ -323,6 +333,9 @@ fn print_result(result: &PromotionResult, audit_log: Option<&std::path::Path>, o
                 outln!("  signature {signature} verified with {key} ({})", verified.policy.display())?;
             }
         }
+    }
+    if let Some(signed) = &result.signed {
+        outln!("  {}", crate::sign::describe(signed))?;
     }
     let copy = &result.copy;
     if !result.dry_run && copy.manifests > 0 {

@@ -17,6 +17,7 @@ mod deploy;
 mod exit;
 mod images;
 mod progress;
+mod sign;
 mod verify;
 
 use std::error::Error;

@@ -15,6 +15,7 @@ mod interpolate;
 pub mod keys;
 mod merge;
 mod paths;
+pub mod project;
 mod service;
 mod yaml;
 
@@ -25,6 +26,7 @@ use serde_json::{Map, Value};
 
 pub use env_file::EnvFileError;
 pub use interpolate::InterpolationError;
+pub use project::{Project, ProjectNameError, ProjectSource};
 
 use crate::deploy::names;
 use interpolate::Variables;
@@ -75,6 +77,8 @@ pub struct Request {
     pub cwd: PathBuf,
     /// `--stack NAME`: the service is one of that stack's, as `x-imgctl.stack: NAME` says.
     pub stack: Option<String>,
+    /// `-p/--project-name`: the compose project's name (else derived as compose does).
+    pub project_name: Option<String>,
 }
 
 /// A service as compose resolves it.
@@ -89,6 +93,8 @@ pub struct Loaded {
     pub dir: PathBuf,
     /// The service's name.
     pub service: String,
+    /// The compose project's name, as compose derives it.
+    pub project: Project,
     /// Its resolved body: files merged, `extends` applied, `env_file` read into
     /// `environment` (a mapping; `null` for a variable that is set nowhere), relative host
     /// paths made absolute.
@@ -97,6 +103,9 @@ pub struct Loaded {
     pub extension: Value,
     /// What the user should hear: unset variables, keys accepted without effect.
     pub notes: Vec<String>,
+    /// The top-level `secrets:` and `configs:` of every file, merged by name (later files
+    /// win, key by key): `{"secrets": {...}, "configs": {...}}`.
+    pub definitions: Value,
 }
 
 /// A compose project that cannot give the service.
@@ -173,6 +182,14 @@ pub enum ConfigError {
         service: String,
         /// What is wrong.
         message: String,
+    },
+    /// The project's name cannot be one compose accepts.
+    #[error("{path}: {problem}")]
+    ProjectName {
+        /// The (first) file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: ProjectNameError,
     },
     /// A key imgctl refuses, with why.
     #[error("{path}: services.{service}.{key}: {reason}")]
@@ -258,6 +275,12 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
     for (path, text) in &texts {
         documents.push((path.clone(), parse_document(path, text, &mut vars)?));
     }
+    let named: Vec<(PathBuf, Option<String>)> = documents
+        .iter()
+        .map(|(path, document)| (path.clone(), document.get("name").and_then(Value::as_str).map(str::to_owned)))
+        .collect();
+    let project = project::resolve(request.project_name.as_deref(), process, &variables, &named, &dir)
+        .map_err(|problem| ConfigError::ProjectName { path: texts[0].0.clone(), problem })?;
     notes.extend(
         vars.unset.iter().map(|name| format!("the variable {name} is not set: an empty string is substituted")),
     );
@@ -265,9 +288,15 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
     let context = service::Context { files, variables: &variables, project_dir: &dir };
     let mut body: Option<Map<String, Value>> = None;
     let mut extension = Value::Null;
+    let mut definitions = serde_json::json!({});
     for (path, document) in &documents {
         if let Some(top) = document.get("x-imgctl") {
             merge::deep(&mut extension, top.clone());
+        }
+        for key in ["secrets", "configs"] {
+            if let Some(defined) = document.get(key).filter(|d| !d.is_null()) {
+                merge::deep(&mut definitions, serde_json::json!({ key: defined }));
+            }
         }
         let services = document.get("services").and_then(Value::as_object);
         if services.is_some_and(|s| s.contains_key(service)) {
@@ -315,9 +344,11 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
         env_files,
         dir,
         service: service.into(),
+        project,
         body,
         extension,
         notes,
+        definitions,
     })
 }
 

@@ -22,6 +22,7 @@ fn request(f: &[&str], environment: &[(&str, &str)]) -> Request {
         environment: env(environment),
         cwd: "/srv/app".into(),
         stack: None,
+        project_name: None,
     }
 }
 
@@ -265,8 +266,6 @@ fn every_key_is_applied_noted_or_refused_by_name() {
         ("build: .", "services.web.build: imgctl deploys an image a registry holds"),
         ("network_mode: host", "services.web.network_mode: the two colors must each have their own network stack"),
         ("links: [db]", "services.web.links: links bind to one container"),
-        ("secrets: [token]", "services.web.secrets: not yet supported"),
-        ("configs: [conf]", "services.web.configs: not yet supported"),
         ("scale: 3", "services.web.scale: set deploy.replicas"),
         ("mac_address: 02:42:ac:11:00:02", "services.web.mac_address"),
         ("enviroment: {A: 1}", "services.web.enviroment: not a compose key (did you mean environment?)"),
@@ -309,6 +308,8 @@ fn every_key_is_applied_noted_or_refused_by_name() {
         ]
     );
     assert!(service("ports: ['80']").unwrap().notes.is_empty());
+    let files = service("secrets: [token], configs: [conf]").unwrap();
+    assert!(files.notes.is_empty(), "secrets and configs are applied: {:?}", files.notes);
     for runtime in [
         "cap_add: [NET_ADMIN]",
         "read_only: true",
@@ -352,18 +353,18 @@ fn a_stack_file_loads_with_the_keys_imgctl_would_refuse_noted_not_refused() {
     let stack_file = "services:\n  api:\n    image: r/api:1\n    secrets: [token]\n    deploy: {placement: {constraints: [node.role==manager]}}\nsecrets:\n  token: {external: true}\n";
     let fs: BTreeMap<PathBuf, String> = [(PathBuf::from("/srv/app/stack.yml"), stack_file.to_owned())].into();
     let alone = load(&request(&["stack.yml"], &[]), &fs, "api").unwrap_err().to_string();
-    assert!(alone.contains("services.api.secrets: not yet supported"), "{alone}");
+    assert!(alone.contains("services.api.deploy.placement: not yet supported"), "{alone}");
     let in_stack = Request { stack: Some("numbers".into()), ..request(&["stack.yml"], &[]) };
     let loaded = load(&in_stack, &fs, "api").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.extension["stack"], "numbers", "--stack is x-imgctl.stack");
     assert_eq!((&loaded.extension["target"], &loaded.extension["strategy"]), (&"swarm".into(), &"rolling".into()));
-    for key in ["secrets", "deploy.placement"] {
-        assert!(
-            loaded.notes.iter().any(|n| n.starts_with(&format!("{key} is ignored (a stack's service keeps"))),
-            "{key}: {:?}",
-            loaded.notes
-        );
-    }
+    assert_eq!(loaded.definitions["secrets"]["token"], json!({"external": true}), "secrets are applied");
+    assert!(!loaded.notes.iter().any(|n| n.starts_with("secrets")), "{:?}", loaded.notes);
+    assert!(
+        loaded.notes.iter().any(|n| n.starts_with("deploy.placement is ignored (a stack's service keeps")),
+        "{:?}",
+        loaded.notes
+    );
     let typo = "services:\n  api:\n    image: r/api:1\n    x-imgctl: {stack: numbers}\n    enviroment: {A: 1}\n";
     let fs: BTreeMap<PathBuf, String> = [(PathBuf::from("/srv/app/stack.yml"), typo.to_owned())].into();
     let error = load(&request(&["stack.yml"], &[]), &fs, "api").unwrap_err().to_string();

@@ -5,7 +5,7 @@
 use super::{Action, End, Guard, Item, Machine, Member, Observed, On, Past, Refusal, Route, Share, Step, Subject};
 use crate::deploy::color::Color;
 use crate::deploy::hooks::Hook;
-use crate::deploy::model::{ContainerState, Phase, PinnedImage, Replica, Traffic};
+use crate::deploy::model::{ADOPTED, ContainerState, Phase, PinnedImage, Replica, Source, Traffic};
 use crate::deploy::plan;
 use crate::deploy::spec::Strategy;
 
@@ -23,7 +23,12 @@ pub fn refusal(settings: &super::Settings, action: &Action, traffic: Option<&Tra
             action: "abort (the target runs the update itself; imgctl rollback goes back)",
         }),
         Action::Repair if settings.rolls_itself || traffic.is_none() => Some(Refusal::NothingToRepair(service)),
+        Action::Adopt if settings.rolls_itself => Some(Refusal::NothingToAdopt {
+            service,
+            detail: " (swarm updates it; only a Docker Engine runs compose's containers)".into(),
+        }),
         _ if settings.rolls_itself => None,
+        Action::Adopt if traffic.is_some() => Some(Refusal::AlreadyDeployed(service)),
         Action::Deploy(_) => match in_flight {
             Some(phase) => Some(Refusal::InFlight { service, phase: describe(phase) }),
             None if settings.no_auto_promote && traffic.is_none() => Some(Refusal::NoLiveVersion(service)),
@@ -52,6 +57,7 @@ pub(super) fn plan(m: &mut Machine, action: &Action, observed: Observed) -> Resu
         Action::Abort => abort(m, observed),
         Action::Rollback { to } => rollback(m, to.as_ref().map(ToString::to_string), observed),
         Action::Repair => repair(m, &observed),
+        Action::Adopt => super::adopt::take_over(m, observed.compose.as_ref()),
     }
 }
 
@@ -69,42 +75,58 @@ fn deploy(m: &mut Machine, image: &PinnedImage, observed: Observed) -> Result<()
     // In flight, or --no-auto-promote without a live version: refused by `refusal`.
     let service = m.settings.service.clone();
     let traffic = observed.traffic.clone();
-    reconcile(m, &observed);
-    let color = traffic.as_ref().map(|t| t.live.other()).unwrap_or(Color::Blue);
-    m.subject = Subject {
-        image: image.reference(),
-        digest: image.digest.to_string(),
-        color,
-        previous: traffic.as_ref().map(|t| (t.live, t.live_digest.clone())),
+    // With no traffic state, compose's running containers of the service are the live color.
+    let adoption = match &traffic {
+        None => super::adopt::decide(&service, observed.compose.as_ref())?,
+        Some(_) => None,
     };
-    m.back = traffic.as_ref().map(|t| m.all_on(t.live, &t.live_digest));
+    reconcile(m, &observed);
+    let previous = traffic
+        .as_ref()
+        .map(|t| (t.live, t.live_digest.clone()))
+        .or_else(|| adoption.as_ref().map(|a| (ADOPTED, a.digest.clone())));
+    let color = previous.as_ref().map(|p| p.0.other()).unwrap_or(Color::Blue);
+    m.subject =
+        Subject { image: image.reference(), digest: image.digest.to_string(), color, previous: previous.clone() };
+    m.back = previous.as_ref().map(|(live, digest)| m.all_on(*live, digest));
+    if let Some(adoption) = &adoption {
+        super::adopt::announce(m, adoption, true);
+    }
+    // compose's containers are replaced all at once: their numbers are no batches of imgctl's.
+    let live_is_compose = observed
+        .replicas
+        .iter()
+        .any(|r| r.source == Source::Compose && previous.as_ref().is_some_and(|p| p.0 == r.color));
+    if live_is_compose && m.settings.strategy == Strategy::Rolling {
+        m.notes.push("the move from compose's containers is one switch (blue/green); later deploys roll".into());
+    }
     m.push(m.hook(Hook::PreDeploy, None), On::Plain);
     m.push(Step::Pull { image: image.clone() }, On::Plain);
     match &traffic {
-        Some(old) if m.settings.strategy == Strategy::Rolling => {
+        Some(old) if m.settings.strategy == Strategy::Rolling && !live_is_compose => {
             super::rolling::start(m, old, image, &observed.replicas);
         }
         _ => {
             let indices: Vec<u32> = (1..=m.settings.replicas).collect();
             m.push(Step::Start { color, image: image.clone(), indices }, On::Built(color));
             m.push(m.hook(Hook::PreSwitch, None), On::Plain);
-            match &traffic {
-                Some(old) if m.settings.no_auto_promote => {
+            match &previous {
+                Some((live, live_digest)) if m.settings.no_auto_promote => {
                     let waiting = Route {
                         phase: Phase::AwaitingPromotion {
                             color,
                             image: m.subject.image.clone(),
                             digest: m.subject.digest.clone(),
                         },
-                        ..m.all_on(old.live, &old.live_digest)
+                        ..m.all_on(*live, live_digest)
                     };
                     m.push(Step::Switch { route: waiting, label: "hold".into(), moves: false }, On::Plain);
                     let reason = format!(
                         "{color} is healthy and waits: `imgctl deploy {service} --continue` switches, `--abort` drops it"
                     );
-                    m.queue.push_back(Item::End(End::Paused { reason, live: Some(old.live) }));
+                    m.queue.push_back(Item::End(End::Paused { reason, live: Some(*live) }));
                 }
-                Some(old) if m.settings.strategy == Strategy::Canary => canary(m, old.live, 0),
+                Some((live, _)) if m.settings.strategy == Strategy::Canary => canary(m, *live, 0),
                 _ => promote(m),
             }
         }
@@ -314,7 +336,14 @@ fn rollback(m: &mut Machine, to: Option<String>, observed: Observed) -> Result<(
             .map(|p| p.digest.clone())
             .ok_or_else(|| Refusal::NothingToRollBack { service: service.clone(), detail: " in its history".into() })?,
     };
-    let image = observed.history.iter().rev().find(|r| r.digest == target).map(|r| r.image.clone());
+    // compose's containers taken over: their image pinned in its registry, which no run of
+    // the history deployed.
+    let from_compose = || {
+        let containers = observed.compose.iter().flat_map(|seen| &seen.containers);
+        containers.filter(|c| c.digest() == Some(target.as_str())).find_map(|c| c.pinned.clone())
+    };
+    let image =
+        observed.history.iter().rev().find(|r| r.digest == target).map(|r| r.image.clone()).or_else(from_compose);
     m.subject = Subject {
         image: image.clone().unwrap_or_else(|| target.clone()),
         digest: target.clone(),
@@ -435,7 +464,7 @@ fn rolls_itself(m: &mut Machine, action: &Action, observed: &Observed) -> Result
             m.push(m.hook(Hook::OnRollback, Some("imgctl rollback".into())), On::Soft);
             m.queue.push_back(Item::End(End::Succeeded { live: None }));
         }
-        Action::Continue | Action::Abort | Action::Repair => {
+        Action::Continue | Action::Abort | Action::Repair | Action::Adopt => {
             let refused = refusal(&m.settings, action, None);
             return Err(refused.expect("a target that rolls by itself has nothing to continue, abort or repair"));
         }

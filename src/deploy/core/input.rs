@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::deploy::model::{Replica, Traffic, UpdateConfig};
+use crate::deploy::model::{ComposeSeen, Replica, Traffic, UpdateConfig};
 use crate::deploy::spec::{CanaryStep, ServiceSpec, Strategy};
 
 /// What the core reads of the service's configuration.
@@ -67,6 +67,9 @@ pub struct Observed {
     pub history: Vec<Past>,
     /// What a target that rolls by itself runs now (`None`: the service does not exist).
     pub rolling_digest: Option<String>,
+    /// The containers compose runs for the service, when imgctl has no traffic state for it or
+    /// they are one of its colors (`None`: not looked for, or the target runs none).
+    pub compose: Option<ComposeSeen>,
 }
 
 /// A run in the history, as far as the core needs it.

@@ -8,6 +8,7 @@
 //! before traffic moves removes what the run started of the new version; a failure after it
 //! moved sends traffic back first, then removes the new version, then reports.
 
+mod adopt;
 mod flows;
 mod input;
 mod rolling;
@@ -17,6 +18,7 @@ mod tests;
 
 use std::collections::VecDeque;
 
+pub use adopt::AdoptRefusal;
 pub use flows::{describe, refusal};
 pub use input::{Observed, Past, Settings};
 pub use step::{Done, Drained, HookFacts, Member, Route, Share, Starts, Step, Verdict};
@@ -45,6 +47,9 @@ pub enum Action {
     /// Start what the switch points at and point it at the replicas' addresses now (after a
     /// reboot, `docker restart` or a crash gave them new ports).
     Repair,
+    /// Point the switch at the containers `docker-compose up -d` runs for the service, which
+    /// become its live color (nothing is started or stopped).
+    Adopt,
 }
 
 impl Action {
@@ -56,6 +61,7 @@ impl Action {
             Self::Abort => "abort",
             Self::Rollback { .. } => "rollback",
             Self::Repair => "repair",
+            Self::Adopt => "adopt",
         }
     }
 }
@@ -106,6 +112,20 @@ pub enum Refusal {
     /// `--repair` on a service imgctl never switched.
     #[error("{0} has no traffic state to repair: it was never deployed behind a switch")]
     NothingToRepair(String),
+    /// compose's containers of the service cannot be taken over.
+    #[error(transparent)]
+    Adopt(#[from] AdoptRefusal),
+    /// `--adopt` with no compose container of the service running.
+    #[error("{service} has no running container to take over{detail}")]
+    NothingToAdopt {
+        /// The service.
+        service: String,
+        /// Where imgctl looked.
+        detail: String,
+    },
+    /// `--adopt` on a service imgctl already switches.
+    #[error("{0} is already deployed by imgctl (its switch has traffic state): there is nothing to take over")]
+    AlreadyDeployed(String),
 }
 
 /// What a failure of the current step does.
@@ -222,6 +242,8 @@ pub struct Machine {
     notes: Vec<String>,
     /// How each drain ended, in order.
     drains: Vec<Drained>,
+    /// The compose project whose containers the run takes over as the live color.
+    adopted: Option<String>,
 }
 
 impl Machine {
@@ -241,6 +263,7 @@ impl Machine {
             current: String::new(),
             notes: Vec::new(),
             drains: Vec::new(),
+            adopted: None,
         };
         flows::plan(&mut machine, action, observed)?;
         Ok(machine)
@@ -460,6 +483,7 @@ impl Machine {
             reason,
             failure: None,
             live,
+            adopted: self.adopted.clone(),
         }
     }
 

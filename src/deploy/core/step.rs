@@ -362,6 +362,8 @@ pub struct Verdict {
     pub failure: Option<RunFailure>,
     /// Where traffic goes now.
     pub live: Option<Color>,
+    /// The compose project whose running containers the run took over as the live color.
+    pub adopted: Option<String>,
 }
 
 /// What a run starts of the version it puts in place ([`super::Machine::starts`]).

@@ -15,6 +15,7 @@ use super::EngineError;
 use crate::deploy::color::{Color, label};
 use crate::deploy::model::{ContainerState, Health, Healthcheck, Replica, Workload};
 
+pub(super) mod mounts;
 pub(super) mod runtime;
 
 /// One replica as a container: its workload, under its own name and image, with imgctl's
@@ -70,8 +71,17 @@ pub(super) fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody, E
     if let Some(first) = refused.first() {
         return Err(invalid(first.to_string()));
     }
+    if workload.runtime.read_only
+        && let Some(copied) = mounts::copied(workload).next()
+    {
+        return Err(invalid(format!(
+            "{} is copied into the container before it starts, and read_only forbids that: give it as a file",
+            copied.at()
+        )));
+    }
     let host_config = HostConfig {
         binds: Some(binds).filter(|b| !b.is_empty()),
+        mounts: Some(mounts::binds(workload)).filter(|m| !m.is_empty()),
         port_bindings,
         network_mode: workload.networks.first().cloned(),
         restart_policy,
@@ -169,6 +179,7 @@ pub(super) fn replica_from_inspect(info: ContainerInspectResponse) -> Result<Rep
         health,
         addr,
         created: info.created.unwrap_or_default(),
+        source: crate::deploy::model::Source::Imgctl,
     })
 }
 
@@ -333,6 +344,7 @@ mod tests {
                 health: Health::Healthy,
                 addr: Some("127.0.0.1:49153".parse().unwrap()),
                 created: "2024-05-01T10:00:00.123Z".into(),
+                source: crate::deploy::model::Source::Imgctl,
             }
         );
         let json = serde_json::to_value(&replica).unwrap();

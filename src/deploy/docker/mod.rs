@@ -7,7 +7,9 @@
 //!
 //! - `container`: what to run for one replica, and the engine's body for it (pure).
 //! - `pull`: pulling an image with the registry's credentials.
+//! - `compose`: the containers `docker-compose up -d` runs, read as replicas to take over.
 
+mod compose;
 mod container;
 mod pull;
 
@@ -19,13 +21,14 @@ use bollard::errors::Error as BollardError;
 use bollard::models::NetworkConnectRequest;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 
 use super::color::label;
 use super::model::Replica;
 use container::{create_body, replica_from_inspect};
 
+pub use compose::{ComposeReplica, label as compose_label};
 pub use container::ContainerSpec;
 pub(super) use container::health_config;
 pub(in crate::deploy) use container::runtime::{sysctls, ulimits};
@@ -91,6 +94,18 @@ pub enum EngineError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// A secret or config the compose file names as `external` does not exist on the swarm.
+    #[error(
+        "{at}: the external {noun} {name:?} does not exist on this swarm: create it first (docker {noun} create {name} FILE), or give the {noun} as a file"
+    )]
+    MissingExternal {
+        /// `secrets.KEY` or `configs.KEY`.
+        at: String,
+        /// `secret` or `config`.
+        noun: &'static str,
+        /// The object's name.
+        name: String,
+    },
     /// The engine refused a request.
     #[error("the Docker Engine refused to {operation}: {message}")]
     Api {
@@ -147,10 +162,12 @@ impl DockerEngine {
         Ok(replicas)
     }
 
-    /// Creates (does not start) a container from SPEC, connected to all its networks, and
-    /// returns its id.
+    /// Creates (does not start) a container from SPEC, connected to all its networks, with
+    /// the secrets and configs that are copied (not bind-mounted) in place, and returns its id.
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         let body = create_body(spec)?;
+        let archive = container::mounts::archive(&spec.workload)
+            .map_err(|reason| EngineError::InvalidSpec { container: spec.name.clone(), reason })?;
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let operation = || format!("create container {}", spec.name);
         let created = match self.docker.create_container(Some(options), body).await {
@@ -166,6 +183,16 @@ impl DockerEngine {
                 // Half-wired containers would be started by a retry; take it back.
                 let _ = self.remove(&created.id).await;
                 return Err(self.fail(format!("connect container {} to network {network}", spec.name), e));
+            }
+        }
+        if let Some(archive) = archive {
+            // Unpacked at `/`: each file at its absolute target, with its owner and mode.
+            let options = UploadToContainerOptionsBuilder::default().path("/").build();
+            // bollard takes the body by value: this copy of the content is not wiped.
+            let body = bollard::body_full(bytes::Bytes::copy_from_slice(&archive));
+            if let Err(e) = self.docker.upload_to_container(&created.id, Some(options), body).await {
+                let _ = self.remove(&created.id).await;
+                return Err(self.fail(format!("copy the secrets and configs into container {}", spec.name), e));
             }
         }
         Ok(created.id)

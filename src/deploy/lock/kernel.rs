@@ -13,6 +13,23 @@ pub(super) fn flocked(ino: u64) -> Option<bool> {
     std::fs::read_to_string("/proc/locks").ok().map(|table| flocked_in(&table, ino))
 }
 
+/// Whether process `pid` holds a `flock` on inode `ino`, by the `lock:` lines of its open
+/// files (`/proc/PID/fdinfo/FD`); `None` when they cannot be read.
+///
+/// `/proc/locks` is read a page at a time, and a lock taken or released elsewhere between two
+/// reads shifts the table under the reader: a line can be skipped. One small file per open
+/// file is read whole, so the record's own process is asked when the table says "free".
+pub(super) fn flocked_by(pid: u32, ino: u64) -> Option<bool> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let found = dir.flatten().any(|fd| {
+        std::fs::read_to_string(fd.path()).is_ok_and(|info| {
+            let locks = info.lines().filter_map(|line| line.strip_prefix("lock:"));
+            flocked_in(&locks.map(|l| format!("{}\n", l.trim_start())).collect::<String>(), ino)
+        })
+    });
+    Some(found)
+}
+
 /// `1: FLOCK  ADVISORY  WRITE 4858 fe:00:5317230 0 EOF`, one lock a line; a process waiting
 /// for a lock is listed under it as `1: -> FLOCK ...` and holds nothing.
 fn flocked_in(table: &str, ino: u64) -> bool {
@@ -48,8 +65,10 @@ mod tests {
         assert_eq!(flocked(ino), Some(false));
         file.lock().unwrap();
         assert_eq!(flocked(ino), Some(true));
+        assert_eq!(flocked_by(std::process::id(), ino), Some(true), "by this process's fdinfo");
         file.unlock().unwrap();
         assert_eq!(flocked(ino), Some(false));
+        assert_eq!(flocked_by(std::process::id(), ino), Some(false));
         std::fs::remove_file(&path).unwrap();
     }
 }

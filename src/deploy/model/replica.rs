@@ -28,6 +28,20 @@ pub struct Replica {
     pub addr: Option<SocketAddr>,
     /// When the container was created, as the engine reports it (RFC 3339).
     pub created: String,
+    /// Who made the container: imgctl, or `docker-compose up -d` (taken over as a color).
+    pub source: Source,
+}
+
+/// Who made a replica's container.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// imgctl, with its labels.
+    #[default]
+    Imgctl,
+    /// compose (`docker-compose up -d`), found by its labels and taken over: it has none of
+    /// imgctl's, so its color is [`super::ADOPTED`], its index compose's container number.
+    Compose,
 }
 
 /// A container's state, as docker names it.

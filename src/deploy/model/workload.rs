@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::Runtime;
+use super::{FileMount, Runtime};
 
 /// A docker healthcheck (compose `healthcheck:`), durations already parsed.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +62,8 @@ pub struct Workload {
     /// compose's runtime keys (resources, capabilities, ulimits, hosts, DNS, tmpfs, logging,
     /// sysctls, ...): how the container runs, one value for every replica.
     pub runtime: Runtime,
+    /// compose `secrets` and `configs`: files each replica gets, in the order written.
+    pub files: Vec<FileMount>,
 }
 
 impl Workload {
@@ -87,6 +89,7 @@ impl Default for Workload {
             stop_grace: Self::DEFAULT_STOP_GRACE,
             port: None,
             runtime: Runtime::default(),
+            files: Vec::new(),
         }
     }
 }

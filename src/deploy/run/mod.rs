@@ -199,13 +199,15 @@ pub async fn preview(spec: &ServiceSpec, options: &Options, action: &Action) -> 
     if let Some(holder) = lock::holder_for(upstream_file(spec), &lock_dir(options), &spec.name) {
         lines.push(format!("would be refused now: the lock is held ({holder})"));
     }
-    let machine = match Machine::new(settings, action, observed) {
+    let mut machine = match Machine::new(settings, action, observed) {
         Ok(machine) => machine,
         Err(refusal) => {
             lines.push(format!("would be refused: {refusal}"));
             return Ok(lines);
         }
     };
+    // What the plan itself says: compose's containers taken over, a choice it made.
+    lines.extend(machine.take_notes());
     for step in machine.preview() {
         lines.push(match (&step, &placement) {
             (Step::Update { image }, Placement::RollsItself(rolling)) => rolling.describe_update(image),
@@ -230,13 +232,23 @@ async fn observe(
         Placement::Colors(target) => (target.observe().await?, None),
         Placement::RollsItself(rolling) => (Vec::new(), rolling.current().await?),
     };
+    // compose's containers matter while imgctl has no traffic state (they may be taken over),
+    // and while they are a color (a rollback to them names their image).
+    let compose = match placement {
+        Placement::Colors(target)
+            if traffic.is_none() || replicas.iter().any(|r| r.source == super::model::Source::Compose) =>
+        {
+            target.compose().await?
+        }
+        _ => None,
+    };
     let dir = history_dir(options);
     let history = history::read(&dir, &spec.name)
         .map_err(|source| DeployError::History { path: dir, source })?
         .into_iter()
         .map(|r| Past { image: r.image, digest: r.digest, succeeded: r.outcome == Outcome::Succeeded })
         .collect();
-    Ok(Observed { traffic, replicas, took_over, history, rolling_digest })
+    Ok(Observed { traffic, replicas, took_over, history, rolling_digest, compose })
 }
 
 /// The context of one run.
@@ -321,7 +333,7 @@ impl<'a> Run<'a> {
 
     /// Appends the run to the history and keeps its report.
     fn record(&mut self, verdict: Verdict) -> Result<(), DeployError> {
-        let Verdict { action, outcome, image, digest, color, previous, reason, failure, live } = verdict;
+        let Verdict { action, outcome, image, digest, color, previous, reason, failure, live, adopted } = verdict;
         let record = Record {
             id: self.id.clone(),
             action: action.into(),
@@ -337,6 +349,7 @@ impl<'a> Run<'a> {
             started: crate::promote::audit::rfc3339(self.started_at),
             finished: crate::promote::audit::rfc3339(SystemTime::now()),
             steps: self.steps.clone(),
+            adopted,
         };
         let dir = history_dir(self.options);
         history::append(&dir, &record).map_err(|source| DeployError::History { path: dir, source })?;

@@ -10,11 +10,8 @@
 //! interpolation, merging, extends, env_file, the table of keys) and knows nothing of
 //! workloads.
 
-mod runtime;
-// Read and tested here; the compose loader takes it up when it merges (compose-load refuses
-// `secrets`/`configs` until then).
-#[cfg_attr(not(test), allow(dead_code))]
 mod mode;
+mod runtime;
 mod secrets;
 mod settings;
 mod stack;
@@ -73,6 +70,9 @@ pub enum SpecError {
 pub struct ServiceSpec {
     /// The compose service name.
     pub name: String,
+    /// The compose project it belongs to (what `docker-compose up -d` labels its containers
+    /// with): imgctl takes over that project's running containers of the service.
+    pub project: config::Project,
     /// The first compose file (the project's; hooks get it as `IMGCTL_COMPOSE_FILE`).
     pub compose_file: PathBuf,
     /// Every compose file, in the order merged.
@@ -101,8 +101,14 @@ pub struct ServiceSpec {
 
 /// Loads `service` as `request` says (the binary passes the command line's `-f` and
 /// `--env-file`, the process environment and the working directory).
+///
+/// The content of each secret and config is read here, from its file or from
+/// `request.environment`, so a missing one stops the deploy before anything changes.
 pub fn resolve(request: &Request, service: &str) -> Result<ServiceSpec, SpecError> {
-    from_loaded(config::load(request, &config::Disk, service)?)
+    let mut spec = from_loaded(config::load(request, &config::Disk, service)?)?;
+    secrets::read_contents(&mut spec.workload.files, &request.environment)
+        .map_err(|m| SpecError::Invalid { path: spec.compose_file.clone(), message: m })?;
+    Ok(spec)
 }
 
 /// Reads `service` from the one compose file at `path` (and the `.env` beside it), with an
@@ -193,6 +199,17 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
         )));
     }
 
+    // A stack's service keeps the secrets and configs `docker stack deploy` gave it, as it keeps
+    // the rest of its spec: the stack file stays the one truth of everything but the digest.
+    let files = if settings.swarm.stack.is_some() {
+        Vec::new()
+    } else {
+        secrets::secrets(body, &loaded.definitions, base).map_err(|m| invalid(at(&m))).and_then(|files| {
+            secrets::for_target(&files, settings.target).map_err(|m| invalid(format!("services.{service}.{m}")))?;
+            secrets::check_pass_env(&files, &settings.pass_env).map_err(invalid)?;
+            Ok(files)
+        })?
+    };
     // The one place the workload is built. The runtime keys (cap_add, ulimits, resources...)
     // are read by `runtime::runtime`, and what the target cannot apply is refused here.
     let workload = Workload {
@@ -241,9 +258,11 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
         runtime: runtime::runtime(body, base).map_err(|m| invalid(format!("services.{service}.{m}"))).and_then(
             |r| runtime::for_target(r, settings.target).map_err(|m| invalid(format!("services.{service}: {m}"))),
         )?,
+        files,
     };
     Ok(ServiceSpec {
         name: service.into(),
+        project: loaded.project.clone(),
         compose_file: path.into(),
         compose_files: loaded.files.clone(),
         env_files: loaded.env_files.clone(),

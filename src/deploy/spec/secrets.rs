@@ -8,78 +8,26 @@
 //! Where a mount lands, as compose and swarm place them: a secret's relative target under
 //! `/run/secrets/`, a config's relative target under `/`; an absolute target as written.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
+use zeroize::Zeroizing;
 
-/// Secrets or configs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// `secrets:`
-    Secret,
-    /// `configs:`
-    Config,
-}
+use super::Target;
+use crate::deploy::model::{Content, FileKind as Kind, FileMount, FileSource as Origin};
 
-impl Kind {
-    fn key(self) -> &'static str {
-        match self {
-            Self::Secret => "secrets",
-            Self::Config => "configs",
-        }
-    }
-}
+/// The largest secret swarm takes (500 KiB), and the largest config (1000 KiB); the Engine is
+/// held to the same, so a file works on both targets.
+const LIMIT: [(Kind, usize); 2] = [(Kind::Secret, 500 << 10), (Kind::Config, 1000 << 10)];
 
-/// Where a secret's or config's content comes from (top-level `secrets.NAME` / `configs.NAME`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// `file:`, resolved against the compose file's folder.
-    File(PathBuf),
-    /// `external: true`: an object that exists already (on swarm); `name:` or the key.
-    External(String),
-    /// `environment: VAR`: the value of a variable of imgctl's environment.
-    Environment(String),
-    /// `content:` (configs only): the text itself, as the compose file holds it.
-    Content(String),
-}
-
-/// One secret or config mounted into the service's containers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileMount {
-    /// Secret or config.
-    pub kind: Kind,
-    /// The top-level key (`source:`).
-    pub source: String,
-    /// `name:` at the top level (the object's name on swarm), else the key.
-    pub name: String,
-    /// Where it comes from.
-    pub origin: Origin,
-    /// The path inside the container.
-    pub target: String,
-    /// `uid:` (a number, as a string as compose writes it).
-    pub uid: Option<String>,
-    /// `gid:`
-    pub gid: Option<String>,
-    /// `mode:` (default: 0444, as compose and swarm give).
-    pub mode: u32,
-}
-
-/// The secrets and configs of one service.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServiceFiles {
-    /// `secrets:`
-    pub secrets: Vec<FileMount>,
-    /// `configs:`
-    pub configs: Vec<FileMount>,
-}
-
-/// Reads the service's `secrets:` and `configs:` (`body`: the service, `top`: the whole
-/// compose document, `base`: the compose file's folder). Errors name the key.
-pub(crate) fn secrets(body: &Value, top: &Value, base: &Path) -> Result<ServiceFiles, String> {
-    Ok(ServiceFiles {
-        secrets: mounts(Kind::Secret, body, top, base)?,
-        configs: mounts(Kind::Config, body, top, base)?,
-    })
+/// Reads the service's `secrets:` and `configs:`, secrets first (`body`: the service, `top`:
+/// the top-level `secrets:` and `configs:` definitions, `base`: the project directory). Inline
+/// `content:` is taken as it is; nothing else is read. Errors name the key.
+pub(crate) fn secrets(body: &Value, top: &Value, base: &Path) -> Result<Vec<FileMount>, String> {
+    let mut files = mounts(Kind::Secret, body, top, base)?;
+    files.extend(mounts(Kind::Config, body, top, base)?);
+    Ok(files)
 }
 
 fn mounts(kind: Kind, body: &Value, top: &Value, base: &Path) -> Result<Vec<FileMount>, String> {
@@ -126,22 +74,19 @@ fn mount(kind: Kind, entry: &Value, top: &Value, base: &Path) -> Result<FileMoun
     let defined = top.get(kind.key()).and_then(|d| d.get(&source)).ok_or_else(|| {
         format!("{source:?} is not defined in the top-level {}: (add {source}: {{file: ...}} there)", kind.key())
     })?;
-    let (name, origin) = origin(kind, &source, defined, base)?;
+    let (name, origin, content) = origin(kind, &source, defined, base)?;
     let target = target_path(kind, target.as_deref().unwrap_or(&source))?;
     for (key, id) in [("uid", &uid), ("gid", &gid)] {
         if let Some(id) = id.as_deref().filter(|id| id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit())) {
             return Err(format!("{key}: {id:?} is not a number"));
         }
     }
-    let mode = match mode {
-        None => 0o444,
-        Some(mode) => file_mode(mode)?,
-    };
-    Ok(FileMount { kind, source, name, origin, target, uid, gid, mode })
+    let mode = mode.map(file_mode).transpose()?;
+    Ok(FileMount { kind, key: source, name, source: origin, target, uid, gid, mode, content })
 }
 
-/// The top-level definition: its swarm name and its origin.
-fn origin(kind: Kind, source: &str, defined: &Value, base: &Path) -> Result<(String, Origin), String> {
+/// The top-level definition: its swarm name, its origin, and inline content.
+fn origin(kind: Kind, source: &str, defined: &Value, base: &Path) -> Result<(String, Origin, Option<Content>), String> {
     let at = format!("{}.{source}", kind.key());
     let Some(defined) = defined.as_object() else {
         return Err(format!("{at}: a mapping with file, external, environment or content"));
@@ -183,12 +128,15 @@ fn origin(kind: Kind, source: &str, defined: &Value, base: &Path) -> Result<(Str
         return Err(format!("{at}.name: {name:?} is not a swarm object name (letters, digits, '_', '.', '-')"));
     }
     let mut origins = Vec::new();
+    let mut inline = None;
     if external {
         origins.push(Origin::External(name.clone()));
     }
     if let Some(file) = string("file")? {
         let path = PathBuf::from(file);
-        origins.push(Origin::File(if path.is_absolute() { path } else { base.join(path) }));
+        let path = if path.is_absolute() { path } else { base.join(path) };
+        // `./token.txt` is shown as `DIR/token.txt`, as compose shows it.
+        origins.push(Origin::File(path.components().filter(|c| !matches!(c, Component::CurDir)).collect()));
     }
     if let Some(variable) = string("environment")? {
         if variable.is_empty() || !variable.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -202,10 +150,11 @@ fn origin(kind: Kind, source: &str, defined: &Value, base: &Path) -> Result<(Str
             // `content` for configs only.
             return Err(format!("{at}.content is for configs: give a secret as a file or a variable"));
         }
-        origins.push(Origin::Content(content));
+        origins.push(Origin::Inline);
+        inline = Some(Content::new(Zeroizing::new(content.into_bytes())));
     }
     match origins.len() {
-        1 => Ok((name, origins.remove(0))),
+        1 => Ok((name, origins.remove(0), inline)),
         0 => Err(format!(
             "{at}: one of file, external, environment{}",
             if kind == Kind::Config { " or content" } else { "" }
@@ -247,6 +196,92 @@ fn file_mode(mode: &Value) -> Result<u32, String> {
     }
 }
 
+/// What `target` cannot do with `files`, naming the first such mount. On a single Engine there
+/// are no swarm objects (`external`), and a bind-mounted file keeps its host owner and mode
+/// (docker-compose ignores `uid`, `gid` and `mode` there with a warning; imgctl refuses them).
+pub(super) fn for_target(files: &[FileMount], target: Target) -> Result<(), String> {
+    if target != Target::Engine {
+        return Ok(());
+    }
+    for file in files {
+        let at = file.at();
+        match &file.source {
+            Origin::External(name) => {
+                return Err(format!(
+                    "{at}: external {} {name:?} is a swarm object, and a single Docker Engine has none (x-imgctl.target: engine); give it as a file or an environment variable, or deploy to swarm",
+                    file.kind.noun()
+                ));
+            }
+            Origin::File(_) if file.owner_or_mode_given() => {
+                return Err(format!(
+                    "{}: {}: uid, gid and mode cannot be applied on a single Docker Engine: a file is bind-mounted there and keeps its own owner and mode (chown or chmod the file instead, or drop them)",
+                    file.kind.key(),
+                    file.key
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads the content of every mount from its file or from `environment` (imgctl's), before
+/// anything changes. A missing or unreadable file, an unset variable or content over swarm's
+/// limit is refused, naming the key; the content never appears in a message.
+pub(super) fn read_contents(files: &mut [FileMount], environment: &BTreeMap<String, String>) -> Result<(), String> {
+    for file in files.iter_mut() {
+        let at = file.at();
+        let limit = LIMIT.iter().find(|(kind, _)| *kind == file.kind).map_or(500 << 10, |(_, limit)| *limit);
+        let content = match &file.source {
+            Origin::External(_) | Origin::Inline => continue,
+            Origin::File(path) => {
+                let opened = std::fs::File::open(path).and_then(|f| {
+                    if f.metadata()?.is_file() { Ok(f) } else { Err(std::io::Error::other("not a regular file")) }
+                });
+                let opened = opened.map_err(|e| format!("{at}.file: cannot read {}: {e}", path.display()))?;
+                crate::credential::read_to_end_wiped(opened, limit).map_err(|e| match e {
+                    crate::credential::ReadSecretError::TooLarge { limit } => {
+                        format!(
+                            "{at}.file: {} is larger than {} KiB, the most swarm takes",
+                            path.display(),
+                            limit >> 10
+                        )
+                    }
+                    crate::credential::ReadSecretError::Io(e) => {
+                        format!("{at}.file: cannot read {}: {e}", path.display())
+                    }
+                })?
+            }
+            Origin::Environment(variable) => {
+                let value = environment.get(variable).ok_or_else(|| {
+                    format!("{at}.environment: the variable {variable} is not set in imgctl's environment")
+                })?;
+                if value.len() > limit {
+                    return Err(format!("{at}.environment: {variable} is larger than {} KiB", limit >> 10));
+                }
+                Zeroizing::new(value.as_bytes().to_vec())
+            }
+        };
+        file.content = Some(Content::new(content));
+    }
+    Ok(())
+}
+
+/// A variable that feeds a secret cannot also be handed to hooks (`x-imgctl.pass_env`).
+pub(super) fn check_pass_env(files: &[FileMount], pass_env: &[String]) -> Result<(), String> {
+    for file in files {
+        if let Origin::Environment(variable) = &file.source
+            && pass_env.contains(variable)
+        {
+            return Err(format!(
+                "x-imgctl: pass_env: {variable:?} holds {} (its environment): hooks never get a secret's value",
+                file.at()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn is_object_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 64
@@ -258,11 +293,15 @@ fn is_object_name(name: &str) -> bool {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    use super::{FileMount, Kind, Origin, secrets};
+    use std::collections::BTreeMap;
 
-    fn read(yaml: &str) -> Result<super::ServiceFiles, String> {
+    use super::{FileMount, Kind, Origin, Target, check_pass_env, for_target, read_contents, secrets};
+
+    /// The secrets and the configs of service `api`.
+    fn read(yaml: &str) -> Result<(Vec<FileMount>, Vec<FileMount>), String> {
         let top: serde_json::Value = serde_norway::from_str(yaml).unwrap();
-        secrets(&top["services"]["api"], &top, Path::new("/srv/app"))
+        let files = secrets(&top["services"]["api"], &top, Path::new("/srv/app"))?;
+        Ok(files.into_iter().partition(|f| f.kind == Kind::Secret))
     }
 
     #[test]
@@ -292,33 +331,36 @@ configs:
         .unwrap();
         let secret = |source: &str, name: &str, origin: Origin, target: &str| FileMount {
             kind: Kind::Secret,
-            source: source.into(),
+            key: source.into(),
             name: name.into(),
-            origin,
+            source: origin,
             target: target.into(),
             uid: None,
             gid: None,
-            mode: 0o444,
+            mode: None,
+            content: None,
         };
+        let (secrets, configs) = files;
         assert_eq!(
-            files.secrets,
+            secrets,
             [
-                secret("token", "token", Origin::File(PathBuf::from("/srv/app/./token.txt")), "/run/secrets/token"),
+                secret("token", "token", Origin::File(PathBuf::from("/srv/app/token.txt")), "/run/secrets/token"),
                 FileMount {
                     uid: Some("100".into()),
                     gid: Some("101".into()),
-                    mode: 0o400,
+                    mode: Some(0o400),
                     ..secret("db", "db", Origin::File("/abs/db.txt".into()), "/run/secrets/db_password")
                 },
                 secret("ext", "prod_ext", Origin::External("prod_ext".into()), "/etc/ext.key"),
                 secret("env", "env", Origin::Environment("API_TOKEN".into()), "/run/secrets/from_env"),
             ]
         );
-        let targets: Vec<(&str, u32)> = files.configs.iter().map(|c| (c.target.as_str(), c.mode)).collect();
+        let targets: Vec<(&str, u32)> = configs.iter().map(|c| (c.target.as_str(), c.file_mode())).collect();
         assert_eq!(targets, [("/conf", 0o444), ("/etc/inline.conf", 0o440)]);
-        assert_eq!(files.configs[0].origin, Origin::File("/srv/app/conf/api.conf".into()));
-        assert_eq!(files.configs[1].origin, Origin::Content("answer = 42".into()));
-        assert_eq!(read("services:\n  api: {}\n").unwrap(), super::ServiceFiles::default());
+        assert_eq!(configs[0].source, Origin::File("/srv/app/conf/api.conf".into()));
+        assert_eq!(configs[1].source, Origin::Inline);
+        assert_eq!(configs[1].content.as_ref().map(|c| c.expose()), Some(&b"answer = 42"[..]));
+        assert_eq!(read("services:\n  api: {}\n").unwrap(), (vec![], vec![]));
     }
 
     #[test]
@@ -326,7 +368,7 @@ configs:
         for mode in ["0400", "\"0400\"", "0o400", "256"] {
             let yaml =
                 format!("services:\n  api:\n    secrets: [{{source: s, mode: {mode}}}]\nsecrets:\n  s: {{file: s}}\n");
-            assert_eq!(read(&yaml).unwrap().secrets[0].mode, 0o400, "mode: {mode}");
+            assert_eq!(read(&yaml).unwrap().0[0].mode, Some(0o400), "mode: {mode}");
         }
     }
 
@@ -334,7 +376,7 @@ configs:
     fn legacy_external_name_is_read() {
         let files = read("services:\n  api:\n    secrets: [old]\nsecrets:\n  old:\n    external: {name: legacy_old}\n")
             .unwrap();
-        assert_eq!(files.secrets[0].origin, Origin::External("legacy_old".into()));
+        assert_eq!(files.0[0].source, Origin::External("legacy_old".into()));
     }
 
     #[test]
@@ -379,5 +421,55 @@ configs:
         assert!(
             !refused("services:\n  api:\n    secrets: [s]\nsecrets:\n  s: {content: hunter2}\n").contains("hunter2")
         );
+    }
+
+    #[test]
+    fn contents_are_read_from_files_and_the_environment_and_refusals_name_the_key() {
+        let dir = std::env::temp_dir().join(format!("imgctl-secrets-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token.txt"), b"s3cret\n").unwrap();
+        let yaml = |definition: &str| {
+            format!("services:\n  api:\n    secrets: [s]\nsecrets:\n  s: {definition}\n")
+                .replace("DIR", &dir.display().to_string())
+        };
+        let environment = BTreeMap::from([("API_TOKEN".to_owned(), "from-env".to_owned())]);
+        let contents = |definition: &str| {
+            let (mut files, _) = read(&yaml(definition)).unwrap();
+            read_contents(&mut files, &environment).map(|()| files[0].content.clone())
+        };
+        assert_eq!(contents("{file: DIR/token.txt}").unwrap().unwrap().expose(), b"s3cret\n");
+        assert_eq!(contents("{environment: API_TOKEN}").unwrap().unwrap().expose(), b"from-env");
+        assert_eq!(contents("{external: true}").unwrap(), None, "an external object is swarm's to hold");
+        let missing = contents("{file: DIR/missing.txt}").unwrap_err();
+        assert!(missing.starts_with("secrets.s.file: cannot read ") && missing.contains("missing.txt"), "{missing}");
+        let directory = contents("{file: DIR}").unwrap_err();
+        assert!(directory.contains("not a regular file"), "{directory}");
+        let unset = contents("{environment: NOT_SET}").unwrap_err();
+        assert_eq!(unset, "secrets.s.environment: the variable NOT_SET is not set in imgctl's environment");
+        std::fs::write(dir.join("big"), vec![b'x'; 501 << 10]).unwrap();
+        assert!(contents("{file: DIR/big}").unwrap_err().contains("larger than 500 KiB"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_engine_refuses_external_objects_and_owner_or_mode_of_a_bind_mount() {
+        let files = |service: &str, definition: &str| {
+            let yaml = format!("services:\n  api:\n    secrets: [{service}]\nsecrets:\n  s: {definition}\n");
+            read(&yaml).unwrap().0
+        };
+        let external = files("s", "{external: true, name: prod_s}");
+        assert!(for_target(&external, Target::Swarm).is_ok());
+        let refused = for_target(&external, Target::Engine).unwrap_err();
+        assert!(refused.starts_with("secrets.s: external secret \"prod_s\" is a swarm object"), "{refused}");
+        let moded = files("{source: s, mode: 0400}", "{file: s.txt}");
+        let refused = for_target(&moded, Target::Engine).unwrap_err();
+        assert!(refused.starts_with("secrets: s: uid, gid and mode cannot be applied"), "{refused}");
+        assert!(for_target(&moded, Target::Swarm).is_ok());
+        // Copied into the container (environment, content): owner and mode apply.
+        assert!(for_target(&files("{source: s, mode: 0400}", "{environment: V}"), Target::Engine).is_ok());
+        let env = files("s", "{environment: API_TOKEN}");
+        let refused = check_pass_env(&env, &["API_TOKEN".into()]).unwrap_err();
+        assert!(refused.contains("\"API_TOKEN\" holds secrets.s"), "{refused}");
+        assert!(check_pass_env(&env, &["OTHER".into()]).is_ok());
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! The stack's spec is `docker stack deploy`'s: its labels, networks and their aliases,
 //! secrets, configs, mounts, placement, replicas, update and rollback settings. imgctl pins the
-//! image by digest in that live spec and adds its own labels; it applies none of the compose
-//! file's other keys over it. Two writers of one spec would undo each other on every run, and
+//! image by digest in that live spec and adds its own labels; the compose file's other keys
+//! (secrets and configs too) are not applied. Two writers of one spec would undo each other on every run, and
 //! the team that keeps `docker stack deploy` for the stack keeps its file as the one truth of
 //! everything but the digest. So a stack service is only ever updated in place (target swarm,
 //! strategy rolling: swarm's own update), never created by imgctl, and never run as colors.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::ServiceSpec;
-use crate::deploy::model::{Healthcheck, Runtime, UpdateConfig};
+use crate::deploy::model::{FileKind, FileMount, FileSource, Healthcheck, Runtime, UpdateConfig};
 
 /// The service as one JSON document.
 pub fn view(spec: &ServiceSpec) -> Value {
@@ -24,6 +24,7 @@ pub fn view(spec: &ServiceSpec) -> Value {
     durations_as_text(&mut settings);
     json!({
         "service": spec.name,
+        "project": {"name": spec.project.name, "from": spec.project.from.to_string()},
         "files": spec.compose_files,
         "image": spec.image,
         "command": w.command,
@@ -44,9 +45,37 @@ pub fn view(spec: &ServiceSpec) -> Value {
         "update_config": update(&spec.update_config),
         "rollback_config": update(&spec.rollback_config),
         "runtime": runtime(&w.runtime),
+        "secrets": files(&w.files, FileKind::Secret),
+        "configs": files(&w.files, FileKind::Config),
         "x-imgctl": settings,
         "notes": spec.notes,
     })
+}
+
+/// Each secret or config: where it comes from and where it lands, never its content.
+fn files(files: &[FileMount], kind: FileKind) -> Value {
+    let shown = files.iter().filter(|f| f.kind == kind).map(|f| {
+        let mut from = Map::new();
+        match &f.source {
+            FileSource::File(path) => from.insert("file".into(), json!(path)),
+            FileSource::External(name) => from.insert("external".into(), json!(name)),
+            FileSource::Environment(variable) => from.insert("environment".into(), json!(variable)),
+            FileSource::Inline => from.insert("content".into(), json!(format!("({} bytes)", content_len(f)))),
+        };
+        json!({
+            "source": f.key,
+            "from": from,
+            "target": f.target,
+            "uid": f.uid,
+            "gid": f.gid,
+            "mode": format!("{:04o}", f.file_mode()),
+        })
+    });
+    Value::Array(shown.collect())
+}
+
+fn content_len(file: &FileMount) -> usize {
+    file.content.as_ref().map_or(0, |c| c.len())
 }
 
 fn healthcheck(h: &Healthcheck) -> Value {
@@ -231,5 +260,21 @@ mod tests {
         );
         let bare = "services:\n  web:\n    image: r/web:1\n    expose: [8080]\n    x-imgctl: {health: {path: /h}, proxy: {upstream_file: /u}}\n";
         assert_eq!(view(&parse(bare, Path::new("/srv/compose.yaml"), "web").unwrap())["runtime"], json!({}));
+    }
+
+    #[test]
+    fn the_view_shows_where_secrets_and_configs_come_from_and_land_never_their_content() {
+        let yaml = "services:\n  web:\n    image: r/web:1\n    expose: [8080]\n    secrets: [{source: token, mode: 0400}, api]\n    configs: [app]\n    x-imgctl: {health: {path: /h}, target: swarm, strategy: rolling}\n    healthcheck: {test: [CMD, 'true']}\nsecrets:\n  token: {file: ./token.txt}\n  api: {environment: API_TOKEN}\nconfigs:\n  app: {content: 'not shown'}\n";
+        let v = view(&parse(yaml, Path::new("/srv/compose.yaml"), "web").unwrap());
+        assert_eq!(
+            v["secrets"],
+            json!([
+                {"source": "token", "from": {"file": "/srv/token.txt"}, "target": "/run/secrets/token", "uid": null, "gid": null, "mode": "0400"},
+                {"source": "api", "from": {"environment": "API_TOKEN"}, "target": "/run/secrets/api", "uid": null, "gid": null, "mode": "0444"},
+            ])
+        );
+        assert_eq!(v["configs"][0]["from"], json!({"content": "(9 bytes)"}));
+        assert_eq!(v["configs"][0]["target"], "/app");
+        assert!(!v.to_string().contains("not shown"), "{v}");
     }
 }

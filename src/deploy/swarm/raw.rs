@@ -19,23 +19,29 @@ const LIMIT: u64 = 4 << 20;
 /// The service's `Spec.TaskTemplate.ContainerSpec.Healthcheck` as the engine at `DOCKER_HOST`
 /// (`unix://` or `tcp://`, as imgctl connects) holds it; `api`: the negotiated version.
 pub(super) async fn healthcheck(name: &str, api: &str) -> Result<Option<HealthConfig>, String> {
-    let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-    let host = host.as_deref().unwrap_or("unix:///var/run/docker.sock");
     // Service names are letters, digits, '_', '.' and '-': nothing to escape in a path.
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
         return Err(format!("{name:?} is not a service name"));
     }
-    let request = format!("GET /v{api}/services/{name} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
-    let answer = tokio::time::timeout(Duration::from_secs(30), exchange(host, request.as_bytes()))
-        .await
-        .map_err(|_| "no answer within 30 s".to_owned())??;
-    let body = body(&answer)?;
-    let service: Value = serde_json::from_slice(&body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    let service = get(&format!("/services/{name}"), api).await?;
     let check = &service["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"];
     if check.is_null() {
         return Ok(None);
     }
     serde_json::from_value(check.clone()).map(Some).map_err(|e| format!("its Healthcheck: {e}"))
+}
+
+/// `GET /vAPI{path}` of the engine at `DOCKER_HOST`, as plain JSON (also what bollard's model
+/// has no field for: a service's `PreviousSpec`).
+pub(super) async fn get(path: &str, api: &str) -> Result<Value, String> {
+    let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+    let host = host.as_deref().unwrap_or("unix:///var/run/docker.sock");
+    let request = format!("GET /v{api}{path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
+    let answer = tokio::time::timeout(Duration::from_secs(30), exchange(host, request.as_bytes()))
+        .await
+        .map_err(|_| "no answer within 30 s".to_owned())??;
+    let body = body(&answer)?;
+    serde_json::from_slice(&body).map_err(|e| format!("the answer is not JSON: {e}"))
 }
 
 async fn exchange(host: &str, request: &[u8]) -> Result<Vec<u8>, String> {

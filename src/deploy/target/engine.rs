@@ -14,7 +14,7 @@ use crate::deploy::color::{Color, label};
 use crate::deploy::docker::{ContainerSpec, DockerEngine, PullAuth};
 use crate::deploy::events::Events;
 use crate::deploy::health;
-use crate::deploy::model::{ContainerState, PinnedImage, Replica};
+use crate::deploy::model::{ADOPTED, ComposeSeen, ContainerState, PinnedImage, Replica};
 use crate::deploy::spec::ServiceSpec;
 
 /// The Engine target of one service.
@@ -81,14 +81,22 @@ impl<'a> Engine<'a> {
 
     async fn gate(&self, ids: &[String]) -> Result<Started, TargetError> {
         let since = Instant::now();
-        let replicas = health::wait_healthy(&self.engine, ids, &self.spec.settings.health).await?;
+        let (engine, spec) = (&self.engine, self.spec);
+        let inspect = async |id: &str| super::adopt::inspect(engine, spec, id).await;
+        let replicas = health::wait_healthy_by(ids, &spec.settings.health, inspect).await?;
         Ok(Started { replicas, gate: since.elapsed() })
     }
 }
 
 impl Target for Engine<'_> {
     async fn observe(&self) -> Result<Vec<Replica>, TargetError> {
-        let replicas = self.engine.replicas(&self.spec.name).await?;
+        let mut replicas = self.engine.replicas(&self.spec.name).await?;
+        // compose's containers of the service are the adopted color while imgctl has none of
+        // that color (the next deploy into it removes them).
+        if !replicas.iter().any(|r| r.color == ADOPTED) {
+            replicas.extend(super::adopt::replicas(&self.engine, self.spec).await?);
+            replicas.sort_by_key(|r| (r.color, r.index));
+        }
         if let Some(network) = &self.spec.settings.proxy.network {
             let mut ips = HashMap::new();
             for replica in replicas.iter().filter(|r| r.state == ContainerState::Running) {
@@ -181,7 +189,7 @@ impl Target for Engine<'_> {
 
     async fn check(&self, replica: &Replica) -> Result<(), TargetError> {
         let settings = &self.spec.settings.health;
-        let inspected = self.engine.inspect(&replica.id).await?;
+        let inspected = super::adopt::inspect(&self.engine, self.spec, &replica.id).await?;
         if inspected.state != ContainerState::Running {
             return Err(TargetError::Stopped(replica.name.clone()));
         }
@@ -201,6 +209,10 @@ impl Target for Engine<'_> {
         let port = self.spec.workload.port?;
         let pid = self.engine.local_pid(&replica.id).await.ok()??;
         super::connections::established(pid, port)
+    }
+
+    async fn compose(&self) -> Result<Option<ComposeSeen>, TargetError> {
+        Ok(Some(super::adopt::seen(&self.engine, self.spec).await?))
     }
 
     fn address(&self, replica: &Replica) -> Option<String> {

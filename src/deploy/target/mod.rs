@@ -7,6 +7,7 @@
 //! uses: [`open`] picks it. Adding a kind is one module here, its arm in [`AnyTarget`] or
 //! [`AnyRolling`], and its line in [`open`].
 
+mod adopt;
 mod connections;
 pub mod engine;
 pub mod swarm;
@@ -18,7 +19,7 @@ use super::color::Color;
 use super::docker::{DockerEngine, EngineError, PullAuth};
 use super::events::Events;
 use super::health::HealthError;
-use super::model::{PinnedImage, Replica};
+use super::model::{ComposeSeen, PinnedImage, Replica};
 use super::spec::{ServiceSpec, Strategy, Target as Kind};
 
 pub use swarm_rolling::UpdateFailure;
@@ -159,6 +160,11 @@ pub trait Target {
     /// The TCP connections open to a replica's service port, as counted where it runs
     /// (`None`: they cannot be counted from here; a drain then waits its whole deadline).
     async fn open_connections(&self, replica: &Replica) -> Option<u32>;
+    /// The containers compose runs for the service, to take over as the live color (`None`:
+    /// the target has none; only the Engine runs compose's containers).
+    async fn compose(&self) -> Result<Option<ComposeSeen>, TargetError> {
+        Ok(None)
+    }
     /// The address a switch sends a replica's traffic to (`None`: it has none to give).
     fn address(&self, replica: &Replica) -> Option<String>;
     /// Where each new replica answers its health path after a switch (`None`: not reachable
@@ -322,6 +328,9 @@ impl Target for AnyTarget<'_> {
     }
     async fn open_connections(&self, replica: &Replica) -> Option<u32> {
         each!(self, t => t.open_connections(replica).await)
+    }
+    async fn compose(&self) -> Result<Option<ComposeSeen>, TargetError> {
+        each!(self, t => t.compose().await)
     }
     fn address(&self, replica: &Replica) -> Option<String> {
         each!(self, t => t.address(replica))

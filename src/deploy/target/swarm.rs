@@ -80,6 +80,7 @@ fn as_replica(service: &ServiceState, color: Color) -> Replica {
         health: Health::None,
         addr: None,
         created: String::new(),
+        source: crate::deploy::model::Source::Imgctl,
     }
 }
 
@@ -132,6 +133,8 @@ impl Target for SwarmColors<'_> {
         auth: PullAuth,
         _events: &mut dyn Events,
     ) -> Result<bool, TargetError> {
+        // An external secret or config that is missing stops the run before anything changes.
+        self.engine.externals(&self.spec.workload.files).await?;
         // Each node pulls for its tasks, with the credential passed along.
         self.auth = Some(auth);
         Ok(false)
@@ -167,6 +170,7 @@ impl Target for SwarmColors<'_> {
             return Err(e);
         }
         let service = self.existing(&name).await?;
+        prune_files(&self.engine, &self.spec.name, events).await;
         Ok(Started { replicas: vec![as_replica(&service, color)], gate: since.elapsed() })
     }
 
@@ -231,6 +235,20 @@ impl Target for SwarmColors<'_> {
 
     fn stop_verb(&self) -> &'static str {
         "scale to 0"
+    }
+}
+
+/// Removes the secrets and configs of imgctl's own for `service` that no service spec, current
+/// or previous, uses any more (see `swarm::mounts`), saying which. A failure to look is only
+/// noted: the deploy itself succeeded.
+pub(super) async fn prune_files(engine: &DockerEngine, service: &str, events: &mut dyn Events) {
+    match engine.prune_files(service).await {
+        Ok(removed) => {
+            for object in removed {
+                events.note(&format!("removed {object}: no service spec, current or previous, uses it"));
+            }
+        }
+        Err(e) => events.note(&format!("old secrets and configs of {service} were not removed: {e}")),
     }
 }
 

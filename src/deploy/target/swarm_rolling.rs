@@ -90,7 +90,7 @@ impl<'a> SwarmRolling<'a> {
         spec: &SwarmServiceSpec,
     ) -> Result<(), TargetError> {
         stack_member(stack, &spec.name, existing)?;
-        self.engine.pin_image(&spec.name, &spec.image, &spec.labels, self.auth.as_ref()).await?;
+        self.engine.pin_image(spec, self.auth.as_ref()).await?;
         Ok(())
     }
 
@@ -192,6 +192,8 @@ impl RollsItself for SwarmRolling<'_> {
     }
 
     async fn prepare(&mut self, _image: &PinnedImage, auth: PullAuth) -> Result<(), TargetError> {
+        // An external secret or config that is missing stops the run before anything changes.
+        self.engine.externals(&self.spec.workload.files).await?;
         // Each node pulls for its tasks, with the credential passed along.
         self.auth = Some(auth);
         Ok(())
@@ -219,7 +221,9 @@ impl RollsItself for SwarmRolling<'_> {
         }
         let what = if existing.is_some() { "service update" } else { "service create" };
         events.step(what, since.elapsed());
-        Ok(self.follow(&spec.image, before.map(|u| u.state), &known, false, events).await?)
+        self.follow(&spec.image, before.map(|u| u.state), &known, false, events).await?;
+        super::swarm::prune_files(&self.engine, &self.spec.name, events).await;
+        Ok(())
     }
 
     /// swarm's `rollback=previous`, followed.
@@ -237,7 +241,7 @@ impl RollsItself for SwarmRolling<'_> {
     fn describe_update(&self, image: &PinnedImage) -> String {
         if let Some(stack) = &self.spec.settings.swarm.stack {
             return format!(
-                "pin {} in the live spec of swarm service {} of stack {stack} (registry auth passed along); the stack's labels, networks, secrets, configs, replicas and update_config are kept; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
+                "pin {} in the live spec of swarm service {} of stack {stack} (registry auth passed along); the stack's labels, networks, replicas and update_config are kept, and its secrets and configs but those at a target the compose file names; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
                 image.reference(),
                 self.spec.swarm_service(),
                 self.spec.settings.swarm.converge_timeout

@@ -10,6 +10,17 @@ Basic auth; the password comes from $SIGNER_PASSWORD, never argv.
   cosign_signer.py --registry A --user U image REPO TAG   -> prints the digest
   cosign_signer.py --registry A --user U classic REPO DIGEST --key K [--key K2] [--signed-digest D] [--tamper] [--sig-repo R]
   cosign_signer.py --registry A --user U bundle REPO DIGEST --key K [--signed-digest D] [--tamper]
+
+cosign's encrypted key files (go-securesystemslib `encrypted`: scrypt with hashlib, NaCl secretbox
+with PyNaCl, PKCS#8 inside), the passphrase from $SIGNER_PASSPHRASE, never argv:
+
+  cosign_signer.py keygen-encrypted PREFIX            -> PREFIX.key (ENCRYPTED SIGSTORE PRIVATE KEY), PREFIX.pub
+  cosign_signer.py decrypt-key KEY                    -> the key's fingerprint (sha256 of its SPKI), its scalar (hex)
+
+and a verifier of both layouts, written from the same formats (exit 1 unless one signature is good):
+
+  cosign_signer.py --registry A --user U verify REPO DIGEST --pub PUB --layout classic|bundle [--sig-repo R]
+      -> one line per signature that verifies with PUB and names DIGEST: "ok <where> <identity>"
 """
 
 import argparse
@@ -21,6 +32,7 @@ import sys
 import urllib.error
 import urllib.request
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -65,6 +77,9 @@ class Registry:
         self.request("PUT", f"/v2/{repo}/manifests/{ref}", data=data, headers={"Content-Type": media_type})
         return {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
 
+    def blob_bytes(self, repo, digest):
+        return self.request("GET", f"/v2/{repo}/blobs/{digest}").read()
+
     def get(self, repo, ref, accept):
         try:
             return self.request("GET", f"/v2/{repo}/manifests/{ref}", headers={"Accept": accept}).read()
@@ -76,7 +91,128 @@ class Registry:
 
 def load_key(path):
     with open(path, "rb") as f:
-        return serialization.load_pem_private_key(f.read(), password=None)
+        data = f.read()
+    if b"ENCRYPTED SIGSTORE PRIVATE KEY" in data or b"ENCRYPTED COSIGN PRIVATE KEY" in data:
+        return decrypt_key(data, os.environ["SIGNER_PASSPHRASE"].encode())
+    return serialization.load_pem_private_key(data, password=None)
+
+
+def pem_body(data):
+    lines = [l for l in data.decode().splitlines() if l and not l.startswith("-----")]
+    return base64.b64decode("".join(lines))
+
+
+# go-securesystemslib encrypted: the parameter sets it decrypts.
+SCRYPT_PARAMS = [{"N": 32768, "r": 8, "p": 1}, {"N": 65536, "r": 8, "p": 1}, {"N": 131072, "r": 8, "p": 1}]
+
+
+def decrypt_key(data, passphrase):
+    import nacl.secret
+    document = json.loads(pem_body(data))
+    assert document["kdf"]["name"] == "scrypt", document["kdf"]["name"]
+    assert document["cipher"]["name"] == "nacl/secretbox", document["cipher"]["name"]
+    params = document["kdf"]["params"]
+    assert params in SCRYPT_PARAMS, params
+    salt = base64.b64decode(document["kdf"]["salt"])
+    assert len(salt) == 32, len(salt)
+    key = hashlib.scrypt(passphrase, salt=salt, n=params["N"], r=params["r"], p=params["p"],
+                         maxmem=256 * 1024 * 1024, dklen=32)
+    nonce = base64.b64decode(document["cipher"]["nonce"])
+    # NaCl's secretbox: the Poly1305 tag first, then the ciphertext (what PyNaCl decrypts).
+    der = nacl.secret.SecretBox(key).decrypt(base64.b64decode(document["ciphertext"]), nonce)
+    private = serialization.load_der_private_key(der, password=None)
+    assert isinstance(private.curve, ec.SECP256R1), private.curve
+    return private
+
+
+def fingerprint(public):
+    spki = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(spki).hexdigest()
+
+
+def keygen_encrypted(prefix):
+    """What `cosign generate-key-pair` writes, with cosign's older scrypt cost (N=32768)."""
+    import nacl.secret
+    import nacl.utils
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    salt = os.urandom(32)
+    box_key = hashlib.scrypt(os.environ["SIGNER_PASSPHRASE"].encode(), salt=salt, n=32768, r=8, p=1,
+                             maxmem=256 * 1024 * 1024, dklen=32)
+    nonce = nacl.utils.random(24)
+    ciphertext = nacl.secret.SecretBox(box_key).encrypt(der, nonce).ciphertext
+    document = {"kdf": {"name": "scrypt", "params": {"N": 32768, "r": 8, "p": 1},
+                        "salt": base64.b64encode(salt).decode()},
+                "cipher": {"name": "nacl/secretbox", "nonce": base64.b64encode(nonce).decode()},
+                "ciphertext": base64.b64encode(ciphertext).decode()}
+    body = base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode()
+    text = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
+    text += "".join(body[i:i + 64] + "\n" for i in range(0, len(body), 64))
+    text += "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
+    fd = os.open(prefix + ".key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    with open(prefix + ".pub", "wb") as f:
+        f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    print(fingerprint(key.public_key()))
+
+
+def verifies(public, signature, message):
+    try:
+        public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def verify(reg, repo, digest, pub_path, layout, sig_repo):
+    """Reads signatures where cosign puts them and checks them with pyca: exit 1 unless one is good."""
+    with open(pub_path, "rb") as f:
+        public = serialization.load_pem_public_key(f.read())
+    good = []
+    if layout == "classic":
+        sig_repo = sig_repo or repo
+        raw = reg.get(sig_repo, digest.replace(":", "-") + ".sig", OCI_MANIFEST)
+        manifest = json.loads(raw) if raw else {"layers": []}
+        for layer in manifest["layers"]:
+            if layer["mediaType"] != SIMPLE_SIGNING:
+                continue
+            payload = reg.blob_bytes(sig_repo, layer["digest"])
+            assert sha256(payload) == layer["digest"], "payload digest"
+            signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
+            document = json.loads(payload)
+            critical = document["critical"]
+            if (verifies(public, signature, payload) and critical["type"] == "cosign container image signature"
+                    and critical["image"]["docker-manifest-digest"] == digest):
+                good.append(f"ok {layer['digest']} {critical['identity']['docker-reference']}")
+    else:
+        raw = reg.get(repo, digest.replace(":", "-"), OCI_INDEX)
+        index = json.loads(raw) if raw else {"manifests": []}
+        spki = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        for entry in index["manifests"]:
+            if entry.get("artifactType") != BUNDLE:
+                continue
+            referrer = json.loads(reg.get(repo, entry["digest"], OCI_MANIFEST))
+            assert referrer["subject"]["digest"] == digest, "the referrer's subject"
+            layer = referrer["layers"][0]
+            document = json.loads(reg.blob_bytes(repo, layer["digest"]))
+            assert document["mediaType"] == BUNDLE, document["mediaType"]
+            hint = document["verificationMaterial"]["publicKey"]["hint"]
+            envelope = document["dsseEnvelope"]
+            statement = base64.b64decode(envelope["payload"])
+            message = pae(envelope["payloadType"], statement)
+            subjects = json.loads(statement)["subject"]
+            for sig in envelope["signatures"]:
+                if (verifies(public, base64.b64decode(sig["sig"]), message)
+                        and envelope["payloadType"] == "application/vnd.in-toto+json"
+                        and any(s["digest"].get("sha256") == digest.split(":")[1] for s in subjects)
+                        and hint == base64.b64encode(hashlib.sha256(spki).digest()).decode()):
+                    good.append(f"ok {entry['digest']} -")
+    for line in good:
+        print(line)
+    return 0 if good else 1
 
 
 def sign(key, message):
@@ -184,18 +320,32 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--registry")
     parser.add_argument("--user")
-    parser.add_argument("command", choices=["keygen", "image", "classic", "bundle"])
+    parser.add_argument("command", choices=["keygen", "keygen-encrypted", "decrypt-key", "image", "classic", "bundle",
+                                            "verify"])
     parser.add_argument("args", nargs="*")
     parser.add_argument("--key", action="append", default=[])
     parser.add_argument("--signed-digest")
     parser.add_argument("--tamper", action="store_true")
     parser.add_argument("--sig-repo")
+    parser.add_argument("--pub")
+    parser.add_argument("--layout", choices=["classic", "bundle"])
     a = parser.parse_args()
     if a.command == "keygen":
         return keygen(a.args[0])
+    if a.command == "keygen-encrypted":
+        return keygen_encrypted(a.args[0])
+    if a.command == "decrypt-key":
+        with open(a.args[0], "rb") as f:
+            private = decrypt_key(f.read(), os.environ["SIGNER_PASSPHRASE"].encode())
+        print(fingerprint(private.public_key()))
+        # For the tests' leak checks: the private scalar, which nothing imgctl writes may hold.
+        print(private.private_numbers().private_value.to_bytes(32, "big").hex())
+        return 0
     reg = Registry(a.registry, a.user)
     if a.command == "image":
         return image(reg, a.args[0], a.args[1])
+    if a.command == "verify":
+        return verify(reg, a.args[0], a.args[1], a.pub, a.layout, a.sig_repo)
     if a.command == "classic":
         return classic(reg, a.args[0], a.args[1], a.key, a.signed_digest, a.tamper, a.sig_repo)
     return bundle(reg, a.args[0], a.args[1], a.key[0], a.signed_digest, a.tamper)

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::*;
 use crate::deploy::history::Outcome;
 use crate::deploy::model::{
-    ContainerState, FailureAction, Health, Order, Phase, Replica, Server, Traffic, UpdateConfig,
+    ADOPTED, ComposeContainer, ComposeSeen, ContainerState, FailureAction, Health, Order, Phase, Replica, Server,
+    Source, Traffic, UpdateConfig,
 };
 use crate::deploy::spec::{CanaryStep, Strategy};
 use crate::deploy::target::{TargetError, UpdateFailure};
@@ -47,6 +48,13 @@ struct World {
     /// Every step carried out, by label.
     log: Vec<String>,
     verdict: Option<(Outcome, Option<&'static str>, Option<Color>)>,
+    /// The image the last record names.
+    recorded_image: String,
+    /// What compose runs for the service (its containers are replicas of [`ADOPTED`] in
+    /// `replicas` too, named `app_web_N`).
+    compose: Option<ComposeSeen>,
+    /// The replicas compose made (named `app_web_N`, [`Source::Compose`]).
+    from_compose: std::collections::BTreeSet<(Color, u32)>,
 }
 
 impl World {
@@ -75,8 +83,8 @@ impl World {
             .replicas
             .iter()
             .map(|((color, index), rep)| Replica {
-                id: Self::name(*color, *index),
-                name: Self::name(*color, *index),
+                id: self.name_of(*color, *index),
+                name: self.name_of(*color, *index),
                 color: *color,
                 digest: rep.digest.clone(),
                 deploy_id: String::new(),
@@ -85,6 +93,7 @@ impl World {
                 health: Health::None,
                 addr: None,
                 created: String::new(),
+                source: if self.from_compose.contains(&(*color, *index)) { Source::Compose } else { Source::Imgctl },
             })
             .collect();
         let traffic = self.traffic.as_ref().map(|(servers, live, phase, digest)| Traffic {
@@ -98,7 +107,7 @@ impl World {
                 .map(|(color, index, weight)| Server {
                     addr: format!("127.0.0.1:{}", 9000 + index),
                     weight: *weight,
-                    container: Self::name(*color, *index),
+                    container: self.name_of(*color, *index),
                     color: *color,
                 })
                 .collect(),
@@ -109,7 +118,13 @@ impl World {
             took_over: false,
             history: self.history.clone(),
             rolling_digest: self.rolling_digest.clone(),
+            compose: self.compose.clone(),
         }
+    }
+
+    /// A replica's container name: imgctl's, or compose's for those compose made.
+    fn name_of(&self, color: Color, index: u32) -> String {
+        if self.from_compose.contains(&(color, index)) { format!("app_web_{index}") } else { Self::name(color, index) }
     }
 
     fn selected(&self, color: Color, indices: &Option<Vec<u32>>) -> Vec<u32> {
@@ -143,6 +158,7 @@ impl World {
                     self.open.remove(&(color, i));
                     if remove {
                         self.replicas.remove(&(color, i));
+                        self.from_compose.remove(&(color, i));
                     } else {
                         self.replicas.get_mut(&(color, i)).unwrap().running = false;
                     }
@@ -150,6 +166,7 @@ impl World {
             }
             Step::Start { color, image, indices } => {
                 for i in indices {
+                    self.from_compose.remove(&(color, i));
                     self.replicas.insert((color, i), Rep { digest: image.digest.to_string(), running: true });
                 }
             }
@@ -202,6 +219,7 @@ impl World {
             Step::Record(verdict) => {
                 let kind = verdict.failure.as_ref().map(RunFailure::kind);
                 self.verdict = Some((verdict.outcome, kind, verdict.live));
+                self.recorded_image = verdict.image.clone();
             }
             Step::Reload
             | Step::Hook { .. }
@@ -289,6 +307,7 @@ fn check(case: &Case, world: &World) {
 }
 
 mod actions;
+mod adopt;
 mod blue_green;
 mod drain;
 mod rolling;
