@@ -299,12 +299,29 @@ fn a_stack_without_the_service_is_refused_and_nothing_is_created() {
     let site = StackSite::new();
     // No `docker stack deploy`: the stack has no service api.
     site.compose("compose.yaml", Some(&site.stack.name));
-    let out = site.imgctl(&["deploy", "api", "--digest", &site.images.v1.digest]);
-    assert!(!out.status.success(), "{}", stdout(&out));
+    // The host's lock of a service without an upstream file is named after the service, so
+    // the other test's runs of its own stack's `api` may hold it a moment (exit 3): wait them out.
+    let unlocked = |args: &[&str]| {
+        let since = std::time::Instant::now();
+        loop {
+            let out = site.imgctl(args);
+            if out.status.code() != Some(3) || since.elapsed() > std::time::Duration::from_secs(120) {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    };
+    let out = unlocked(&["deploy", "api", "--digest", &site.images.v1.digest]);
+    // A configuration error (the stack has no such service): exit 2, refused before a run
+    // starts, so nothing is recorded either.
+    assert_eq!(out.status.code(), Some(2), "{} {}", stdout(&out), stderr(&out));
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(text.contains(&format!("stack {} has no service {}", site.stack.name, site.service())), "{text}");
     assert!(text.contains("docker stack deploy"), "{text}");
     assert_eq!(site.service_names(), Vec::<String>::new(), "imgctl created nothing");
+    assert_eq!(stdout(&site.imgctl(&["history", "api"])).trim(), "api: no deploys yet");
+    let out = unlocked(&["deploy", "api", "--digest", &site.images.v1.digest, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "a dry run says so too: {}", stderr(&out));
 
     // A service of that name made outside any stack is not taken for the stack's.
     let created = run(site.images.docker().args([
@@ -324,8 +341,8 @@ fn a_stack_without_the_service_is_refused_and_nothing_is_created() {
     ]));
     assert_success(&created, "docker service create outside the stack");
     let before = site.inspect();
-    let out = site.imgctl(&["deploy", "api", "--digest", &site.images.v2.digest]);
-    assert!(!out.status.success(), "{}", stdout(&out));
+    let out = unlocked(&["deploy", "api", "--digest", &site.images.v2.digest]);
+    assert_eq!(out.status.code(), Some(2), "{} {}", stdout(&out), stderr(&out));
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(text.contains("exists outside any stack"), "{text}");
     assert_eq!(site.inspect()["Version"], before["Version"], "left as it was");

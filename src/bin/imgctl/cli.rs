@@ -207,6 +207,9 @@ pub enum Command {
     /// Put the previous version back: the idle color (warm or stopped) takes the traffic
     /// again, or the previous digest from the history is deployed. Aborts a paused deploy.
     ///
+    /// Under a signature policy (as for deploy), the digest it would start must be accepted
+    /// first, even one deployed before the policy existed: nothing starts otherwise.
+    ///
     ///   imgctl rollback web
     Rollback {
         /// The compose service.
@@ -218,6 +221,10 @@ pub enum Command {
         compose: ComposeArgs,
         #[command(flatten)]
         stack: StackArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 
     /// Show a service's colors, digests, health, traffic weights, lock and last deploys.

@@ -156,10 +156,8 @@ pub const DEPLOY_KEYS: &[(&str, Treatment)] = {
         ("update_config", Applied),
         ("rollback_config", Applied),
         ("resources", Runtime),
-        (
-            "mode",
-            Refused("imgctl runs a replicated service (deploy.replicas); global mode has no colors to switch between"),
-        ),
+        // replicated, or global on a swarm rolling update (checked by the spec).
+        ("mode", Applied),
         ("restart_policy", Refused("set restart (imgctl does not apply deploy.restart_policy yet)")),
         ("placement", Refused("not yet supported: imgctl does not place swarm tasks yet")),
         ("labels", Refused("not yet supported: set labels (on each replica) instead")),
