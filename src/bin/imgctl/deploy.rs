@@ -54,7 +54,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
             Command::History { service, limit, compose, stack } => {
                 // The compose file is read so a typo in the service name is caught.
                 let spec = in_stack(load(&compose, &service, &stack)?, &stack)?;
-                let mut records = status::history(&options(false)?, &spec.name)?;
+                let mut records = status::history(&options(false)?, &spec.record_name())?;
                 if let Some(limit) = limit {
                     records.drain(..records.len().saturating_sub(limit));
                 }

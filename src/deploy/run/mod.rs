@@ -109,7 +109,7 @@ pub async fn execute(
         other => other.name().to_owned(),
     };
     let holder = Holder::this_process(what, options.performer.clone());
-    let lock = lock::acquire_for(upstream_file(spec), &lock_dir(options), &spec.name, &holder)?;
+    let lock = lock::acquire_for(upstream_file(spec), &lock_dir(options), &spec.record_name(), &holder)?;
     if let Some(dead) = &lock.taken_over {
         events.note(&format!("took over the lock of a run that died ({dead}); reconciling from what runs"));
     }
@@ -196,7 +196,7 @@ pub async fn preview(spec: &ServiceSpec, options: &Options, action: &Action) -> 
     let observed = observe(spec, options, &switch, &placement, false).await?;
     let settings = Settings::of(spec, options.no_auto_promote, placement.rolls_itself(), placement.noun());
     let mut lines = Vec::new();
-    if let Some(holder) = lock::holder_for(upstream_file(spec), &lock_dir(options), &spec.name) {
+    if let Some(holder) = lock::holder_for(upstream_file(spec), &lock_dir(options), &spec.record_name()) {
         lines.push(format!("would be refused now: the lock is held ({holder})"));
     }
     let mut machine = match Machine::new(settings, action, observed) {
@@ -243,7 +243,7 @@ async fn observe(
         _ => None,
     };
     let dir = history_dir(options);
-    let history = history::read(&dir, &spec.name)
+    let history = history::read(&dir, &spec.record_name())
         .map_err(|source| DeployError::History { path: dir, source })?
         .into_iter()
         .map(|r| Past { image: r.image, digest: r.digest, succeeded: r.outcome == Outcome::Succeeded })
@@ -352,7 +352,7 @@ impl<'a> Run<'a> {
             adopted,
         };
         let dir = history_dir(self.options);
-        history::append(&dir, &record).map_err(|source| DeployError::History { path: dir, source })?;
+        history::append(&dir, &self.spec.record_name(), &record).map_err(|source| DeployError::History { path: dir, source })?;
         if let Some(failure) = &failure
             && failure.needs_a_person()
         {

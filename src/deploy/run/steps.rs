@@ -285,7 +285,7 @@ impl Run<'_> {
         }
         let holder =
             Holder::this_process(format!("{} (stopping the old color)", self.action), self.options.performer.clone());
-        match lock::acquire_for(upstream_file(self.spec), &lock_dir(self.options), &self.spec.name, &holder) {
+        match lock::acquire_for(upstream_file(self.spec), &lock_dir(self.options), &self.spec.record_name(), &holder) {
             Ok(lock) => self.lock = Some(lock),
             Err(_) => {
                 self.events.note("another run took the lock during keep-warm; it decides about the old color");
