@@ -352,7 +352,8 @@ impl<'a> Run<'a> {
             adopted,
         };
         let dir = history_dir(self.options);
-        history::append(&dir, &self.spec.record_name(), &record).map_err(|source| DeployError::History { path: dir, source })?;
+        history::append(&dir, &self.spec.record_name(), &record)
+            .map_err(|source| DeployError::History { path: dir, source })?;
         if let Some(failure) = &failure
             && failure.needs_a_person()
         {
