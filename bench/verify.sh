@@ -3,7 +3,9 @@
 # hyperfine run, with a policy that requires a cosign signature (classic layout, then bundle
 # layout) and with one that accepts anything (what /etc/containers/policy.json says on Debian,
 # so the gate reads no signature), against a throwaway docker-registry on loopback. Also
-# `imgctl verify` alone.
+# `imgctl verify` alone, and a promote that signs at the destination (`--sign-key`, a key from
+# `imgctl keygen`): after the warm-up the destination holds that key's signature of that digest,
+# so each run decrypts the key (scrypt, N=65536) and finds the signature there, writing nothing.
 #
 # Each promote copies to the same destination tag, so after the warm-up the copy itself is HEADs
 # only and the difference is the gate: one manifest GET for the .sig tag, one referrers/fallback
@@ -96,6 +98,8 @@ for name in classic bundle; do
 done
 digest=$("$imgctl" resolve "$addr/staging/classic:1")
 sign keygen "$work/team" >/dev/null
+export IMGCTL_BENCH_PASS=bench-passphrase
+"$imgctl" keygen --output-key-prefix "$work/ours" --passphrase-env IMGCTL_BENCH_PASS >/dev/null
 sign classic staging/classic "$digest" --key "$work/team.key" >/dev/null
 sign bundle staging/bundle "$digest" --key "$work/team.key" >/dev/null
 
@@ -109,7 +113,9 @@ hyperfine --style basic --warmup 3 --runs "$RUNS" --export-json "$BENCH_OUT/veri
   -n "promote, policy accepts anything" "$(promote classic accept)" \
   -n "promote, classic signature required" "$(promote classic signed)" \
   -n "promote, bundle signature required" "$(promote bundle signed)" \
-  -n "verify alone (classic)" "$imgctl verify $addr/staging/classic:1 --policy $work/signed.json"
+  -n "verify alone (classic)" "$imgctl verify $addr/staging/classic:1 --policy $work/signed.json" \
+  -n "promote, signed at the destination" \
+  "$imgctl promote $addr/staging/classic:1 $addr/prod/signed:1 --audit-log $work/audit.jsonl --policy $work/accept.json --sign-key $work/ours.key --passphrase-env IMGCTL_BENCH_PASS"
 
 python3 - "$BENCH_OUT/verify.json" "$TARGET_MS" "$BENCH_ENFORCE" <<'EOF'
 import json, sys

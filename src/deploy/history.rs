@@ -72,10 +72,10 @@ pub fn path(dir: &Path, service: &str) -> PathBuf {
     dir.join(format!("{service}.jsonl"))
 }
 
-/// Appends `record` to the history of its service under `dir` (one line, synced before
+/// Appends `record` to the history kept under `name` in `dir` (one line, synced before
 /// returning; a torn last line left by a killed writer cannot swallow it: see [`crate::jsonl`]).
-pub fn append(dir: &Path, record: &Record) -> Result<(), JsonlError> {
-    jsonl::append(&path(dir, &record.service), record)
+pub fn append(dir: &Path, name: &str, record: &Record) -> Result<(), JsonlError> {
+    jsonl::append(&path(dir, name), record)
 }
 
 /// Every record of `service`, oldest first; lines that do not parse (a torn line after a
@@ -109,10 +109,10 @@ mod tests {
             steps: vec![StepTiming { step: "switch".into(), ms: 40 }],
             adopted: None,
         };
-        append(&dir, &record).unwrap();
+        append(&dir, "web", &record).unwrap();
         std::fs::OpenOptions::new().append(true).open(path(&dir, "web")).unwrap().write_all(b"{\"id\":\"torn").unwrap();
         let second = Record { id: "d2".into(), ..record.clone() };
-        append(&dir, &second).unwrap();
+        append(&dir, "web", &second).unwrap();
         let back = read(&dir, "web").unwrap();
         assert_eq!(back, [record, second], "the torn line is skipped, the record after it kept");
         assert_eq!(read(&dir, "api").unwrap(), vec![]);

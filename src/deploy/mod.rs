@@ -15,10 +15,11 @@
 //! - [`switch`]: where requests go ([`nginx`] today).
 //! - [`failure`]: typed step and run failures; [`events`]: what a run tells its watcher.
 //! - [`health`], [`hooks`], [`lock`], [`history`]: the gate, the hooks, one run at a time, the
-//!   record; [`child_env`]: the environment of the programs a deploy runs.
+//!   record; [`admission`]: the signature policy in front of what a rollback starts; [`child_env`]: the environment of the programs a deploy runs.
 //! - [`plan`]: pure decisions (reconcile, batches, failure ratio), tested with tables;
 //!   [`status`] reads without changing.
 
+pub mod admission;
 pub mod child_env;
 pub mod color;
 pub mod compose;

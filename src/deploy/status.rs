@@ -52,7 +52,7 @@ pub async fn status(spec: &ServiceSpec, options: &Options) -> Result<Status, Dep
     let traffic = AnySwitch::of(spec).read()?;
     let inventory = target::inventory(spec).await?;
     let server = |r: &Replica| traffic.as_ref().and_then(|t| t.servers.iter().find(|s| s.container == r.name));
-    let mut recent = history(options, &spec.name)?;
+    let mut recent = history(options, &spec.record_name())?;
     recent.drain(..recent.len().saturating_sub(5));
     let replicas = inventory
         .replicas
@@ -72,7 +72,7 @@ pub async fn status(spec: &ServiceSpec, options: &Options) -> Result<Status, Dep
         phase: traffic.as_ref().map(|t| describe(&t.phase)).unwrap_or_else(|| "never deployed".into()),
         replicas,
         services: inventory.services,
-        lock: lock::holder_for(spec.settings.proxy.upstream_file.as_deref(), &lock_dir(options), &spec.name),
+        lock: lock::holder_for(spec.settings.proxy.upstream_file.as_deref(), &lock_dir(options), &spec.record_name()),
         recent,
     })
 }

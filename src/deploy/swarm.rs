@@ -46,6 +46,8 @@ pub struct SwarmServiceSpec {
     pub workload: Workload,
     /// Replicas.
     pub replicas: u64,
+    /// One task on every node instead (compose `deploy.mode: global`).
+    pub global: bool,
     /// compose `deploy.update_config`.
     pub update_config: UpdateConfig,
     /// compose `deploy.rollback_config`.
@@ -63,8 +65,10 @@ pub struct ServiceState {
     pub version: u64,
     /// The image of its spec.
     pub image: String,
-    /// The replicas it asks for.
+    /// The replicas it asks for (0 for a global service).
     pub replicas: u64,
+    /// It runs one task on every node (global mode).
+    pub global: bool,
     /// Its labels.
     pub labels: HashMap<String, String>,
     /// The update in progress or last finished.
@@ -311,6 +315,12 @@ fn pin(spec: &mut ServiceSpec, image: &str, labels: &BTreeMap<String, String>) {
     own.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
 }
 
+/// How many tasks a service runs when it has converged: `replicas`, or for a global service
+/// one per node swarm schedules it on, which is how many tasks swarm wants running.
+pub fn wanted_tasks(tasks: &[TaskInfo], replicas: u64, global: bool) -> u64 {
+    if global { (tasks.iter().filter(|t| t.desired == "running").count() as u64).max(1) } else { replicas }
+}
+
 /// Whether `tasks` show the service converged on `image` with `replicas` running.
 pub fn converged(tasks: &[TaskInfo], image: &str, replicas: u64) -> bool {
     let wanted: Vec<_> = tasks.iter().filter(|t| t.desired == "running").collect();
@@ -365,6 +375,7 @@ fn service_state(service: bollard::models::Service) -> ServiceState {
             .and_then(|r| r.replicas)
             .unwrap_or_default()
             .max(0) as u64,
+        global: spec.mode.as_ref().is_some_and(|m| m.global.is_some()),
         labels: spec.labels.clone().unwrap_or_default(),
         update: service.update_status.map(|u| UpdateState {
             state: u.state.map(|s| update_state(&s)).unwrap_or_default(),
@@ -429,7 +440,11 @@ fn service_spec(spec: &SwarmServiceSpec) -> Result<ServiceSpec, EngineError> {
             restart_policy: runtime::restart_policy(runtime),
             ..Default::default()
         }),
-        mode: Some(replicated(spec.replicas)),
+        mode: Some(if spec.global {
+            ServiceSpecMode { global: Some(Default::default()), ..Default::default() }
+        } else {
+            replicated(spec.replicas)
+        }),
         update_config: Some(ServiceSpecUpdateConfig {
             parallelism: Some(i64::from(update.parallelism)),
             delay: Some(nanos(update.delay)),

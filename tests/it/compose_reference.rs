@@ -467,6 +467,35 @@ fn a_missing_required_variable_stops_both_with_its_message() {
 }
 
 #[test]
+fn the_default_file_is_found_in_a_parent_directory_as_both_composes_find_it() {
+    // A project folder with its override file, run from two folders below it.
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("compose_parent_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let deeper = root.join("src/deeper");
+    std::fs::create_dir_all(&deeper).unwrap();
+    std::fs::write(
+        root.join("compose.yaml"),
+        "x-imgctl: {health: {path: /h}, proxy: {upstream_file: u.conf}}\nservices:\n  web:\n    image: registry.example.com/web:${TAG:-1}\n    expose: ['8080']\n    volumes: ['./data:/data']\n    environment: [MODE=base]\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("compose.override.yml"), "services:\n  web:\n    environment: [MODE=override]\n").unwrap();
+    let theirs = compose_config(&deeper, &[], &[]).unwrap();
+    let ours = imgctl_config(&deeper, "web", &[], &[]).unwrap();
+    let web = theirs["services"]["web"].as_object().unwrap();
+    assert_eq!(differences(web, &ours), Vec::<String>::new());
+    assert_eq!(ours["files"], json!([root.join("compose.yaml"), root.join("compose.override.yml")]));
+    assert_eq!(ours["environment"]["MODE"], "override");
+    assert_eq!(mount(&ours["volumes"][0]).0, root.join("data").display().to_string(), "relative to the file's folder");
+
+    // The project's .env: v2 reads it (after the working directory's, for what is unset), and
+    // imgctl follows v2; 1.29 reads the working directory's only.
+    std::fs::write(root.join(".env"), "TAG=from-project\n").unwrap();
+    assert_eq!(compose_config(&deeper, &[], &[]).unwrap()["services"]["web"]["image"], "registry.example.com/web:1");
+    assert_eq!(imgctl_config(&deeper, "web", &[], &[]).unwrap()["image"], "registry.example.com/web:from-project");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
 fn every_refused_key_is_refused_by_name() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compose_reference_refusals");
     std::fs::create_dir_all(&dir).unwrap();
@@ -486,7 +515,7 @@ fn every_refused_key_is_refused_by_name() {
         ("mac_address: 02:42:ac:11:00:02", "services.web.mac_address: the two colors run at the same time"),
         ("cpu_count: 2", "services.web.cpu_count: imgctl does not apply it yet"),
         ("platform: linux/arm64", "services.web.platform: imgctl pins the digest the registry holds"),
-        ("deploy: {mode: global}", "services.web.deploy.mode: imgctl runs a replicated service"),
+        ("deploy: {mode: global}", "services.web.deploy.mode: global runs one task on every swarm node"),
         ("deploy: {endpoint_mode: dnsrr}", "services.web.deploy.endpoint_mode: not yet supported"),
         ("enviroment: {A: '1'}", "services.web.enviroment: not a compose key (did you mean environment?)"),
         ("helthcheck: {test: [CMD, 'true']}", "services.web.helthcheck: not a compose key (did you mean healthcheck?)"),

@@ -110,3 +110,47 @@ fn what_the_switch_state_alone_refuses_is_refused_without_docker() {
         assert!(!stderr(&out).contains("Docker Engine"), "{args:?} reached for Docker: {}", stderr(&out));
     }
 }
+
+#[test]
+fn hooks_get_every_compose_file_and_env_file_as_compose_file_lists_them() {
+    let home = TestHome::new("deploy-hook-files");
+    let dir = home.dir.join("app");
+    compose(&dir, "");
+    fs::write(dir.join("prod.yaml"), "services:\n  web:\n    environment: [MODE=prod]\n").unwrap();
+    fs::write(dir.join("ci.env"), "TAG=1\n").unwrap();
+    fs::create_dir_all(dir.join("hooks")).unwrap();
+    let seen = dir.join("seen");
+    // It stops the deploy before anything is pulled or started.
+    let hook = dir.join("hooks/pre-deploy");
+    fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$IMGCTL_COMPOSE_FILE\" \"$IMGCTL_COMPOSE_FILES\" \"$IMGCTL_ENV_FILES\" > {}\nexit 1\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let args = ["deploy", "web", "-f", "compose.yaml", "-f", "prod.yaml", "--env-file", "ci.env", "--digest", DIGEST];
+    let out = imgctl(&home, &dir, &args);
+    assert_eq!(out.status.code(), Some(1), "{} {}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("the pre-deploy hook"), "{}", stdout(&out));
+
+    let seen = fs::read_to_string(&seen).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    let at = |name: &str| dir.join(name).display().to_string();
+    assert_eq!(
+        lines,
+        [at("compose.yaml"), format!("{}:{}", at("compose.yaml"), at("prod.yaml")), at("ci.env")],
+        "IMGCTL_COMPOSE_FILE (the first), IMGCTL_COMPOSE_FILES, IMGCTL_ENV_FILES"
+    );
+    // The list is what COMPOSE_FILE takes: docker-compose reads both files from it.
+    let config = std::process::Command::new("docker-compose")
+        .args(["config"])
+        .current_dir(&home.dir)
+        .env("COMPOSE_FILE", lines[1])
+        .output()
+        .expect("docker-compose (tests/setup.sh installs it)");
+    assert!(config.status.success(), "{}", stderr(&config));
+    assert!(stdout(&config).contains("MODE: prod"), "{}", stdout(&config));
+}

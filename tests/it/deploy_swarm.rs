@@ -278,7 +278,9 @@ fn swarm_blue_green_switches_nginx_between_color_services() {
     assert_eq!(inspect["Spec"]["Mode"]["Replicated"]["Replicas"], 0);
 
     let close = site.load();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     let out = site.imgctl(&["rollback", &site.service]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let tally = close.stop();
     assert_success(&out, "rollback on swarm blue/green");
     assert_clean(&tally, "swarm blue/green rollback");
@@ -286,4 +288,95 @@ fn swarm_blue_green_switches_nginx_between_color_services() {
     let status: serde_json::Value =
         serde_json::from_slice(&site.imgctl(&["status", &site.service, "-o", "json"]).stdout).unwrap();
     assert_eq!(status["live"], "blue");
+}
+
+/// Runs tests/it/common/cosign_signer.py (pyca cryptography, cosign's formats) against the
+/// site's registry.
+fn signer(site: &SwarmSite, args: &[&str]) {
+    let images = &site.images;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/common/cosign_signer.py"))
+        .args(["--registry", &images.registry.addr, "--user", &images.user])
+        .args(args)
+        .env("SIGNER_PASSWORD", &images.password)
+        .output()
+        .unwrap();
+    assert_success(&out, &format!("cosign_signer.py {}", args.join(" ")));
+}
+
+#[test]
+fn swarm_deploy_and_rollback_refuse_an_unsigned_digest_before_the_service_changes() {
+    common::require("python3", "python3");
+    let site = SwarmSite::new("swsig", Resolution::PerRequest);
+    site.compose("rolling", "start-first");
+    // One task on every node (the single node here), and the team's policy.
+    let compose = site.home.dir.join("compose.yaml");
+    let text = fs::read_to_string(&compose).unwrap();
+    let text = text
+        .replace("      replicas: 4\n", "      mode: global\n")
+        .replace("    x-imgctl:\n", "    x-imgctl:\n      verify: policy.json\n");
+    fs::write(&compose, text).unwrap();
+    site.nginx.switch_to(&format!("tasks.{}:8080", site.service));
+    let key = site.home.dir.join("team");
+    signer(&site, &["keygen", &key.display().to_string()]);
+    let repo = site.images.repo.clone();
+    let policy = serde_json::json!({"default": [{"type": "reject"}], "transports": {"docker": {
+        repo.clone(): [{"type": "sigstoreSigned", "keyPath": "team.pub", "signedIdentity": {"type": "matchRepository"}}]}}});
+    fs::write(site.home.dir.join("policy.json"), policy.to_string()).unwrap();
+    fs::write(site.home.dir.join("anything.json"), r#"{"default": [{"type": "insecureAcceptAnything"}]}"#).unwrap();
+    // The repository `web` of the registry (WebImages pushes there).
+    signer(&site, &["classic", "web", &site.images.v1.digest, "--key", &format!("{}.key", key.display())]);
+
+    // Signed: accepted, and the service is created in global mode.
+    let out = site.deploy(&site.images.v1.digest);
+    assert_success(&out, "deploy signed v1 (global)");
+    assert!(stderr(&out).contains("signature policy") && stderr(&out).contains("accepts"), "{}", stderr(&out));
+    let spec = site.swarm.inspect(&site.service);
+    assert!(spec["Spec"]["Mode"].get("Global").is_some(), "global mode: {}", spec["Spec"]["Mode"]);
+    assert_eq!(site.running(&site.service), std::slice::from_ref(&site.images.v1.image));
+
+    // Unsigned: refused before the service is touched, naming image, digest and reason.
+    let tasks = |site: &SwarmSite| {
+        let mut ids: Vec<String> =
+            site.swarm.tasks(&site.service).iter().map(|t| t["ID"].as_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    let (version, tasks_before) = (site.swarm.inspect(&site.service)["Version"].clone(), tasks(&site));
+    let close = site.load();
+    // The refusal takes milliseconds: enough requests around it to judge.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = site.deploy(&site.images.v2.digest);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let tally = close.stop();
+    assert_eq!(out.status.code(), Some(1), "{} {}", stdout(&out), stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains(&site.images.v2.digest) && text.contains(&repo) && text.contains("no signature"), "{text}");
+    assert_eq!(site.swarm.inspect(&site.service)["Version"], version, "the service spec is unchanged");
+    assert_eq!(tasks(&site), tasks_before, "no task was started or stopped");
+    assert_clean(&tally, "an unsigned deploy refused on swarm");
+    eprintln!("swarm: unsigned deploy refused under load: {tally:?}");
+
+    // v2 deployed while anything was accepted (before the policy), then a rollback to v1
+    // (signed: accepted), then one back to v2: refused under the policy.
+    let out = site.imgctl(&["deploy", &site.service, "--digest", &site.images.v2.digest, "--policy", "anything.json"]);
+    assert_success(&out, "deploy v2 before the policy");
+    let out = site.imgctl(&["rollback", &site.service, "-o", "json"]);
+    assert_success(&out, "rollback to signed v1");
+    assert_eq!(report(&out)["digest"], site.images.v1.digest.as_str());
+    assert_eq!(site.running(&site.service), std::slice::from_ref(&site.images.v1.image));
+    let (version, tasks_before) = (site.swarm.inspect(&site.service)["Version"].clone(), tasks(&site));
+    let close = site.load();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = site.imgctl(&["rollback", &site.service]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let tally = close.stop();
+    assert_eq!(out.status.code(), Some(1), "{} {}", stdout(&out), stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains(&site.images.v2.digest) && text.contains("no signature"), "{text}");
+    assert_eq!(site.swarm.inspect(&site.service)["Version"], version, "the service spec is unchanged");
+    assert_eq!(tasks(&site), tasks_before, "no task was started or stopped");
+    assert_eq!(site.running(&site.service), std::slice::from_ref(&site.images.v1.image));
+    assert_clean(&tally, "an unsigned rollback refused on swarm");
+    eprintln!("swarm: unsigned rollback refused under load: {tally:?}");
 }

@@ -32,6 +32,7 @@ mod sample_hooks;
 mod secret_service;
 mod secrets;
 mod shared_host;
+mod signature_gates;
 mod signatures;
 mod signing;
 mod stable_addresses;

@@ -6,6 +6,7 @@
 //! apply are refused by name before anything changes.
 
 use crate::common;
+use crate::common::compose_twin::ComposeTwin;
 
 use std::fs;
 use std::process::{Command, Output, Stdio};
@@ -230,7 +231,6 @@ fn runtime_fields(host_config: &Value) -> Value {
 
 #[test]
 fn the_engine_runs_the_runtime_keys_as_docker_compose_1_29_does() {
-    let compose_bin = common::require("docker-compose", "docker-compose");
     let service = format!("rtkc{}", random_hex(3));
     let images = WebImages::build("rtkc");
     let nginx = Nginx::start(&service);
@@ -273,28 +273,13 @@ fn the_engine_runs_the_runtime_keys_as_docker_compose_1_29_does() {
     assert_success(&command.output().unwrap(), "imgctl deploy");
 
     // docker-compose runs the same image under a local tag (nothing to pull), same file.
-    let local = format!("imgctl-test-{service}:v1");
-    assert_success(&docker(&["tag", &images.v1.image, &local]), "docker tag");
-    let reference = home.dir.join("compose-1.29");
-    fs::create_dir_all(&reference).unwrap();
-    fs::write(reference.join("docker-compose.yml"), compose(&local)).unwrap();
-    let project = format!("imgctltest{service}");
-    let run_compose = |args: &[&str]| {
-        Command::new(&compose_bin)
-            .args(["-p", &project])
-            .args(args)
-            .current_dir(&reference)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let up = run_compose(&["up", "-d", "--no-build"]);
+    let (twin, up) = ComposeTwin::up(&home.dir, &service, &images.v1.image, compose);
+    let project = twin.project();
     let theirs = stdout(&docker(&["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={project}")]));
     let ours = stdout(&docker(&["ps", "-q", "--filter", &format!("label=imgctl.service={service}")]));
     let (theirs_info, ours_info) =
         (theirs.split_whitespace().next().map(inspect), ours.split_whitespace().next().map(inspect));
-    let _ = run_compose(&["down", "--timeout", "0"]);
-    let _ = docker(&["rmi", &local]);
+    drop(twin);
     assert_success(&up, "docker-compose up");
     let (theirs_info, ours_info) =
         (theirs_info.expect("docker-compose's container"), ours_info.expect("imgctl's replica"));

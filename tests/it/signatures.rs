@@ -1,8 +1,8 @@
 //! The signature gate against a real `docker-registry` (htpasswd, credentials through imgctl's
 //! store), with every signature made by an independent signer (tests/it/common/cosign_signer.py,
 //! pyca cryptography, written from cosign's formats): both layouts, good and bad signatures,
-//! per-repository scopes, a promotion manifest with an unsigned image, and a deploy of an
-//! unsigned digest refused before anything starts.
+//! per-repository scopes, and a promotion manifest with an unsigned image. The deploy and
+//! rollback gates are in `signature_gates.rs`.
 
 use crate::common;
 
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::registry::Registry;
-use common::{TestHome, assert_success, random_hex, require, run_with_stdin, stderr, stdout};
+use common::{TestHome, assert_success, random_hex, require, stderr, stdout};
 
 const SIGNER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/common/cosign_signer.py");
 
@@ -406,107 +406,6 @@ fn promotion_refuses_a_rejected_source_before_copying_a_byte() {
     assert!(failed["error"].as_str().unwrap().contains("no signature"), "{failed}");
     assert!(!s.registry.storage().join("repositories/prod/c").exists(), "the refused edge wrote nothing");
     assert!(s.registry.storage().join("repositories/prod/a").exists());
-}
-
-#[test]
-fn a_deploy_of_an_unsigned_digest_is_refused_before_anything_starts() {
-    use common::load::{Load, Mode};
-    use common::nginx::Nginx;
-    use common::web::WebImages;
-
-    let images = WebImages::build("sig-deploy");
-    let service = format!("sigdeploy{}", random_hex(3));
-    let nginx = Nginx::start(&service);
-    let mut home = TestHome::new("sig-deploy");
-    images.login(&mut home);
-    let dir = home.dir.join("app");
-    fs::create_dir_all(&dir).unwrap();
-    let _cleanup = Containers(service.clone());
-
-    // v1 is signed by the team's key (the independent signer), v2 is not.
-    let key = home.dir.join("team");
-    let signer = |args: &[&str]| {
-        let out = Command::new("/usr/bin/python3")
-            .arg(SIGNER)
-            .args(["--registry", &images.registry.addr, "--user", &images.user])
-            .args(args)
-            .env("SIGNER_PASSWORD", &images.password)
-            .output()
-            .unwrap();
-        assert_success(&out, "cosign_signer.py");
-    };
-    signer(&["keygen", &key.display().to_string()]);
-    signer(&["classic", "web", &images.v1.digest, "--key", &format!("{}.key", key.display())]);
-    let policy = serde_json::json!({"default": [{"type": "reject"}], "transports": {"docker": {
-        images.repo.clone(): [{"type": "sigstoreSigned", "keyPath": "team.pub", "signedIdentity": {"type": "matchRepository"}}]}}});
-    fs::write(home.dir.join("policy.json"), policy.to_string()).unwrap();
-    let json = |v: Vec<String>| serde_json::to_string(&v).unwrap();
-    let compose = format!(
-        "services:\n  {service}:\n    image: {repo}:v1\n    expose: [\"8080\"]\n    stop_signal: SIGKILL\n    x-imgctl:\n      verify: ../policy.json\n      health: {{path: /health, interval: 200ms, healthy_threshold: 2, deadline: 20s}}\n      keep_warm: 1s\n      drain: 500ms\n      proxy:\n        upstream_file: {upstream}\n        test: {test}\n        reload: {reload}\n        verify_url: {verify}\n",
-        repo = images.repo,
-        upstream = nginx.upstream_file.display(),
-        test = json(nginx.test_command()),
-        reload = json(nginx.reload_command()),
-        verify = nginx.url("/health"),
-    );
-    fs::write(dir.join("compose.yaml"), compose).unwrap();
-    let deploy = |digest: &str| {
-        let mut command = home.command(common::IMGCTL);
-        command.args(["deploy", &service, "--digest", digest]).current_dir(&dir);
-        run_with_stdin(&mut command, b"")
-    };
-
-    let out = deploy(&images.v1.digest);
-    assert_success(&out, "deploy signed v1");
-    assert!(stderr(&out).contains("signature policy"), "{}", stderr(&out));
-
-    let load = Load::start(nginx.addr(), "/", Mode::Close, 3);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let upstream_before = fs::read(&nginx.upstream_file).unwrap();
-    let containers_before = containers(&service);
-    let out = deploy(&images.v2.digest);
-    let tally = load.stop();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no signature") && stderr(&out).contains(&images.v2.digest), "{}", stderr(&out));
-    assert_eq!(containers(&service), containers_before, "no container was created, started or stopped");
-    assert_eq!(fs::read(&nginx.upstream_file).unwrap(), upstream_before, "nginx was not touched");
-    let pulled = images.docker().args(["image", "inspect", &images.v2.image]).output().unwrap();
-    assert!(!pulled.status.success(), "v2 was not pulled");
-    assert_eq!(tally.failed(), 0, "failed requests: {:?}", tally.errors);
-    assert_eq!(tally.by_body.keys().collect::<Vec<_>>(), ["v1"]);
-    assert!(tally.ok > 10, "{tally:?}");
-}
-
-/// (id, image, state) of the service's containers.
-fn containers(service: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--no-trunc",
-            "--format",
-            "{{.ID}} {{.Image}} {{.State}}",
-            "--filter",
-            &format!("label=imgctl.service={service}"),
-        ])
-        .output()
-        .unwrap();
-    let mut list: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
-    list.sort();
-    list
-}
-
-/// Removes the service's containers when the test ends, however it ends.
-struct Containers(String);
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        for line in containers(&self.0) {
-            if let Some(id) = line.split_whitespace().next() {
-                let _ = Command::new("docker").args(["rm", "-f", id]).output();
-            }
-        }
-    }
 }
 
 #[test]

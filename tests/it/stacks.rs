@@ -59,6 +59,9 @@ fn lines(out: &Output) -> Vec<String> {
     stdout(out).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
 }
 
+/// Where root's runs keep the host's deploy locks.
+const LOCKS: &str = "/var/lib/imgctl/locks";
+
 /// Fields drop in order: the stack before the swarm, the swarm before the images.
 struct StackSite {
     stack: Stack,
@@ -263,6 +266,17 @@ fn a_stack_service_is_pinned_in_place_keeping_what_stack_deploy_gave_it() {
     assert_success(&out, "imgctl deploy --stack");
     site.wait_running(&site.images.v3.digest, 2);
 
+    // The host's lock of a stack's service is named after the swarm service: a run of another
+    // stack's `api` neither waits for this one nor holds it up. With the lock of this one held,
+    // a deploy is refused (exit 3); the lock of the name alone would not have stopped it.
+    let held = std::fs::create_dir_all(LOCKS)
+        .and_then(|()| std::fs::File::create(format!("{LOCKS}/{}.lock", site.service())))
+        .unwrap();
+    held.lock().unwrap();
+    let out = site.imgctl(&["deploy", "api", "--digest", &site.images.v1.digest]);
+    assert_eq!(out.status.code(), Some(3), "{} {}", stdout(&out), stderr(&out));
+    drop(held);
+
     let plan = stdout(&site.imgctl(&["deploy", "api", "--digest", &site.images.v1.digest, "--dry-run"]));
     assert!(plan.contains(&format!("in the live spec of swarm service {} of stack", site.service())), "{plan}");
     assert_eq!(site.inspect()["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"], site.images.v3.image.as_str());
@@ -299,12 +313,18 @@ fn a_stack_without_the_service_is_refused_and_nothing_is_created() {
     let site = StackSite::new();
     // No `docker stack deploy`: the stack has no service api.
     site.compose("compose.yaml", Some(&site.stack.name));
+    // The other test's runs of its own stack's `api` hold another lock (`STACK_api`).
     let out = site.imgctl(&["deploy", "api", "--digest", &site.images.v1.digest]);
-    assert!(!out.status.success(), "{}", stdout(&out));
+    // A configuration error (the stack has no such service): exit 2, refused before a run
+    // starts, so nothing is recorded either.
+    assert_eq!(out.status.code(), Some(2), "{} {}", stdout(&out), stderr(&out));
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(text.contains(&format!("stack {} has no service {}", site.stack.name, site.service())), "{text}");
     assert!(text.contains("docker stack deploy"), "{text}");
     assert_eq!(site.service_names(), Vec::<String>::new(), "imgctl created nothing");
+    assert_eq!(stdout(&site.imgctl(&["history", "api"])).trim(), "api: no deploys yet");
+    let out = site.imgctl(&["deploy", "api", "--digest", &site.images.v1.digest, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "a dry run says so too: {}", stderr(&out));
 
     // A service of that name made outside any stack is not taken for the stack's.
     let created = run(site.images.docker().args([
@@ -325,7 +345,7 @@ fn a_stack_without_the_service_is_refused_and_nothing_is_created() {
     assert_success(&created, "docker service create outside the stack");
     let before = site.inspect();
     let out = site.imgctl(&["deploy", "api", "--digest", &site.images.v2.digest]);
-    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(2), "{} {}", stdout(&out), stderr(&out));
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(text.contains("exists outside any stack"), "{text}");
     assert_eq!(site.inspect()["Version"], before["Version"], "left as it was");

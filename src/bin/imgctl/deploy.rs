@@ -5,57 +5,23 @@
 use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use imgctl::deploy::admission::Admission;
 use imgctl::deploy::config::Request;
-use imgctl::deploy::core::Refusal;
 use imgctl::deploy::history::Outcome;
-use imgctl::deploy::lock::LockError;
 use imgctl::deploy::model::Source;
-use imgctl::deploy::spec::{self, ServiceSpec, SpecError};
-use imgctl::deploy::target::TargetError;
+use imgctl::deploy::spec::{self, ServiceSpec};
 use imgctl::deploy::{self, Action, DeployError, Events, Options, PinnedImage, Report, status};
-use imgctl::digest::{Digest, InvalidDigest};
+use imgctl::digest::Digest;
 use imgctl::docker_config::DockerConfig;
-use imgctl::reference::{InvalidReference, Reference};
+use imgctl::reference::Reference;
 
 use crate::cli::{Command, ComposeArgs, Deploy, Output, StackArgs};
+use crate::exit::{self, Usage};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
-
-/// The run failed; traffic is where the report says (on the old version, unless switching
-/// back failed too).
-const EXIT_FAILED: u8 = 1;
-/// The command line or the compose file asks for something that cannot be done.
-const EXIT_USAGE: u8 = 2;
-/// Another run holds the service's lock, or a deploy is in flight (`--continue`, `--abort`).
-const EXIT_BUSY: u8 = 3;
-
-/// A command line that cannot be carried out as given.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Usage(String);
-
-/// The exit status for an error that stopped a command: [`EXIT_USAGE`], [`EXIT_BUSY`], or
-/// [`EXIT_FAILED`] for anything else (and for every error of the other commands).
-pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
-    if let Some(error) = error.downcast_ref::<DeployError>() {
-        return match error {
-            DeployError::Lock(LockError::Held { .. }) | DeployError::Refused(Refusal::InFlight { .. }) => EXIT_BUSY,
-            DeployError::Refused(_) | DeployError::Target(TargetError::NotASwarm) => EXIT_USAGE,
-            _ => EXIT_FAILED,
-        };
-    }
-    if error.is::<SpecError>()
-        || error.is::<Usage>()
-        || error.is::<crate::sign::Usage>()
-        || error.is::<InvalidDigest>()
-        || error.is::<InvalidReference>()
-    {
-        return EXIT_USAGE;
-    }
-    EXIT_FAILED
-}
 
 /// What the proxy's test or reload command printed when a switch failed: for the terminal
 /// only, since the error's message is what the history keeps.
@@ -71,13 +37,15 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
     runtime.block_on(async {
         match command {
             Command::Deploy(args) => deploy_command(args, output).await,
-            Command::Rollback { service, to, compose, stack } => {
+            Command::Rollback { service, to, compose, stack, policy, registry } => {
                 let to = to.map(|d| d.parse::<Digest>()).transpose()?;
                 let spec = in_stack(load(&compose, &service, &stack)?, &stack)?;
-                finish(
-                    deploy::execute(&spec, &options(false)?, Action::Rollback { to }, &mut Printer::new()).await?,
-                    output,
-                )
+                // The digest a rollback starts passes the same policy a deploy's does.
+                let mut options = options(false)?;
+                if let Some(gate) = crate::verify::gate(&policy, spec.settings.verify.clone())? {
+                    options.admission = Some(Arc::new(Admission::new(crate::registry::client(&registry)?, gate)));
+                }
+                finish(deploy::execute(&spec, &options, Action::Rollback { to }, &mut Printer::new()).await?, output)
             }
             Command::Status { service, compose, stack } => {
                 let spec = in_stack(load(&compose, &service, &stack)?, &stack)?;
@@ -86,7 +54,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
             Command::History { service, limit, compose, stack } => {
                 // The compose file is read so a typo in the service name is caught.
                 let spec = in_stack(load(&compose, &service, &stack)?, &stack)?;
-                let mut records = status::history(&options(false)?, &spec.name)?;
+                let mut records = status::history(&options(false)?, &spec.record_name())?;
                 if let Some(limit) = limit {
                     records.drain(..records.len().saturating_sub(limit));
                 }
@@ -233,7 +201,7 @@ fn options(no_auto_promote: bool) -> Result<Options> {
     };
     let docker_dir =
         DockerConfig::default_dir().ok_or("cannot find docker's config directory: set DOCKER_CONFIG or HOME")?;
-    Ok(Options { state_dir, docker_dir, performer: imgctl::promote::audit::actor(), no_auto_promote })
+    Ok(Options { state_dir, docker_dir, performer: imgctl::promote::audit::actor(), no_auto_promote, admission: None })
 }
 
 /// Prints each step on stderr as it ends, with the time since the run started.
@@ -305,7 +273,7 @@ fn finish(report: Report, output: Output) -> Result<ExitCode> {
             outln!("  run {} (imgctl history {} shows every run)", record.id, record.service)?;
         }
     }
-    Ok(if record.outcome == Outcome::Failed { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS })
+    Ok(if record.outcome == Outcome::Failed { ExitCode::from(exit::FAILED) } else { ExitCode::SUCCESS })
 }
 
 fn print_status(status: &status::Status, output: Output) -> Result<ExitCode> {

@@ -14,6 +14,7 @@ use imgctl::reference::Reference;
 use imgctl::verify::Gate;
 
 use crate::cli::{Command, Output, Promote, RegistryArgs};
+use crate::exit::Usage;
 use crate::registry::client;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -40,9 +41,9 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
             Command::Tag { reference, tags, allow_tag_move, registry } => {
                 let source: Reference = reference.parse()?;
                 if source.digest().is_none() {
-                    return Err(format!(
+                    return Err(Usage(format!(
                         "{reference}: tag needs the image pinned by digest (repo@sha256:...); imgctl resolve finds it"
-                    )
+                    ))
                     .into());
                 }
                 let promotion = Promotion { destination: source.clone(), source, tags, allow_tag_move, dry_run: false, referrers: false };
@@ -177,7 +178,7 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
             .await;
     }
     let (Some(source), Some(destination)) = (&args.source, &args.destination) else {
-        return Err("give SOURCE and DESTINATION, or --file".into());
+        return Err(Usage("give SOURCE and DESTINATION, or --file".into()).into());
     };
     let source: Reference = source.parse()?;
     let destination: Reference = destination.parse()?;
@@ -191,7 +192,10 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
         tags.push(tag.to_owned());
     }
     if destination.digest().is_some() {
-        return Err("the destination is a repository (with tags), not a digest".into());
+        return Err(Usage(
+            "the destination is a repository (with tags), not a digest: the digest is the source's; give DESTINATION as repo or repo:tag".into(),
+        )
+        .into());
     }
     let promotion = Promotion {
         source,

@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod creds;
 mod deploy;
+mod exit;
 mod images;
 mod progress;
 mod registry;
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
         Err(error) if broken_pipe(&*error) => ExitCode::SUCCESS,
         Err(error) => {
             report(&*error);
-            ExitCode::from(deploy::exit_code(&*error))
+            ExitCode::from(exit::code(&*error))
         }
     }
 }

@@ -14,6 +14,7 @@ use imgctl::verify::keyfile::{self, SigningKey};
 use imgctl::verify::sign::{self, SignOutcome, SignRequest, Signed};
 
 use crate::cli::{Output, PassphraseArgs, PromoteSigning, Sign, SignLayout};
+use crate::exit::Usage;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -21,11 +22,6 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 const COSIGN_PASSWORD: &str = "COSIGN_PASSWORD";
 /// The longest passphrase read from stdin.
 const MAX_PASSPHRASE: usize = 64 * 1024;
-
-/// A command line that cannot be carried out as given (exit 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Usage(String);
 
 /// The passphrase: from stdin, from the variable `--passphrase-env` names, else from
 /// COSIGN_PASSWORD. Never from argv, and never asked on a terminal.

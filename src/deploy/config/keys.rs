@@ -161,10 +161,8 @@ pub const DEPLOY_KEYS: &[(&str, Treatment)] = {
         ("update_config", Applied),
         ("rollback_config", Applied),
         ("resources", Runtime),
-        (
-            "mode",
-            Refused("imgctl runs a replicated service (deploy.replicas); global mode has no colors to switch between"),
-        ),
+        // replicated, or global on a swarm rolling update (checked by the spec).
+        ("mode", Applied),
         ("restart_policy", Runtime),
         ("placement", Runtime),
         ("labels", Runtime),

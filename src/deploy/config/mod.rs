@@ -31,12 +31,14 @@ pub use project::{Project, ProjectNameError, ProjectSource};
 use crate::deploy::names;
 use interpolate::Variables;
 
-/// The file names tried, in order, when no compose file is given (as `docker compose` does).
-pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+/// The file names tried, in order, when no compose file is given, in the working directory
+/// and then in each parent (compose v2's order, compose-go `DefaultFileNames`).
+pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"];
 
-/// The override files read after a default file, the first that exists (as compose does).
+/// The override files read after a default file, the first that exists beside it (compose-go
+/// `DefaultOverrideFileNames`).
 pub const OVERRIDE_FILES: [&str; 4] =
-    ["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"];
+    ["compose.override.yml", "compose.override.yaml", "docker-compose.override.yml", "docker-compose.override.yaml"];
 
 /// How compose files are read: the disk, or a table in tests.
 pub trait Files {
@@ -63,8 +65,8 @@ impl Files for BTreeMap<PathBuf, String> {
 /// What to load, as the command line and the process give it.
 #[derive(Clone, Debug, Default)]
 pub struct Request {
-    /// `-f` files, in order (relative to `cwd`); empty: `COMPOSE_FILE`, else the default
-    /// names in `cwd` and their override file.
+    /// `-f` files, in order (relative to `cwd`); empty: `COMPOSE_FILE`, else the first
+    /// default name in `cwd` or its nearest parent that has one, and its override file.
     pub files: Vec<PathBuf>,
     /// `--env-file` files, in order, later ones winning (relative to `cwd`); empty: the
     /// project directory's `.env`, if there is one.
@@ -84,6 +86,8 @@ pub struct Request {
 pub struct Loaded {
     /// The compose files, in the order merged.
     pub files: Vec<PathBuf>,
+    /// The env files read for interpolation: the `--env-file`s, else the `.env` files found.
+    pub env_files: Vec<PathBuf>,
     /// The project directory (the first file's): relative paths in every file are taken
     /// from it, but in a file another service `extends`, from that file's own.
     pub dir: PathBuf,
@@ -108,7 +112,10 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// No compose file was given and none of the default names exists.
-    #[error("no compose file here (looked for {}); name one with -f", DEFAULT_FILES.join(", "))]
+    #[error(
+        "no compose file here or in a parent directory (looked for {}); name one with -f",
+        DEFAULT_FILES.join(", ")
+    )]
     NoComposeFile,
     /// A file could not be read.
     #[error("reading {path}: {source}")]
@@ -220,18 +227,15 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
     let project_dir = chosen.first().and_then(|f| f.parent()).map(Path::to_path_buf).unwrap_or(request.cwd.clone());
 
     let mut variables = BTreeMap::new();
+    let mut env_files = Vec::new();
     if request.env_files.is_empty() {
-        let dotenv = project_dir.join(".env");
-        match files.read(&dotenv) {
-            Ok(text) => read_env_file(&dotenv, &text, process, &mut variables)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(ConfigError::Read { path: dotenv, source }),
-        }
+        dotenv(files, &project_dir, process, &mut variables, &mut env_files)?;
     } else {
         for path in &request.env_files {
             let path = absolute(path);
             let text = files.read(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
             read_env_file(&path, &text, process, &mut variables)?;
+            env_files.push(path);
         }
     }
     variables.extend(process.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -241,19 +245,20 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
         chosen = from_variable(&variables);
     }
     let mut texts = Vec::new();
+    let mut notes = Vec::new();
     if chosen.is_empty() {
-        let found = DEFAULT_FILES.iter().find_map(|name| {
-            let path = project_dir.join(name);
-            files.read(&path).ok().map(|text| (path, text))
-        });
-        let (path, text) = found.ok_or(ConfigError::NoComposeFile)?;
-        texts.push((path, text));
-        if let Some(over) = OVERRIDE_FILES.iter().find_map(|name| {
-            let path = project_dir.join(name);
-            files.read(&path).ok().map(|text| (path, text))
-        }) {
-            texts.push(over);
+        let found = paths::find_default(files, &project_dir)?.ok_or(ConfigError::NoComposeFile)?;
+        // Found in a parent: compose v2 then reads that project directory's `.env` too, for
+        // what is still unset (compose-go `WithDotEnv`, applied again after the search).
+        if found.dir != paths::normalize(&project_dir) && request.env_files.is_empty() {
+            let mut more = BTreeMap::new();
+            dotenv(files, &found.dir, process, &mut more, &mut env_files)?;
+            for (name, value) in more {
+                variables.entry(name).or_insert(value);
+            }
         }
+        texts = found.texts;
+        notes = found.notes;
     } else {
         for path in chosen {
             let text = files.read(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
@@ -276,11 +281,9 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
         .collect();
     let project = project::resolve(request.project_name.as_deref(), process, &variables, &named, &dir)
         .map_err(|problem| ConfigError::ProjectName { path: texts[0].0.clone(), problem })?;
-    let mut notes: Vec<String> = vars
-        .unset
-        .iter()
-        .map(|name| format!("the variable {name} is not set: an empty string is substituted"))
-        .collect();
+    notes.extend(
+        vars.unset.iter().map(|name| format!("the variable {name} is not set: an empty string is substituted")),
+    );
 
     let context = service::Context { files, variables: &variables, project_dir: &dir };
     let mut body: Option<Map<String, Value>> = None;
@@ -338,6 +341,7 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
     service::check(&body, in_stack, &mut notes).map_err(|e| e.at(&texts[0].0, service))?;
     Ok(Loaded {
         files: texts.into_iter().map(|(p, _)| p).collect(),
+        env_files,
         dir,
         service: service.into(),
         project,
@@ -346,6 +350,26 @@ pub fn load(request: &Request, files: &impl Files, service: &str) -> Result<Load
         notes,
         definitions,
     })
+}
+
+/// Reads `dir`'s `.env`, when there is one, into `variables`, and lists it in `read`.
+fn dotenv(
+    files: &impl Files,
+    dir: &Path,
+    process: &BTreeMap<String, String>,
+    variables: &mut BTreeMap<String, String>,
+    read: &mut Vec<PathBuf>,
+) -> Result<(), ConfigError> {
+    let path = dir.join(".env");
+    match files.read(&path) {
+        Ok(text) => {
+            read_env_file(&path, &text, process, variables)?;
+            read.push(path);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ConfigError::Read { path, source }),
+    }
 }
 
 /// Reads an env file into `variables` (later files win), interpolated against the process

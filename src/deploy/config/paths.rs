@@ -1,8 +1,12 @@
-//! Paths as compose resolves them, and compose's types given back after interpolation.
+//! Paths as compose resolves them (the default files, searched upwards; relative host paths),
+//! and compose's types given back after interpolation.
 
+use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
+
+use super::{ConfigError, DEFAULT_FILES, Files, OVERRIDE_FILES};
 
 /// `path` with `.` and `..` resolved lexically (as Python's `os.path.abspath` does for an
 /// absolute path); a relative path stays relative.
@@ -24,6 +28,77 @@ pub(super) fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// The compose files found when none is named: in `start`, else in the nearest parent that
+/// has one, as compose does (compose-go `WithDefaultConfigPath`; docker-compose 1.29
+/// `find_candidates_in_parent_dirs`). The folder they are in is the project directory.
+pub(super) struct Found {
+    /// The folder the files are in.
+    pub dir: PathBuf,
+    /// The default file and, when there is one, its override file, each with its text.
+    pub texts: Vec<(PathBuf, String)>,
+    /// What the user should hear: another default name beside the one used.
+    pub notes: Vec<String>,
+}
+
+/// A file found and its text, and the other candidate names that exist beside it.
+struct Candidate {
+    file: (PathBuf, String),
+    others: Vec<String>,
+}
+
+/// The first of `names` in `dir` with its text, and the other names that exist there too.
+/// A name that cannot be looked at (missing, or a folder on the way not searchable) is not
+/// there, as for `os.Stat`; one that exists but cannot be read is an error.
+fn first_of(files: &impl Files, dir: &Path, names: &[&str]) -> Result<Option<Candidate>, ConfigError> {
+    let mut first = None;
+    let mut others = Vec::new();
+    for name in names {
+        let path = dir.join(name);
+        match files.read(&path) {
+            Ok(text) if first.is_none() => first = Some((path, text)),
+            Ok(_) => others.push((*name).to_owned()),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) => {}
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        }
+    }
+    Ok(first.map(|file| Candidate { file, others }))
+}
+
+/// [`Found`] from `start` upwards; `None` when no folder up to the root has a default file.
+pub(super) fn find_default(files: &impl Files, start: &Path) -> Result<Option<Found>, ConfigError> {
+    let mut dir = normalize(start);
+    loop {
+        if let Some(Candidate { file: (path, text), others }) = first_of(files, &dir, &DEFAULT_FILES)? {
+            let mut notes = Vec::new();
+            let used = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !others.is_empty() {
+                notes.push(format!(
+                    "{} also has {}: using {} (as compose does)",
+                    dir.display(),
+                    others.join(", "),
+                    used(&path)
+                ));
+            }
+            let mut texts = vec![(path, text)];
+            if let Some(Candidate { file: over, others }) = first_of(files, &dir, &OVERRIDE_FILES)? {
+                if !others.is_empty() {
+                    notes.push(format!(
+                        "{} also has {}: using {} (as compose does)",
+                        dir.display(),
+                        others.join(", "),
+                        used(&over.0)
+                    ));
+                }
+                texts.push(over);
+            }
+            return Ok(Some(Found { dir, texts, notes }));
+        }
+        if !dir.pop() {
+            return Ok(None);
+        }
+    }
 }
 
 /// A host path compose resolves: `~` is the home directory, `.`-relative is taken from `dir`;

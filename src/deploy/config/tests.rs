@@ -270,7 +270,6 @@ fn every_key_is_applied_noted_or_refused_by_name() {
         ("mac_address: 02:42:ac:11:00:02", "services.web.mac_address"),
         ("enviroment: {A: 1}", "services.web.enviroment: not a compose key (did you mean environment?)"),
         ("frobnicate: 1", "services.web.frobnicate: not a compose key"),
-        ("deploy: {mode: global}", "services.web.deploy.mode: imgctl runs a replicated service"),
         ("deploy: {endpoint_mode: dnsrr}", "services.web.deploy.endpoint_mode: not yet supported"),
         ("deploy: {replica: 2}", "services.web.deploy.replica: not a compose key (did you mean replicas?)"),
         ("log_driver: syslog", "services.web.log_driver: set logging.driver"),
@@ -370,4 +369,46 @@ fn a_stack_file_loads_with_the_keys_imgctl_would_refuse_noted_not_refused() {
     let fs: BTreeMap<PathBuf, String> = [(PathBuf::from("/srv/app/stack.yml"), typo.to_owned())].into();
     let error = load(&request(&["stack.yml"], &[]), &fs, "api").unwrap_err().to_string();
     assert!(error.contains("enviroment: not a compose key"), "a key compose does not know is still refused: {error}");
+}
+
+#[test]
+fn the_default_file_is_searched_upwards_and_its_folder_is_the_project() {
+    // compose v2 (compose-go WithDefaultConfigPath) and docker-compose 1.29 both walk up from
+    // the working directory to the nearest folder with a default name.
+    let fs = files(&[
+        ("/srv/app/compose.yaml", BASE),
+        ("/srv/app/docker-compose.yml", "services: {web: {image: not-this}}"),
+        ("/srv/app/compose.override.yml", PROD),
+        ("/srv/app/.env", "TAG=from-project\nREGISTRY=reg.project\n"),
+        ("/srv/app/src/deeper/.env", "TAG=from-cwd\n"),
+    ]);
+    let mut from_below = request(&[], &[]);
+    from_below.cwd = "/srv/app/src/deeper".into();
+    let loaded = web(&from_below, &fs);
+    assert_eq!(loaded.files, [PathBuf::from("/srv/app/compose.yaml"), PathBuf::from("/srv/app/compose.override.yml")]);
+    assert_eq!(loaded.dir, Path::new("/srv/app"));
+    assert_eq!(loaded.body["volumes"], json!(["/srv/data:/data:ro", "logs:/logs"]));
+    // v2 reads the working directory's .env, then the project's for what is still unset.
+    assert_eq!(loaded.body["image"], "reg.project/team/web:from-cwd");
+    assert_eq!(
+        loaded.env_files,
+        [PathBuf::from("/srv/app/src/deeper/.env"), PathBuf::from("/srv/app/.env")],
+        "both .env files, in the order read"
+    );
+    assert!(
+        loaded.notes.iter().any(|n| n == "/srv/app also has docker-compose.yml: using compose.yaml (as compose does)"),
+        "{:?}",
+        loaded.notes
+    );
+
+    // compose v2's order within one folder: docker-compose.yml before docker-compose.yaml.
+    let both = files(&[
+        ("/srv/app/docker-compose.yaml", "services: {web: {image: yaml}}"),
+        ("/srv/app/docker-compose.yml", "services: {web: {image: yml}}"),
+    ]);
+    assert_eq!(web(&request(&[], &[]), &both).body["image"], "yml");
+
+    // Nothing up to the root: the error says where imgctl looked.
+    let error = load(&from_below, &files(&[("/srv/other/compose.yaml", BASE)]), "web").unwrap_err().to_string();
+    assert!(error.starts_with("no compose file here or in a parent directory (looked for compose.yaml"), "{error}");
 }

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 pub use adopt::AdoptRefusal;
 pub use flows::{describe, refusal};
 pub use input::{Observed, Past, Settings};
-pub use step::{Done, Drained, HookFacts, Member, Route, Share, Step, Verdict};
+pub use step::{Done, Drained, HookFacts, Member, Route, Share, Starts, Step, Verdict};
 
 use super::color::Color;
 use super::failure::{RunFailure, StepError};
@@ -98,6 +98,17 @@ pub enum Refusal {
     /// `--no-auto-promote` on a service with no live version.
     #[error("{0} has no live version yet: its first deploy switches at once (drop --no-auto-promote)")]
     NoLiveVersion(String),
+    /// A rollback under a signature policy to a version imgctl cannot name as an image to
+    /// verify (swarm's own "previous spec", which imgctl's history does not hold).
+    #[error(
+        "{service}: a signature policy is in force, and this rollback would start {what}: deploy the version wanted with `imgctl deploy {service} --digest sha256:...` (the policy checks it)"
+    )]
+    UnverifiableRollback {
+        /// The service.
+        service: String,
+        /// What it would start, and why it cannot be verified.
+        what: String,
+    },
     /// `--repair` on a service imgctl never switched.
     #[error("{0} has no traffic state to repair: it was never deployed behind a switch")]
     NothingToRepair(String),
@@ -256,6 +267,26 @@ impl Machine {
         };
         flows::plan(&mut machine, action, observed)?;
         Ok(machine)
+    }
+
+    /// What the planned steps start of the version the run puts in place, for a gate to
+    /// check before the first step: its pull, start, update, or the resume of its stopped
+    /// replicas. An abort starts nothing new (it goes back to what serves).
+    pub fn starts(&self) -> Starts<'_> {
+        let subject = &self.subject;
+        let mut starts = false;
+        for item in &self.queue {
+            let Item::Do(step, _) = item else { continue };
+            match step {
+                Step::Revert => return Starts::TargetsPrevious,
+                Step::Pull { image } | Step::Start { image, .. } | Step::Update { image } => {
+                    starts |= image.digest.to_string() == subject.digest;
+                }
+                Step::Resume { color, .. } => starts |= *color == subject.color && !subject.digest.is_empty(),
+                _ => {}
+            }
+        }
+        if starts { Starts::Image { image: &subject.image, digest: &subject.digest } } else { Starts::Nothing }
     }
 
     /// The next step, given how the last one ended (`Ok(Done::Done)` before the first);
@@ -473,8 +504,8 @@ impl Machine {
     }
 }
 
-/// A pinned image from the text the history keeps, if it is one.
-fn pinned(image: &str) -> Option<PinnedImage> {
+/// A pinned image from the text the history keeps (`repo@sha256:...`), if it is one.
+pub fn pinned(image: &str) -> Option<PinnedImage> {
     let reference: crate::reference::Reference = image.parse().ok()?;
     let digest = reference.digest().cloned()?;
     Some(PinnedImage { repository: reference, digest })

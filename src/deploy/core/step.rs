@@ -365,3 +365,21 @@ pub struct Verdict {
     /// The compose project whose running containers the run took over as the live color.
     pub adopted: Option<String>,
 }
+
+/// What a run starts of the version it puts in place ([`super::Machine::starts`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Starts<'a> {
+    /// Nothing new: it goes back to what serves, or changes traffic only.
+    Nothing,
+    /// This digest, as the history names its image (`repo@sha256:...`, or the digest alone
+    /// when no record names it).
+    Image {
+        /// The image.
+        image: &'a str,
+        /// Its digest.
+        digest: &'a str,
+    },
+    /// The version before, which the target picks itself (swarm's rollback to its previous
+    /// spec): imgctl cannot name it.
+    TargetsPrevious,
+}

@@ -8,10 +8,12 @@
 //! port never leaves the proxy pointing at the old one.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::admission::Admission;
 use super::color::Color;
-use super::core::{self, Action, Done, Drained, Machine, Observed, Past, Refusal, Settings, Step, Verdict};
+use super::core::{self, Action, Done, Drained, Machine, Observed, Past, Refusal, Settings, Starts, Step, Verdict};
 use super::events::Events;
 use super::failure::StepError;
 use super::history::{self, Outcome, Record, StepTiming};
@@ -34,6 +36,9 @@ pub struct Options {
     pub performer: String,
     /// Stop before the switch and wait for `--continue`.
     pub no_auto_promote: bool,
+    /// The signature policy a rollback's digest must pass before anything starts (`None`: no
+    /// policy; a deploy's digest is checked by the caller, before it is pulled).
+    pub admission: Option<Arc<Admission>>,
 }
 
 /// A run could not start (nothing was changed), or could not record how it ended.
@@ -51,6 +56,10 @@ pub enum DeployError {
     /// The traffic switch's state could not be read.
     #[error(transparent)]
     Proxy(#[from] SwitchError),
+    /// The signature policy does not accept what a rollback would start (or the signatures
+    /// could not be read): nothing was started.
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
     /// The history could not be read or written.
     #[error("the deploy history under {path}: {source}")]
     History {
@@ -100,7 +109,7 @@ pub async fn execute(
         other => other.name().to_owned(),
     };
     let holder = Holder::this_process(what, options.performer.clone());
-    let lock = lock::acquire_for(upstream_file(spec), &lock_dir(options), &spec.name, &holder)?;
+    let lock = lock::acquire_for(upstream_file(spec), &lock_dir(options), &spec.record_name(), &holder)?;
     if let Some(dead) = &lock.taken_over {
         events.note(&format!("took over the lock of a run that died ({dead}); reconciling from what runs"));
     }
@@ -116,6 +125,9 @@ pub async fn execute(
     let id = new_id();
     let settings = Settings::of(spec, options.no_auto_promote, placement.rolls_itself(), placement.noun());
     let machine = Machine::new(settings, &action, observed)?;
+    if let (Some(admission), Action::Rollback { .. }) = (&options.admission, &action) {
+        admit(spec, admission, &machine, events).await?;
+    }
     let mut run = Run {
         spec,
         options,
@@ -136,6 +148,46 @@ pub async fn execute(
     run.drive(machine).await
 }
 
+/// Refuses a rollback whose digest the policy does not accept now, before any step runs
+/// (so before any replica starts). The image is the one the history names, else the compose
+/// image's repository at that digest.
+async fn admit(
+    spec: &ServiceSpec,
+    admission: &Admission,
+    machine: &Machine,
+    events: &mut dyn Events,
+) -> Result<(), DeployError> {
+    let refused =
+        |what: String| DeployError::Refused(Refusal::UnverifiableRollback { service: spec.name.clone(), what });
+    let (image, digest) = match machine.starts() {
+        Starts::Nothing => return Ok(()),
+        Starts::Image { image, digest } => (image, digest),
+        Starts::TargetsPrevious => {
+            return Err(refused("swarm's previous spec, whose digest imgctl's history does not hold".into()));
+        }
+    };
+    let pinned = match core::pinned(image) {
+        Some(pinned) => pinned,
+        None => {
+            let repository = spec.image.as_deref().and_then(|i| i.parse::<crate::reference::Reference>().ok());
+            match (repository, digest.parse::<crate::digest::Digest>().ok()) {
+                (Some(repository), Some(digest)) => {
+                    let repository = repository.name().parse().unwrap_or(repository);
+                    super::PinnedImage { repository, digest }
+                }
+                _ => {
+                    return Err(refused(format!(
+                        "{digest}, and neither its history nor the compose file names its repository"
+                    )));
+                }
+            }
+        }
+    };
+    let accepted = admission.admit(&pinned).await?;
+    events.note(&format!("signature policy {} accepts {}", accepted.policy.display(), pinned.reference()));
+    Ok(())
+}
+
 /// What `action` would do now, step by step, without doing any of it (and without the lock:
 /// a dry run never stands in a deploy's way).
 pub async fn preview(spec: &ServiceSpec, options: &Options, action: &Action) -> Result<Vec<String>, DeployError> {
@@ -144,7 +196,7 @@ pub async fn preview(spec: &ServiceSpec, options: &Options, action: &Action) -> 
     let observed = observe(spec, options, &switch, &placement, false).await?;
     let settings = Settings::of(spec, options.no_auto_promote, placement.rolls_itself(), placement.noun());
     let mut lines = Vec::new();
-    if let Some(holder) = lock::holder_for(upstream_file(spec), &lock_dir(options), &spec.name) {
+    if let Some(holder) = lock::holder_for(upstream_file(spec), &lock_dir(options), &spec.record_name()) {
         lines.push(format!("would be refused now: the lock is held ({holder})"));
     }
     let mut machine = match Machine::new(settings, action, observed) {
@@ -191,7 +243,7 @@ async fn observe(
         _ => None,
     };
     let dir = history_dir(options);
-    let history = history::read(&dir, &spec.name)
+    let history = history::read(&dir, &spec.record_name())
         .map_err(|source| DeployError::History { path: dir, source })?
         .into_iter()
         .map(|r| Past { image: r.image, digest: r.digest, succeeded: r.outcome == Outcome::Succeeded })
@@ -300,7 +352,8 @@ impl<'a> Run<'a> {
             adopted,
         };
         let dir = history_dir(self.options);
-        history::append(&dir, &record).map_err(|source| DeployError::History { path: dir, source })?;
+        history::append(&dir, &self.spec.record_name(), &record)
+            .map_err(|source| DeployError::History { path: dir, source })?;
         if let Some(failure) = &failure
             && failure.needs_a_person()
         {

@@ -285,7 +285,7 @@ impl Run<'_> {
         }
         let holder =
             Holder::this_process(format!("{} (stopping the old color)", self.action), self.options.performer.clone());
-        match lock::acquire_for(upstream_file(self.spec), &lock_dir(self.options), &self.spec.name, &holder) {
+        match lock::acquire_for(upstream_file(self.spec), &lock_dir(self.options), &self.spec.record_name(), &holder) {
             Ok(lock) => self.lock = Some(lock),
             Err(_) => {
                 self.events.note("another run took the lock during keep-warm; it decides about the old color");
@@ -350,6 +350,8 @@ impl Run<'_> {
             ("IMGCTL_NEW_ADDRS".to_owned(), new_addrs.join(",")),
             ("IMGCTL_HEALTH_PATH".to_owned(), settings.health.path.clone().unwrap_or_default()),
             ("IMGCTL_COMPOSE_FILE".to_owned(), self.spec.compose_file.display().to_string()),
+            ("IMGCTL_COMPOSE_FILES".to_owned(), path_list(&self.spec.compose_files)),
+            ("IMGCTL_ENV_FILES".to_owned(), path_list(&self.spec.env_files)),
         ];
         let mut optional = |name: &str, value: Option<String>| env.push((name.to_owned(), value.unwrap_or_default()));
         optional("IMGCTL_NEW_COLOR", facts.new_color.map(|c| c.to_string()));
@@ -368,4 +370,11 @@ impl Run<'_> {
             .map_err(|source| StepError::Credentials { registry: registry.clone(), source })?;
         Ok(PullAuth { server: crate::registry::credentials::server_url_for(&registry), credential })
     }
+}
+
+/// `paths` joined with the OS's path separator, as `COMPOSE_FILE` takes them (so a hook can run
+/// `COMPOSE_FILE=$IMGCTL_COMPOSE_FILES docker compose ...`); empty when a path holds the
+/// separator itself, which such a list cannot carry.
+fn path_list(paths: &[std::path::PathBuf]) -> String {
+    std::env::join_paths(paths).map(|joined| joined.to_string_lossy().into_owned()).unwrap_or_default()
 }

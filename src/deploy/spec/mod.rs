@@ -10,6 +10,7 @@
 //! interpolation, merging, extends, env_file, the table of keys) and knows nothing of
 //! workloads.
 
+mod mode;
 mod runtime;
 mod secrets;
 mod settings;
@@ -76,6 +77,8 @@ pub struct ServiceSpec {
     pub compose_file: PathBuf,
     /// Every compose file, in the order merged.
     pub compose_files: Vec<PathBuf>,
+    /// The env files read for interpolation (`--env-file`s, else the `.env` files found).
+    pub env_files: Vec<PathBuf>,
     /// compose `image` (its repository is what `--digest` pins).
     pub image: Option<String>,
     /// What each replica runs: the compose service's fields, with `x-imgctl`'s port and
@@ -83,6 +86,9 @@ pub struct ServiceSpec {
     pub workload: Workload,
     /// compose `deploy.replicas` (default 1).
     pub replicas: u32,
+    /// compose `deploy.mode: global`: one task on every swarm node (target swarm, strategy
+    /// rolling) instead of `replicas`.
+    pub global: bool,
     /// compose `deploy.update_config`.
     pub update_config: UpdateConfig,
     /// compose `deploy.rollback_config`.
@@ -160,6 +166,7 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
     };
     let settings::Extension { settings, port, stop_grace } =
         settings::parse(&extension, service, ports, base).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
+    let global = mode::global(deploy, &settings).map_err(|m| invalid(format!("{}: {m}", at("deploy.mode"))))?;
     settings.check_host_ports(replicas).map_err(|m| invalid(format!("x-imgctl: {m}")))?;
     if !names::is_upstream_name(&settings.proxy.upstream) {
         return Err(unsafe_value("x-imgctl.proxy.upstream", &settings.proxy.upstream, names::UPSTREAM_RULE));
@@ -259,9 +266,11 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
         project: loaded.project.clone(),
         compose_file: path.into(),
         compose_files: loaded.files.clone(),
+        env_files: loaded.env_files.clone(),
         image: field("image").and_then(Value::as_str).map(str::to_owned),
         workload,
         replicas,
+        global,
         update_config: update("update_config")?,
         rollback_config: update("rollback_config")?,
         settings,

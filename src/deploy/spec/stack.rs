@@ -21,6 +21,13 @@ impl ServiceSpec {
         }
     }
 
+    /// The name this service's lock and history are kept under: a stack's service is
+    /// `STACK_SERVICE` (two stacks may each have an `api`, and neither may take the other's
+    /// lock or roll back to the other's digest), any other service its own name.
+    pub fn record_name(&self) -> String {
+        self.swarm_service()
+    }
+
     /// `--stack NAME`, which wins over `x-imgctl.stack`; refused as that key is.
     pub fn in_stack(mut self, stack: &str) -> Result<Self, SpecError> {
         if let Some(why) = refusal(stack, self.settings.target, self.settings.strategy) {

@@ -41,6 +41,7 @@ pub fn view(spec: &ServiceSpec) -> Value {
         "stop_signal": w.stop_signal,
         "stop_grace_period": duration(w.stop_grace),
         "replicas": spec.replicas,
+        "mode": if spec.global { "global" } else { "replicated" },
         "update_config": update(&spec.update_config),
         "rollback_config": update(&spec.rollback_config),
         "runtime": runtime(&w.runtime),

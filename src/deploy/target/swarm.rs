@@ -110,6 +110,7 @@ pub(super) fn service_spec(
         labels,
         workload,
         replicas: u64::from(spec.replicas),
+        global: spec.global,
         update_config: spec.update_config.clone(),
         rollback_config: spec.rollback_config.clone(),
     }

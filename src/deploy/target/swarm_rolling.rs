@@ -14,7 +14,7 @@ use crate::deploy::docker::{DockerEngine, EngineError, PullAuth};
 use crate::deploy::events::Events;
 use crate::deploy::model::PinnedImage;
 use crate::deploy::spec::ServiceSpec;
-use crate::deploy::swarm::{ServiceState, SwarmServiceSpec, converged, failure_reason};
+use crate::deploy::swarm::{ServiceState, SwarmServiceSpec, converged, failure_reason, wanted_tasks};
 
 /// The label `docker stack deploy` puts on each service of a stack: the stack's name.
 const STACK_NAMESPACE: &str = "com.docker.stack.namespace";
@@ -89,19 +89,7 @@ impl<'a> SwarmRolling<'a> {
         existing: Option<&ServiceState>,
         spec: &SwarmServiceSpec,
     ) -> Result<(), TargetError> {
-        let not_in_stack =
-            |found: String| TargetError::NotInStack { stack: stack.to_owned(), name: spec.name.clone(), found };
-        let service = existing.ok_or_else(|| not_in_stack(String::new()))?;
-        match service.labels.get(STACK_NAMESPACE) {
-            Some(namespace) if namespace == stack => {}
-            other => {
-                let found = match other {
-                    Some(namespace) => format!(" (a service {} of stack {namespace} exists)", spec.name),
-                    None => format!(" (a service {} exists outside any stack)", spec.name),
-                };
-                return Err(not_in_stack(found));
-            }
-        }
+        stack_member(stack, &spec.name, existing)?;
         self.engine.pin_image(spec, self.auth.as_ref()).await?;
         Ok(())
     }
@@ -132,6 +120,9 @@ impl<'a> SwarmRolling<'a> {
             // A stack's replicas are the stack's (or whoever scaled it since), not the compose
             // file's as imgctl read it.
             let replicas = if stacked { service.replicas } else { u64::from(self.spec.replicas) };
+            // A global service's count is its nodes', which swarm's desired tasks tell.
+            let global = if stacked { service.global } else { self.spec.global };
+            let replicas = wanted_tasks(&tasks, replicas, global);
             let wanted = if image.is_empty() { service.image.clone() } else { image.to_owned() };
             let done = converged(&tasks, &wanted, replicas);
             // Failures of tasks that predate this run's change are an earlier run's.
@@ -175,13 +166,29 @@ impl<'a> SwarmRolling<'a> {
     }
 }
 
+/// `existing` is the service `name` of `stack` (`docker stack deploy` labels it so), or
+/// [`TargetError::NotInStack`] saying what is there instead.
+fn stack_member(stack: &str, name: &str, existing: Option<&ServiceState>) -> Result<(), TargetError> {
+    let not_in_stack =
+        |found: String| TargetError::NotInStack { stack: stack.to_owned(), name: name.to_owned(), found };
+    let service = existing.ok_or_else(|| not_in_stack(String::new()))?;
+    match service.labels.get(STACK_NAMESPACE) {
+        Some(namespace) if namespace == stack => Ok(()),
+        Some(namespace) => Err(not_in_stack(format!(" (a service {name} of stack {namespace} exists)"))),
+        None => Err(not_in_stack(format!(" (a service {name} exists outside any stack)"))),
+    }
+}
+
 impl RollsItself for SwarmRolling<'_> {
+    /// For a stack's service, also checks that the stack has it: a run that would only fail at
+    /// its update is refused before it starts (nothing recorded, nothing changed).
     async fn current(&self) -> Result<Option<String>, TargetError> {
-        Ok(self
-            .engine
-            .service(&self.spec.swarm_service())
-            .await?
-            .map(|s| s.labels.get(label::DIGEST).cloned().unwrap_or_default()))
+        let name = self.spec.swarm_service();
+        let service = self.engine.service(&name).await?;
+        if let Some(stack) = &self.spec.settings.swarm.stack {
+            stack_member(stack, &name, service.as_ref())?;
+        }
+        Ok(service.map(|s| s.labels.get(label::DIGEST).cloned().unwrap_or_default()))
     }
 
     async fn prepare(&mut self, _image: &PinnedImage, auth: PullAuth) -> Result<(), TargetError> {
@@ -241,11 +248,11 @@ impl RollsItself for SwarmRolling<'_> {
             );
         }
         let c = &self.spec.update_config;
+        let replicas = if self.spec.global { "on every node".to_owned() } else { format!("x{}", self.spec.replicas) };
         format!(
-            "update swarm service {} to {} x{} (registry auth passed along); swarm replaces tasks in batches of {}, {:?}, delay {:?}, monitor {:?}, failure_action {:?}, max_failure_ratio {}; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
+            "update swarm service {} to {} {replicas} (registry auth passed along); swarm replaces tasks in batches of {}, {:?}, delay {:?}, monitor {:?}, failure_action {:?}, max_failure_ratio {}; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
             self.spec.name,
             image.reference(),
-            self.spec.replicas,
             c.parallelism,
             c.order,
             c.delay,

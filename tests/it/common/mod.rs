@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod busybox;
+pub mod compose_twin;
 pub mod conformance;
 pub mod haproxy;
 pub mod hostile;

@@ -9,6 +9,7 @@
 //!   references kept unless the compose file names their target.
 
 use crate::common;
+use crate::common::compose_twin::ComposeTwin;
 
 mod swarm;
 
@@ -192,7 +193,6 @@ configs:
 
 #[test]
 fn a_file_secret_is_mounted_as_docker_compose_1_29_mounts_it() {
-    let compose_bin = common::require("docker-compose", "docker-compose");
     let service = format!("secc{}", random_hex(3));
     let images = WebImages::build("secc");
     let nginx = Nginx::start(&service);
@@ -233,22 +233,8 @@ secrets:
     command.args(["deploy", &service, "--digest", &images.v1.digest]).current_dir(&home.dir).stdin(Stdio::null());
     assert_success(&command.output().unwrap(), "imgctl deploy");
 
-    let local = format!("imgctl-test-{service}:v1");
-    assert_success(&docker(&["tag", &images.v1.image, &local]), "docker tag");
-    let reference = home.dir.join("compose-1.29");
-    fs::create_dir_all(&reference).unwrap();
-    fs::write(reference.join("docker-compose.yml"), compose(&local)).unwrap();
-    let project = format!("imgctltest{service}");
-    let run_compose = |args: &[&str]| {
-        Command::new(&compose_bin)
-            .args(["-p", &project])
-            .args(args)
-            .current_dir(&reference)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let up = run_compose(&["up", "-d", "--no-build"]);
+    let (twin, up) = ComposeTwin::up(&home.dir, &service, &images.v1.image, compose);
+    let project = twin.project();
     let mounts = |filter: &str| -> Vec<Value> {
         let ids = stdout(&docker(&["ps", "-q", "--filter", filter]));
         let id = ids.split_whitespace().next().map(str::to_owned);
@@ -260,8 +246,7 @@ secrets:
     };
     let theirs = mounts(&format!("label=com.docker.compose.project={project}"));
     let ours = mounts(&format!("label=imgctl.service={service}"));
-    let _ = run_compose(&["down", "--timeout", "0"]);
-    let _ = docker(&["rmi", &local]);
+    drop(twin);
     assert_success(&up, "docker-compose up");
     assert_eq!(ours, theirs, "imgctl vs docker-compose 1.29");
     // Not vacuous: both bound the file read-only at both targets.

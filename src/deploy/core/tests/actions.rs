@@ -128,3 +128,45 @@ fn the_dry_run_is_the_success_path_of_the_same_machine() {
         ]
     );
 }
+
+#[test]
+fn what_a_rollback_starts_is_named_for_the_signature_gate_and_an_abort_starts_nothing() {
+    let starts = |s: Settings, action: Action, world: &World| {
+        let machine = Machine::new(s, &action, world.observed()).unwrap();
+        match machine.starts() {
+            Starts::Nothing => "nothing".to_owned(),
+            Starts::Image { image, digest } => format!("{image} {digest}"),
+            Starts::TargetsPrevious => "the target's previous".to_owned(),
+        }
+    };
+    let v1 = format!("{} {V1}", image(V1).reference());
+    // The idle color resumed, the history's digest started, and --to.
+    let mut world = World::live(Green, 2, V2);
+    world.history.insert(0, Past { image: image(V1).reference(), digest: V1.into(), succeeded: true });
+    for i in 1..=2 {
+        world.replicas.insert((Blue, i), Rep { digest: V1.into(), running: false });
+    }
+    let blue_green = settings(Strategy::BlueGreen, 2);
+    assert_eq!(starts(blue_green.clone(), Action::Rollback { to: None }, &world), v1, "resumed");
+    assert_eq!(starts(blue_green.clone(), Action::Rollback { to: Some(V1.parse().unwrap()) }, &world), v1, "--to");
+    let mut from_history = world.clone();
+    from_history.replicas.retain(|(c, _), _| *c == Green);
+    assert_eq!(starts(blue_green.clone(), Action::Rollback { to: None }, &from_history), v1, "pulled, started");
+
+    // A rollback during a canary is its abort: back to what serves, nothing new started.
+    let mut canary = World::live(Blue, 1, V1);
+    canary.replicas.insert((Green, 1), Rep { digest: V2.into(), running: true });
+    let phase = Phase::Canary { color: Green, image: image(V2).reference(), digest: V2.into(), step: 0, weight: 10 };
+    canary.traffic = Some((vec![(Blue, 1, 90), (Green, 1, 10)], Blue, phase, V1.into()));
+    assert_eq!(starts(settings(Strategy::Canary, 1), Action::Rollback { to: None }, &canary), "nothing");
+
+    // A target that rolls by itself: the history's digest, else its own previous spec.
+    let mut rolling = settings(Strategy::Rolling, 2);
+    rolling.rolls_itself = true;
+    let mut world = World { rolling_digest: Some(V2.into()), ..World::default() };
+    let bare = world.clone();
+    world.history.push(Past { image: image(V1).reference(), digest: V1.into(), succeeded: true });
+    world.history.push(Past { image: image(V2).reference(), digest: V2.into(), succeeded: true });
+    assert_eq!(starts(rolling.clone(), Action::Rollback { to: None }, &world), v1);
+    assert_eq!(starts(rolling, Action::Rollback { to: None }, &bare), "the target's previous");
+}
