@@ -159,7 +159,7 @@ pub struct Runtime {
 }
 
 /// Why a swarm service refuses a key of [`Tuning`].
-const TUNING_ON_SWARM: &str = "a swarm service has no such setting (Engine API 1.41) and `docker stack deploy` does not apply it; deploy this service with x-imgctl.target: engine";
+const TUNING_ON_SWARM: &str = "a swarm service has no such setting and `docker stack deploy` does not apply it (remove it, or use x-imgctl.target: engine)";
 
 impl Runtime {
     /// The keys set here that a swarm service cannot carry, each with its reason.
