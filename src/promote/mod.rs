@@ -61,6 +61,9 @@ pub struct PromotionResult {
     /// The signature made at the destination, with `--sign-key`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed: Option<verify::sign::Signed>,
+    /// In a dry run with `--sign-key`: the signature that would be made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_sign: Option<signing::WouldSign>,
 }
 
 /// One tag's outcome.
@@ -179,8 +182,10 @@ pub async fn promote_signed(
         signature_tag: None,
         verified,
         signed: None,
+        would_sign: None,
     };
     if promotion.dry_run {
+        result.would_sign = signer.map(PromotionSigner::would_sign);
         return Ok(result);
     }
     // Tagging within one repository (`imgctl tag`) moves no blob.

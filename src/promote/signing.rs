@@ -17,7 +17,21 @@ pub struct PromotionSigner {
     pub layout: Layout,
 }
 
+/// What `--sign-key` would write, in a dry run: nothing is signed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WouldSign {
+    /// The layout it would write.
+    pub layout: Layout,
+    /// The key's fingerprint (the SHA-256 of its public key).
+    pub key: Digest,
+}
+
 impl PromotionSigner {
+    /// What this signer would write, for a dry run's report.
+    pub fn would_sign(&self) -> WouldSign {
+        WouldSign { layout: self.layout, key: self.key.fingerprint().clone() }
+    }
+
     /// Signs `digest` in `destination`'s repository; the classic payload names that repository.
     pub async fn sign(
         &self,

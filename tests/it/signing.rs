@@ -351,6 +351,17 @@ fn promote_sign_key_signs_each_promoted_edge_at_the_destination() {
         let (source, digest) = b.image(&format!("staging/{name}"));
         b.python_ok(&["classic", &format!("staging/{name}"), &digest, "--key", &b.path("team.key")], None);
         let destination = format!("{reg}/prod/{name}:1");
+        // A dry run says which key would sign, and writes nothing.
+        let out = promote(&[&source, &destination, "--sign-layout", layout, "--dry-run"], &pass);
+        assert_success(&out, &format!("promote --sign-key --dry-run, {layout}"));
+        let planned = Bench::json(&out);
+        assert_eq!(
+            (planned["would_sign"]["layout"].as_str(), planned["would_sign"]["key"].as_str()),
+            (Some(layout), Some(fingerprint.as_str())),
+            "{planned}"
+        );
+        assert!(planned.get("signed").is_none(), "{planned}");
+        assert_ne!(b.verify(&destination, &prod).0, Some(0), "a dry run copied or signed nothing");
         let out = promote(&[&source, &destination, "--sign-layout", layout], &pass);
         assert_success(&out, &format!("promote --sign-key, {layout}"));
         let result = Bench::json(&out);

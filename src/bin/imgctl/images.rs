@@ -327,6 +327,9 @@ fn print_result(result: &PromotionResult, audit_log: Option<&std::path::Path>, o
     if let Some(signed) = &result.signed {
         outln!("  {}", crate::sign::describe(signed))?;
     }
+    if let Some(would) = &result.would_sign {
+        outln!("  would sign it there ({} layout), key {}", would.layout.as_str(), would.key)?;
+    }
     let copy = &result.copy;
     if !result.dry_run && copy.manifests > 0 {
         outln!(
