@@ -31,9 +31,9 @@ pub use mounts::{MOUNT_LABEL, object_name};
 /// Swarm is given the workload's command, environment, user, healthcheck, stop signal and
 /// grace, networks, and the runtime keys a service can carry (resources, capabilities,
 /// ulimits, hosts, DNS, tmpfs mounts, read-only root, init, sysctls, logging, hostname, tty,
-/// stdin_open, group_add, placement, restart policy, deploy.labels on the service; a runtime
-/// with keys it cannot carry is refused, see `Runtime::refused_on_swarm`); its volumes,
-/// restart and port are not passed on.
+/// stdin_open, group_add, placement, restart policy (`deploy.restart_policy`, else `restart`),
+/// deploy.labels on the service; a runtime with keys it cannot carry is refused, see
+/// `Runtime::refused_on_swarm`); its volumes and port are not passed on.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SwarmServiceSpec {
     /// The service name.
@@ -438,7 +438,7 @@ fn service_spec(spec: &SwarmServiceSpec) -> Result<ServiceSpec, EngineError> {
             resources: runtime::resources(runtime),
             log_driver: runtime::log_driver(runtime),
             placement: runtime::placement(runtime),
-            restart_policy: runtime::restart_policy(runtime),
+            restart_policy: runtime::restart_policy(runtime, workload.restart.as_deref()),
             ..Default::default()
         }),
         mode: Some(if spec.global {

@@ -98,8 +98,14 @@ pub(super) fn placement(runtime: &Runtime) -> Option<TaskSpecPlacement> {
 }
 
 /// `TaskTemplate.RestartPolicy`: compose `deploy.restart_policy`, durations in nanoseconds.
-pub(super) fn restart_policy(runtime: &Runtime) -> Option<TaskSpecRestartPolicy> {
-    let policy = runtime.scheduling.restart_policy.as_ref()?;
+///
+/// Without `deploy.restart_policy`, compose's `restart` says it, as `docker stack deploy`
+/// converts it (docker/cli `convertRestartPolicy`): `always` and `unless-stopped` are `any`,
+/// `on-failure[:N]` is `on-failure` with N attempts, `no` leaves swarm's default.
+pub(super) fn restart_policy(runtime: &Runtime, restart: Option<&str>) -> Option<TaskSpecRestartPolicy> {
+    let Some(policy) = runtime.scheduling.restart_policy.as_ref() else {
+        return from_restart(restart?);
+    };
     let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
     Some(TaskSpecRestartPolicy {
         condition: Some(match policy.condition {
@@ -111,6 +117,17 @@ pub(super) fn restart_policy(runtime: &Runtime) -> Option<TaskSpecRestartPolicy>
         max_attempts: policy.max_attempts.and_then(|n| i64::try_from(n).ok()),
         window: policy.window.map(nanos),
     })
+}
+
+/// compose `restart` as a swarm restart policy (`None`: swarm's default, or `no`).
+fn from_restart(restart: &str) -> Option<TaskSpecRestartPolicy> {
+    let (condition, attempts) = match restart.split_once(':') {
+        Some(("on-failure", n)) => (TaskSpecRestartPolicyConditionEnum::ON_FAILURE, n.parse::<i64>().ok()),
+        None if restart == "on-failure" => (TaskSpecRestartPolicyConditionEnum::ON_FAILURE, Some(0)),
+        None if restart == "always" || restart == "unless-stopped" => (TaskSpecRestartPolicyConditionEnum::ANY, None),
+        _ => return None,
+    };
+    Some(TaskSpecRestartPolicy { condition: Some(condition), max_attempts: attempts, ..Default::default() })
 }
 
 /// `TaskTemplate.LogDriver`: compose `logging`.
@@ -220,6 +237,22 @@ mod tests {
         {
             assert!(body["TaskTemplate"]["ContainerSpec"].get(key).is_none(), "{key}: {body}");
         }
+    }
+
+    #[test]
+    fn without_deploy_restart_policy_restart_says_it_as_docker_stack_deploy_converts_it() {
+        let policy = |restart: Option<&str>| {
+            let workload = Workload { restart: restart.map(str::to_owned), ..Workload::default() };
+            let spec =
+                SwarmServiceSpec { name: "w".into(), image: "i".into(), replicas: 1, workload, ..Default::default() };
+            serde_json::to_value(service_spec(&spec).unwrap()).unwrap()["TaskTemplate"]["RestartPolicy"].clone()
+        };
+        assert_eq!(policy(Some("always")), serde_json::json!({"Condition": "any"}));
+        assert_eq!(policy(Some("unless-stopped")), serde_json::json!({"Condition": "any"}));
+        assert_eq!(policy(Some("on-failure:3")), serde_json::json!({"Condition": "on-failure", "MaxAttempts": 3}));
+        assert_eq!(policy(Some("on-failure")), serde_json::json!({"Condition": "on-failure", "MaxAttempts": 0}));
+        assert_eq!(policy(Some("no")), serde_json::Value::Null, "swarm's default");
+        assert_eq!(policy(None), serde_json::Value::Null);
     }
 
     #[test]
