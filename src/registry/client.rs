@@ -68,6 +68,9 @@ pub struct ClientOptions {
     /// The least every request must move, from sending it to the end of its answer's body
     /// (the `imgctl` commands read it from `IMGCTL_MIN_THROUGHPUT`, see [`Throughput::from_env`]).
     pub min_throughput: Throughput,
+    /// Variables of imgctl's environment a credential helper is not given (the one a cosign
+    /// key's passphrase was read from); `COSIGN_PASSWORD` is never given to one.
+    pub withheld_env: Vec<String>,
 }
 
 impl ClientOptions {
@@ -79,6 +82,7 @@ impl ClientOptions {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(15),
             min_throughput: Throughput::default(),
+            withheld_env: Vec::new(),
         }
     }
 }
@@ -171,10 +175,12 @@ impl RegistryClient {
         }
         let docker_dir = self.options.docker_dir.clone();
         let name = registry.to_owned();
+        let withheld = self.options.withheld_env.clone();
         // Running a credential helper blocks; keep it off the async workers.
-        let (credential, _) = tokio::task::spawn_blocking(move || credentials::resolve(&docker_dir, &name))
-            .await
-            .expect("credential resolution does not panic")?;
+        let (credential, _) =
+            tokio::task::spawn_blocking(move || credentials::resolve_withholding(&docker_dir, &name, &withheld))
+                .await
+                .expect("credential resolution does not panic")?;
         let authorizer =
             Arc::new(Authorizer::new(registry, credential, self.plain_http.clone(), self.options.min_throughput));
         authorizers.insert(registry.to_owned(), authorizer.clone());

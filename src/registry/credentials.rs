@@ -94,6 +94,17 @@ pub fn server_url_for(registry: &str) -> String {
 /// Resolves the credential for `registry` from docker's configuration in `docker_dir` and the
 /// process environment (`DOCKER_AUTH_CONFIG`, PATH for helpers).
 pub fn resolve(docker_dir: &Path, registry: &str) -> Result<(RegistryCredential, CredentialSource), ResolveError> {
+    resolve_withholding(docker_dir, registry, &[])
+}
+
+/// [`resolve`], with a credential helper given imgctl's environment less `withheld` (and less
+/// `COSIGN_PASSWORD`): a passphrase imgctl read from a variable never reaches a third party's
+/// program, nor anything that program starts.
+pub fn resolve_withholding(
+    docker_dir: &Path,
+    registry: &str,
+    withheld: &[String],
+) -> Result<(RegistryCredential, CredentialSource), ResolveError> {
     let key = RegistryKey::parse(registry)?;
     let server = server_url_for(registry);
     if let Ok(text) = std::env::var("DOCKER_AUTH_CONFIG")
@@ -107,11 +118,11 @@ pub fn resolve(docker_dir: &Path, registry: &str) -> Result<(RegistryCredential,
     let config = DockerConfig::load(docker_dir)?;
     if let Some(helper) = config.cred_helper_for(&key) {
         let helper = helper.to_owned();
-        return Ok((from_helper(&helper, &server)?, CredentialSource::CredHelper(helper)));
+        return Ok((from_helper(&helper, &server, withheld)?, CredentialSource::CredHelper(helper)));
     }
     if let Some(helper) = config.creds_store().filter(|h| !h.is_empty()) {
         let helper = helper.to_owned();
-        return Ok((from_helper(&helper, &server)?, CredentialSource::CredsStore(helper)));
+        return Ok((from_helper(&helper, &server, withheld)?, CredentialSource::CredsStore(helper)));
     }
     match config.plaintext_auth_for(&key) {
         Some(found) => Ok((plaintext(found)?, CredentialSource::ConfigFile)),
@@ -136,7 +147,10 @@ fn from_credential(credential: Credential) -> RegistryCredential {
     }
 }
 
-fn from_helper(helper: &str, server: &str) -> Result<RegistryCredential, ResolveError> {
+/// The variable cosign reads a key's passphrase from: never given to a credential helper.
+const COSIGN_PASSWORD: &str = "COSIGN_PASSWORD";
+
+fn from_helper(helper: &str, server: &str, withheld: &[String]) -> Result<RegistryCredential, ResolveError> {
     if helper == HELPER_NAME {
         let selection = backend::open_from_env()?;
         return match selection.store.get(server) {
@@ -148,7 +162,12 @@ fn from_helper(helper: &str, server: &str) -> Result<RegistryCredential, Resolve
     let failed =
         |message: String| ResolveError::Helper { helper: helper.to_owned(), server: server.to_owned(), message };
     let program = format!("docker-credential-{helper}");
-    let mut child = Command::new(&program)
+    let mut command = Command::new(&program);
+    command.env_remove(COSIGN_PASSWORD);
+    for name in withheld {
+        command.env_remove(name);
+    }
+    let mut child = command
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -464,3 +464,50 @@ fn promote_sign_key_signs_each_promoted_edge_at_the_destination() {
     assert_eq!(fs::read_to_string(&audit).unwrap().lines().count(), records, "no record of the failed edge");
     b.assert_nothing_leaked();
 }
+
+/// Removes a folder of the test's own on drop (outside HOME, so the leak check of HOME does
+/// not read the registry password the fake helper answers with).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+// A credential helper is a third party's program (ecr-login, gcloud, pass, desktop): the
+// variable a passphrase was read from, and COSIGN_PASSWORD, are not in its environment.
+#[test]
+fn a_credential_helper_is_never_given_the_passphrase() {
+    let mut b = Bench::new("sign-helper-env");
+    let (pass, _) = b.keygen("k");
+    let (image, _) = b.image("staging/envdump");
+    let scratch = Scratch(std::env::temp_dir().join(format!("imgctl-test-envdump-{}", random_hex(6))));
+    fs::create_dir_all(&scratch.0).unwrap();
+    let dump = scratch.0.join("env");
+    let helper = scratch.0.join("docker-credential-envdump");
+    let answer = serde_json::json!({"ServerURL": b.registry.addr, "Username": b.user, "Secret": b.password});
+    fs::write(&helper, format!("#!/bin/sh\nenv >> '{}'\ncat >/dev/null\nprintf '%s' '{answer}'\n", dump.display()))
+        .unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let config = serde_json::json!({"credHelpers": {b.registry.addr.clone(): "envdump"}});
+    fs::write(b.home.docker_config_dir().join("config.json"), config.to_string()).unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", scratch.0.display());
+    let env = [("PATH", path.as_str()), ("KEY_PASS", pass.as_str()), ("COSIGN_PASSWORD", pass.as_str())];
+
+    let key = b.path("k.key");
+    let out = b.imgctl(&["sign", &image, "--key", &key, "--passphrase-env", "KEY_PASS"], &env, b"");
+    assert_success(&out, "imgctl sign through a credential helper");
+    let destination = format!("{}/prod/envdump:1", b.registry.addr);
+    let out =
+        b.imgctl(&["promote", &image, &destination, "--sign-key", &key, "--passphrase-env", "KEY_PASS"], &env, b"");
+    assert_success(&out, "imgctl promote --sign-key through a credential helper");
+
+    let seen = fs::read_to_string(&dump).expect("the helper ran");
+    assert!(seen.contains("PATH="), "the helper's environment was dumped: {seen}");
+    for name in ["KEY_PASS=", "COSIGN_PASSWORD="] {
+        assert!(!seen.lines().any(|l| l.starts_with(name)), "{name} reached the credential helper");
+    }
+    assert!(!seen.contains(&pass), "the passphrase reached the credential helper");
+    b.assert_nothing_leaked();
+}

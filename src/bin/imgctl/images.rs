@@ -11,6 +11,7 @@ use imgctl::manifest::{self, Parsed};
 use imgctl::promote::signing::PromotionSigner;
 use imgctl::promote::{self, Promotion, PromotionResult, audit};
 use imgctl::reference::Reference;
+use imgctl::registry::RegistryClient;
 use imgctl::verify::Gate;
 
 use crate::cli::{Command, Output, Promote, RegistryArgs};
@@ -47,7 +48,7 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
                     .into());
                 }
                 let promotion = Promotion { destination: source.clone(), source, tags, allow_tag_move, dry_run: false, referrers: false };
-                run_promotion(&promotion, &registry, CopyOptions::default(), (None, None), None, output).await
+                run_promotion(&promotion, &client(&registry)?, CopyOptions::default(), (None, None), None, output).await
             }
             Command::Promote(args) => promote_command(args, output).await,
             Command::Pull { reference, dir, name, registry } => {
@@ -170,12 +171,12 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
     let gate = crate::verify::gate(&args.policy, None)?;
     // So is the signing key: a wrong passphrase stops the run before a byte is copied.
     let signer = crate::sign::promotion_signer(&args.signing)?;
+    let client = crate::registry::client_withholding(&args.registry, crate::sign::withheld(&args.signing.passphrase))?;
     if let Some(file) = &args.file {
         let text = std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
         let edges = promote::file::plan(&text, args.allow_tag_move, args.dry_run, args.referrers)
             .map_err(|e| format!("{}: {e}", file.display()))?;
-        return promote_edges(edges, &args.registry, options, (gate.as_ref(), signer.as_ref()), &audit_log, output)
-            .await;
+        return promote_edges(edges, &client, options, (gate.as_ref(), signer.as_ref()), &audit_log, output).await;
     }
     let (Some(source), Some(destination)) = (&args.source, &args.destination) else {
         return Err(Usage("give SOURCE and DESTINATION, or --file".into()).into());
@@ -205,7 +206,7 @@ async fn promote_command(args: Promote, output: Output) -> Result<ExitCode> {
         dry_run: args.dry_run,
         referrers: args.referrers,
     };
-    run_promotion(&promotion, &args.registry, options, (gate.as_ref(), signer.as_ref()), Some(audit_log), output).await
+    run_promotion(&promotion, &client, options, (gate.as_ref(), signer.as_ref()), Some(audit_log), output).await
 }
 
 /// The signature gate in front of a promotion and the key that signs behind it.
@@ -214,18 +215,17 @@ type Checks<'a> = (Option<&'a Gate>, Option<&'a PromotionSigner>);
 /// Every edge of a promotion manifest, a few at a time; one failing does not stop the others.
 async fn promote_edges(
     edges: Vec<Promotion>,
-    args: &RegistryArgs,
+    client: &RegistryClient,
     options: CopyOptions,
     (gate, signer): Checks<'_>,
     audit_log: &std::path::Path,
     output: Output,
 ) -> Result<ExitCode> {
     use futures_util::StreamExt;
-    let client = client(args)?;
     let outcomes: Vec<(Promotion, std::result::Result<PromotionResult, promote::PromoteError>)> =
         futures_util::stream::iter(edges)
             .map(|edge| {
-                let (client, options) = (&client, &options);
+                let options = &options;
                 async move {
                     let outcome = promote::promote_signed(client, &edge, options, gate, signer).await;
                     (edge, outcome)
@@ -289,14 +289,13 @@ async fn promote_edges(
 
 async fn run_promotion(
     promotion: &Promotion,
-    args: &RegistryArgs,
+    client: &RegistryClient,
     options: CopyOptions,
     (gate, signer): Checks<'_>,
     audit_log: Option<PathBuf>,
     output: Output,
 ) -> Result<ExitCode> {
-    let client = client(args)?;
-    let result = promote::promote_signed(&client, promotion, &options, gate, signer).await;
+    let result = promote::promote_signed(client, promotion, &options, gate, signer).await;
     options.progress.finish();
     let result = result?;
     if !result.dry_run

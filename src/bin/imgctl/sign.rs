@@ -47,6 +47,12 @@ pub fn passphrase(args: &PassphraseArgs) -> Result<Secret> {
     }
 }
 
+/// The variables a credential helper must not be given: the one `--passphrase-env` names
+/// (`COSIGN_PASSWORD` is withheld from every helper anyway).
+pub fn withheld(args: &PassphraseArgs) -> Vec<String> {
+    args.passphrase_env.iter().cloned().collect()
+}
+
 fn read_stdin() -> Result<Secret> {
     let stdin = std::io::stdin().lock();
     if stdin.is_terminal() {
@@ -113,7 +119,7 @@ pub async fn command(args: Sign, output: Output) -> Result<ExitCode> {
     }
     let signature_repository = args.signature_repository.as_deref().map(str::parse::<Reference>).transpose()?;
     let key = SigningKey::load(&args.key, &passphrase(&args.passphrase)?)?;
-    let client = crate::registry::client(&args.registry)?;
+    let client = crate::registry::client_withholding(&args.registry, withheld(&args.passphrase))?;
     // The tag is read once: that digest is what is signed.
     let digest = match image.digest() {
         Some(digest) => digest.clone(),
