@@ -320,6 +320,13 @@ fn the_project_name_comes_from_p_the_environment_or_the_folder_and_unsafe_moves_
     let project = folder.to_lowercase().replace('.', "");
     // No -p: docker-compose 1.29 names the project after the folder, lowercased, '.' dropped.
     site.compose_up(&project, false);
+    // No upstream file of imgctl's yet (nginx reaches compose's port by its own configuration):
+    // switching the file would move no traffic, so a move is refused, naming --adopt.
+    fs::remove_file(&site.nginx.upstream_file).unwrap();
+    let out = site.imgctl(&["deploy", &site.service, "--digest", &site.images.v2.digest], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist, so nginx cannot be sending"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--adopt"), "{}", stderr(&out));
     site.point_nginx_at_compose();
     let compose_name = format!("{project}_{}_1", site.service);
     // Before any move, status shows compose's container as the color it will stand for.

@@ -67,6 +67,16 @@ pub enum AdoptRefusal {
         /// Their digests.
         digests: String,
     },
+    /// nginx cannot be using imgctl's upstream file yet: it does not exist.
+    #[error(
+        "the upstream file {} does not exist, so nginx cannot be sending {service}'s traffic through it, and switching it would move none while compose's containers are stopped: run imgctl deploy {service} --adopt (it writes the file, listing compose's containers), include it in nginx's configuration and proxy_pass to it, reload nginx, then deploy", path.display()
+    )]
+    UpstreamMissing {
+        /// The service.
+        service: String,
+        /// The upstream file.
+        path: std::path::PathBuf,
+    },
     /// The switch could not send traffic to a container.
     #[error(
         "compose's container {name} publishes no port for {service}'s port: the proxy could not be pointed at it; publish it (ports:) or put it on x-imgctl.proxy.network"
@@ -143,6 +153,18 @@ pub(super) fn decide(service: &str, seen: Option<&ComposeSeen>) -> Result<Option
         image,
         names: mine.iter().map(|c| c.name.clone()).collect(),
     }))
+}
+
+/// [`decide`], for a deploy that moves traffic off compose's containers at once: the switch must
+/// be one nginx already reads.
+pub(super) fn decide_move(service: &str, seen: Option<&ComposeSeen>) -> Result<Option<Adoption>, AdoptRefusal> {
+    let adoption = decide(service, seen)?;
+    if adoption.is_some()
+        && let Some(path) = seen.and_then(|s| s.upstream_missing.clone())
+    {
+        return Err(AdoptRefusal::UpstreamMissing { service: service.into(), path });
+    }
+    Ok(adoption)
 }
 
 /// Says what is taken over, and what becomes of it.

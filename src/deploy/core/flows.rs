@@ -77,7 +77,7 @@ fn deploy(m: &mut Machine, image: &PinnedImage, observed: Observed) -> Result<()
     let traffic = observed.traffic.clone();
     // With no traffic state, compose's running containers of the service are the live color.
     let adoption = match &traffic {
-        None => super::adopt::decide(&service, observed.compose.as_ref())?,
+        None => super::adopt::decide_move(&service, observed.compose.as_ref())?,
         Some(_) => None,
     };
     reconcile(m, &observed);

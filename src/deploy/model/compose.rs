@@ -18,6 +18,10 @@ pub struct ComposeSeen {
     /// Every container compose labelled with the service's name, in any project (one-off
     /// `docker-compose run` containers left out).
     pub containers: Vec<ComposeContainer>,
+    /// The nginx upstream file imgctl switches, when it does not exist yet: nginx cannot be
+    /// sending traffic through it, so a switch would not move any (`imgctl deploy --adopt`
+    /// writes it first, listing compose's containers).
+    pub upstream_missing: Option<std::path::PathBuf>,
 }
 
 /// One container compose runs (or ran) for the service.

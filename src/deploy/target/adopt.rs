@@ -37,7 +37,13 @@ pub(super) async fn seen(engine: &DockerEngine, spec: &ServiceSpec) -> Result<Co
             reachable,
         });
     }
-    Ok(ComposeSeen { project: spec.project.name.clone(), project_from: spec.project.from.to_string(), containers })
+    let upstream_missing = spec.settings.proxy.upstream_file.as_ref().filter(|path| !path.exists()).cloned();
+    Ok(ComposeSeen {
+        project: spec.project.name.clone(),
+        project_from: spec.project.from.to_string(),
+        containers,
+        upstream_missing,
+    })
 }
 
 /// Container `id` as a replica, whether imgctl made it or compose did.

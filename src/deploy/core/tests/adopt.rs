@@ -16,7 +16,12 @@ fn composed(n: u32) -> World {
 }
 
 fn seen(containers: Vec<ComposeContainer>) -> ComposeSeen {
-    ComposeSeen { project: "app".into(), project_from: "the folder name of /srv/app".into(), containers }
+    ComposeSeen {
+        project: "app".into(),
+        project_from: "the folder name of /srv/app".into(),
+        containers,
+        upstream_missing: None,
+    }
 }
 
 fn container(name: &str, project: &str) -> ComposeContainer {
@@ -179,6 +184,23 @@ fn adopt_points_the_switch_at_composes_containers_and_changes_nothing_else() {
     let mut nothing = World { compose: Some(seen(Vec::new())), ..World::default() };
     let refused = run(settings(Strategy::BlueGreen, 1), Action::Adopt, &mut nothing).unwrap_err();
     assert!(refused.to_string().contains("no running container to take over in compose project app"), "{refused}");
+}
+
+// Before the move nginx proxies to compose's port; with no upstream file of imgctl's yet, a
+// switch would move no traffic, and compose's containers would be stopped under it.
+#[test]
+fn a_move_with_no_upstream_file_yet_is_refused_and_adopt_writes_it() {
+    let mut world = composed(2);
+    world.compose.as_mut().unwrap().upstream_missing = Some("/etc/nginx/conf.d/web.upstream".into());
+    let refused = run(settings(Strategy::BlueGreen, 2), Action::Deploy(image(V2)), &mut world).unwrap_err();
+    assert!(
+        matches!(&refused, Refusal::Adopt(AdoptRefusal::UpstreamMissing { path, .. }) if path.ends_with("web.upstream")),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("--adopt"), "{refused}");
+    assert!(world.log.is_empty(), "nothing ran: {:?}", world.log);
+    run(settings(Strategy::BlueGreen, 2), Action::Adopt, &mut world).unwrap();
+    assert_eq!(world.log, ["adopt", "record"]);
 }
 
 #[test]
