@@ -184,9 +184,9 @@ impl DockerEngine {
     }
 
     /// Pins `image` in the live spec of a service someone else owns (a stack): the spec is
-    /// read and written back at the version read, with only the image, `labels` (imgctl's,
-    /// over the service's) and the secrets and configs the compose file names (`spec`'s, at
-    /// their targets; the stack's others kept) changed; returns swarm's warnings.
+    /// read and written back at the version read, with only the image and `labels` (imgctl's,
+    /// over the service's) changed, its secrets and configs the stack's; returns swarm's
+    /// warnings.
     pub async fn pin_image(
         &self,
         spec: &SwarmServiceSpec,

@@ -406,8 +406,9 @@ fn the_project_name_comes_from_p_the_environment_or_the_folder_and_unsafe_moves_
     assert!(upstream.contains("# imgctl-state: "), "{upstream}");
     assert_eq!(site.serving(), "v1");
     // Then an ordinary deploy moves off compose's container.
-    let out = site.imgctl(&deploy, &[]);
+    let out = site.imgctl(&[&deploy[..], &["-o", "json"]].concat(), &[]);
     assert_success(&out, "deploy after --adopt");
+    assert_eq!(report(&out)["adopted"], project.as_str(), "the move is the adoption's run too");
     assert_eq!(site.serving(), "v2");
     assert_eq!(site.compose_containers(&project), [(compose_name, "exited".to_owned())]);
 }

@@ -97,6 +97,10 @@ fn deploy(m: &mut Machine, image: &PinnedImage, observed: Observed) -> Result<()
         .replicas
         .iter()
         .any(|r| r.source == Source::Compose && previous.as_ref().is_some_and(|p| p.0 == r.color));
+    // The move off compose's containers after `--adopt` is the adoption's run too.
+    if live_is_compose && m.adopted.is_none() {
+        m.adopted = observed.compose.as_ref().map(|seen| seen.project.clone());
+    }
     if live_is_compose && m.settings.strategy == Strategy::Rolling {
         m.notes.push("the move from compose's containers is one switch (blue/green); later deploys roll".into());
     }

@@ -222,7 +222,11 @@ impl RollsItself for SwarmRolling<'_> {
         let what = if existing.is_some() { "service update" } else { "service create" };
         events.step(what, since.elapsed());
         self.follow(&spec.image, before.map(|u| u.state), &known, false, events).await?;
-        super::swarm::prune_files(&self.engine, &self.spec.name, events).await;
+        // A stack's service has no objects of imgctl's (it keeps the stack's), and its
+        // compose name may be another service's of imgctl's own: nothing to prune.
+        if self.spec.settings.swarm.stack.is_none() {
+            super::swarm::prune_files(&self.engine, &self.spec.name, events).await;
+        }
         Ok(())
     }
 
@@ -241,7 +245,7 @@ impl RollsItself for SwarmRolling<'_> {
     fn describe_update(&self, image: &PinnedImage) -> String {
         if let Some(stack) = &self.spec.settings.swarm.stack {
             return format!(
-                "pin {} in the live spec of swarm service {} of stack {stack} (registry auth passed along); the stack's labels, networks, replicas and update_config are kept, and its secrets and configs but those at a target the compose file names; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
+                "pin {} in the live spec of swarm service {} of stack {stack} (registry auth passed along); the stack's labels, networks, secrets, configs, replicas and update_config are kept; follow UpdateStatus until completed (rollback_completed is a failed deploy), within {:?}",
                 image.reference(),
                 self.spec.swarm_service(),
                 self.spec.settings.swarm.converge_timeout
