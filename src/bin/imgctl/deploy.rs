@@ -39,7 +39,8 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
             Command::Deploy(args) => deploy_command(args, output).await,
             Command::Rollback { service, to, compose, stack, policy, registry } => {
                 let to = to.map(|d| d.parse::<Digest>()).transpose()?;
-                let spec = in_stack(load(&compose, &service, &stack)?, &stack)?;
+                let mut spec = in_stack(load(&compose, &service, &stack)?, &stack)?;
+                read_files(&mut spec)?;
                 // The digest a rollback starts passes the same policy a deploy's does.
                 let mut options = options(false)?;
                 if let Some(gate) = crate::verify::gate(&policy, spec.settings.verify.clone())? {
@@ -89,7 +90,8 @@ pub fn run(command: Command, output: Output) -> Result<ExitCode> {
 }
 
 async fn deploy_command(args: Deploy, output: Output) -> Result<ExitCode> {
-    let spec = in_stack(load(&args.compose, &args.service, &args.stack)?, &args.stack)?;
+    let mut spec = in_stack(load(&args.compose, &args.service, &args.stack)?, &args.stack)?;
+    read_files(&mut spec)?;
     let options = options(args.no_auto_promote)?;
     let action = if args.resume {
         Action::Continue
@@ -170,9 +172,7 @@ pub fn load(compose: &ComposeArgs, service: &str, stack: &StackArgs) -> Result<S
     let request = Request {
         files: compose.files.clone(),
         env_files: compose.env_files.clone(),
-        environment: std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect(),
+        environment: process_environment(),
         cwd: std::env::current_dir()?,
         stack: stack.stack.clone(),
         project_name: compose.project_name.clone(),
@@ -182,6 +182,16 @@ pub fn load(compose: &ComposeArgs, service: &str, stack: &StackArgs) -> Result<S
         eprintln!("note: {note}");
     }
     Ok(spec)
+}
+
+/// What the service's secrets and configs hold, for a run that may start replicas (status,
+/// history and config read none).
+fn read_files(spec: &mut ServiceSpec) -> Result<()> {
+    Ok(spec.read_files(&process_environment())?)
+}
+
+fn process_environment() -> std::collections::BTreeMap<String, String> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
 }
 
 /// `--stack NAME` over the compose file's `x-imgctl.stack`.

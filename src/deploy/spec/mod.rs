@@ -102,13 +102,21 @@ pub struct ServiceSpec {
 /// Loads `service` as `request` says (the binary passes the command line's `-f` and
 /// `--env-file`, the process environment and the working directory).
 ///
-/// The content of each secret and config is read here, from its file or from
-/// `request.environment`, so a missing one stops the deploy before anything changes.
+/// No secret is read here (`imgctl status`, `history` and `config` need none): a run that
+/// starts replicas reads them with [`ServiceSpec::read_files`] first.
 pub fn resolve(request: &Request, service: &str) -> Result<ServiceSpec, SpecError> {
-    let mut spec = from_loaded(config::load(request, &config::Disk, service)?)?;
-    secrets::read_contents(&mut spec.workload.files, &request.environment)
-        .map_err(|m| SpecError::Invalid { path: spec.compose_file.clone(), message: m })?;
-    Ok(spec)
+    from_loaded(config::load(request, &config::Disk, service)?)
+}
+
+impl ServiceSpec {
+    /// Reads what each secret and config holds, from its file or from `environment`
+    /// (imgctl's), so a missing one stops a deploy or a rollback before anything changes. On
+    /// one Engine a file is bind-mounted: it is checked (a regular file imgctl can open), not
+    /// read.
+    pub fn read_files(&mut self, environment: &BTreeMap<String, String>) -> Result<(), SpecError> {
+        secrets::read_contents(&mut self.workload.files, environment, self.settings.target)
+            .map_err(|m| SpecError::Invalid { path: self.compose_file.clone(), message: m })
+    }
 }
 
 /// Reads `service` from the one compose file at `path` (and the `.env` beside it), with an

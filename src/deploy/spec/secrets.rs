@@ -228,7 +228,11 @@ pub(super) fn for_target(files: &[FileMount], target: Target) -> Result<(), Stri
 /// Reads the content of every mount from its file or from `environment` (imgctl's), before
 /// anything changes. A missing or unreadable file, an unset variable or content over swarm's
 /// limit is refused, naming the key; the content never appears in a message.
-pub(super) fn read_contents(files: &mut [FileMount], environment: &BTreeMap<String, String>) -> Result<(), String> {
+pub(super) fn read_contents(
+    files: &mut [FileMount],
+    environment: &BTreeMap<String, String>,
+    target: Target,
+) -> Result<(), String> {
     for file in files.iter_mut() {
         let at = file.at();
         let limit = LIMIT.iter().find(|(kind, _)| *kind == file.kind).map_or(500 << 10, |(_, limit)| *limit);
@@ -239,6 +243,10 @@ pub(super) fn read_contents(files: &mut [FileMount], environment: &BTreeMap<Stri
                     if f.metadata()?.is_file() { Ok(f) } else { Err(std::io::Error::other("not a regular file")) }
                 });
                 let opened = opened.map_err(|e| format!("{at}.file: cannot read {}: {e}", path.display()))?;
+                // The Engine bind-mounts the file: its bytes are not imgctl's to hold.
+                if target == Target::Engine {
+                    continue;
+                }
                 crate::credential::read_to_end_wiped(opened, limit).map_err(|e| match e {
                     crate::credential::ReadSecretError::TooLarge { limit } => {
                         format!(
@@ -433,10 +441,15 @@ configs:
                 .replace("DIR", &dir.display().to_string())
         };
         let environment = BTreeMap::from([("API_TOKEN".to_owned(), "from-env".to_owned())]);
-        let contents = |definition: &str| {
+        let read_for = |definition: &str, target: Target| {
             let (mut files, _) = read(&yaml(definition)).unwrap();
-            read_contents(&mut files, &environment).map(|()| files[0].content.clone())
+            read_contents(&mut files, &environment, target).map(|()| files[0].content.clone())
         };
+        let contents = |definition: &str| read_for(definition, Target::Swarm);
+        // One Engine bind-mounts a file: it is checked, not read; a variable's value is copied.
+        assert_eq!(read_for("{file: DIR/token.txt}", Target::Engine).unwrap(), None);
+        assert!(read_for("{file: DIR/missing.txt}", Target::Engine).unwrap_err().contains("cannot read"));
+        assert_eq!(read_for("{environment: API_TOKEN}", Target::Engine).unwrap().unwrap().expose(), b"from-env");
         assert_eq!(contents("{file: DIR/token.txt}").unwrap().unwrap().expose(), b"s3cret\n");
         assert_eq!(contents("{environment: API_TOKEN}").unwrap().unwrap().expose(), b"from-env");
         assert_eq!(contents("{external: true}").unwrap(), None, "an external object is swarm's to hold");
