@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import sys
+import traceback
 import urllib.error
 import urllib.request
 
@@ -352,4 +353,10 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # A crash is exit 3, never 1: 1 is verify's "no signature verifies", which a test reads as
+    # a refusal.
+    try:
+        sys.exit(main())
+    except Exception:
+        traceback.print_exc()
+        sys.exit(3)
