@@ -214,6 +214,18 @@ fn keygen_writes_what_cosign_reads_and_a_key_encrypted_elsewhere_signs() {
     assert_eq!(good.len(), 1, "{good:?}");
     assert!(good[0].ends_with(&format!(" {}/team/app", b.registry.addr)), "the payload names the repository: {good:?}");
     assert_eq!(b.verify(&image, &b.policy("py-policy.json", &b.path("py.pub"))).0, Some(0));
+    // cosign reads a piped passphrase raw, so `echo "$P" | cosign generate-key-pair` makes a
+    // key whose passphrase ends in a newline; `echo "$P" | imgctl sign --passphrase-stdin`
+    // opens it, as it opens one made with `printf %s`.
+    let echoed = format!("{}\n", b.passphrase("echoed"));
+    b.python_ok(&["keygen-encrypted", &b.path("echoed")], Some(&echoed));
+    let (echoed_image, _) = b.image("team/echoed");
+    let out = b.imgctl(
+        &["sign", &echoed_image, "--key", &b.path("echoed.key"), "--passphrase-stdin"],
+        &[],
+        echoed.as_bytes(),
+    );
+    assert_success(&out, "imgctl sign, a key whose passphrase ends in a newline");
 
     // COSIGN_PASSWORD, as cosign reads it, when no flag says otherwise; a wrong one fails
     // clearly (exit 1) and writes nothing.

@@ -10,7 +10,7 @@ use imgctl::credential::{Secret, read_to_end_wiped};
 use imgctl::promote::signing::PromotionSigner;
 use imgctl::reference::Reference;
 use imgctl::verify::Layout;
-use imgctl::verify::keyfile::{self, SigningKey};
+use imgctl::verify::keyfile::{self, KeyFileError, SigningKey};
 use imgctl::verify::sign::{self, SignOutcome, SignRequest, Signed};
 
 use crate::cli::{Output, PassphraseArgs, PromoteSigning, Sign, SignLayout};
@@ -26,12 +26,24 @@ const MAX_PASSPHRASE: usize = 64 * 1024;
 /// The passphrase: from stdin, from the variable `--passphrase-env` names, else from
 /// COSIGN_PASSWORD. Never from argv, and never asked on a terminal.
 pub fn passphrase(args: &PassphraseArgs) -> Result<Secret> {
+    Ok(passphrases(args)?.given)
+}
+
+/// The passphrase as given, and, when stdin ended in a newline that was dropped, stdin as it
+/// was: cosign keeps that newline (`echo "$P" | cosign generate-key-pair`), imgctl drops it, so
+/// a key is tried with both.
+struct Passphrases {
+    given: Secret,
+    raw: Option<Secret>,
+}
+
+fn passphrases(args: &PassphraseArgs) -> Result<Passphrases> {
     if args.passphrase_stdin {
         return read_stdin();
     }
     let name = args.passphrase_env.as_deref().unwrap_or(COSIGN_PASSWORD);
     match std::env::var(name) {
-        Ok(value) => Ok(Secret::new(value)),
+        Ok(value) => Ok(Passphrases { given: Secret::new(value), raw: None }),
         Err(std::env::VarError::NotUnicode(_)) => {
             Err(Usage(format!("the passphrase in ${name} is not UTF-8 text")).into())
         }
@@ -53,7 +65,7 @@ pub fn withheld(args: &PassphraseArgs) -> Vec<String> {
     args.passphrase_env.iter().cloned().collect()
 }
 
-fn read_stdin() -> Result<Secret> {
+fn read_stdin() -> Result<Passphrases> {
     let stdin = std::io::stdin().lock();
     if stdin.is_terminal() {
         return Err(Usage(
@@ -63,18 +75,29 @@ fn read_stdin() -> Result<Secret> {
     }
     let mut bytes =
         read_to_end_wiped(stdin, MAX_PASSPHRASE).map_err(|e| format!("reading the passphrase from stdin: {e}"))?;
+    let not_text = || Usage("the passphrase read from stdin is not UTF-8 text".into());
+    let mut raw = None;
     if bytes.last() == Some(&b'\n') {
+        raw = Some(Secret::from_utf8(bytes.clone()).map_err(|_| not_text())?);
         bytes.pop();
         if bytes.last() == Some(&b'\r') {
             bytes.pop();
         }
     }
-    let secret =
-        Secret::from_utf8(bytes).map_err(|_| Usage("the passphrase read from stdin is not UTF-8 text".into()))?;
-    if secret.is_empty() {
+    let given = Secret::from_utf8(bytes).map_err(|_| not_text())?;
+    if given.is_empty() {
         return Err(Usage("the passphrase read from stdin is empty".into()).into());
     }
-    Ok(secret)
+    Ok(Passphrases { given, raw })
+}
+
+/// The key at `path`, decrypted with the passphrase as given or else as stdin had it.
+fn load_key(path: &Path, args: &PassphraseArgs) -> Result<SigningKey> {
+    let passphrases = passphrases(args)?;
+    match (SigningKey::load(path, &passphrases.given), &passphrases.raw) {
+        (Err(KeyFileError::WrongPassphrase), Some(raw)) => Ok(SigningKey::load(path, raw)?),
+        (loaded, _) => Ok(loaded?),
+    }
 }
 
 /// `imgctl keygen`
@@ -102,7 +125,7 @@ pub fn layout(layout: SignLayout) -> Layout {
 /// passphrase stops the run before a byte is copied.
 pub fn promotion_signer(args: &PromoteSigning) -> Result<Option<PromotionSigner>> {
     let Some(path) = &args.sign_key else { return Ok(None) };
-    let key = SigningKey::load(path, &passphrase(&args.passphrase)?)?;
+    let key = load_key(path, &args.passphrase)?;
     Ok(Some(PromotionSigner { key, layout: layout(args.sign_layout) }))
 }
 
@@ -118,7 +141,7 @@ pub async fn command(args: Sign, output: Output) -> Result<ExitCode> {
         .into());
     }
     let signature_repository = args.signature_repository.as_deref().map(str::parse::<Reference>).transpose()?;
-    let key = SigningKey::load(&args.key, &passphrase(&args.passphrase)?)?;
+    let key = load_key(&args.key, &args.passphrase)?;
     let client = crate::registry::client_withholding(&args.registry, withheld(&args.passphrase))?;
     // The tag is read once: that digest is what is signed.
     let digest = match image.digest() {
