@@ -113,6 +113,12 @@ pub struct FileMount {
 }
 
 impl FileMount {
+    /// On one Engine it is copied into the created container (from the environment, or
+    /// inline), not bind-mounted.
+    pub fn is_copied_on_engine(&self) -> bool {
+        matches!(self.source, FileSource::Environment(_) | FileSource::Inline)
+    }
+
     /// The mode a copied file or a swarm object gets: `mode:`, else 0444 (compose's and
     /// swarm's default).
     pub fn file_mode(&self) -> u32 {

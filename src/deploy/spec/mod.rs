@@ -268,6 +268,17 @@ pub fn from_loaded(loaded: Loaded) -> Result<ServiceSpec, SpecError> {
         )?,
         files,
     };
+    // On one Engine a secret from the environment, or a config's inline content, is copied
+    // into the created container: a read-only root cannot take it.
+    if settings.target == Target::Engine
+        && workload.runtime.read_only
+        && let Some(copied) = workload.files.iter().find(|f| f.is_copied_on_engine())
+    {
+        return Err(invalid(format!(
+            "services.{service}.{}: it is copied into the container before it starts, and read_only forbids that: give it as a file",
+            copied.at()
+        )));
+    }
     let notes = [loaded.notes.clone(), runtime::notes(body, &workload.runtime, settings.target)].concat();
     Ok(ServiceSpec {
         name: service.into(),

@@ -33,7 +33,7 @@ pub(super) fn binds(workload: &Workload) -> Vec<Mount> {
 
 /// The secrets and configs copied into the container (from the environment, or inline).
 pub(super) fn copied(workload: &Workload) -> impl Iterator<Item = &FileMount> {
-    workload.files.iter().filter(|f| matches!(f.source, FileSource::Environment(_) | FileSource::Inline))
+    workload.files.iter().filter(|f| f.is_copied_on_engine())
 }
 
 /// A tar archive of the copied files at their absolute targets, to unpack at `/` (the engine
