@@ -36,6 +36,10 @@ pub(super) fn service(base: &mut Map<String, Value>, over: Map<String, Value>) {
                 deep(slot, value);
             }
             "volumes" | "devices" => by_target(slot, value),
+            // compose-go merges them by where they land (its `mountIndexer`): a later file's
+            // mount at the same target replaces the earlier one.
+            "secrets" => by_mount(slot, value, "/run/secrets"),
+            "configs" => by_mount(slot, value, ""),
             "ports"
             | "expose"
             | "cap_add"
@@ -50,8 +54,6 @@ pub(super) fn service(base: &mut Map<String, Value>, over: Map<String, Value>) {
             | "external_links"
             | "volumes_from"
             | "links"
-            | "secrets"
-            | "configs"
             | "group_add"
             | "device_cgroup_rules" => unique(slot, value),
             "logging" => logging(slot, value),
@@ -141,6 +143,35 @@ fn by_target(slot: &mut Value, over: Value) {
             None => base.push(item.clone()),
         }
     }
+}
+
+/// Where a secret or config lands, as compose-go indexes it: the long form's `target` as
+/// written, else `DEFAULT/source` (the short form is the source).
+fn mount_target(item: &Value, default: &str) -> String {
+    match item {
+        Value::Object(map) => match map.get("target") {
+            Some(target) => scalar(target),
+            None => format!("{default}/{}", map.get("source").map(scalar).unwrap_or_default()),
+        },
+        other => format!("{default}/{}", scalar(other)),
+    }
+}
+
+fn by_mount(slot: &mut Value, over: Value, default: &str) {
+    let list = |v: Value| match v {
+        Value::Array(list) => list,
+        Value::Null => Vec::new(),
+        one => vec![one],
+    };
+    let mut merged = list(std::mem::take(slot));
+    for item in list(over) {
+        let at = mount_target(&item, default);
+        match merged.iter_mut().find(|m| mount_target(m, default) == at) {
+            Some(existing) => *existing = item,
+            None => merged.push(item),
+        }
+    }
+    *slot = Value::Array(merged);
 }
 
 /// A list (a single string counts as a list of one), each value once, in order.
@@ -238,5 +269,20 @@ mod tests {
             json!({"logging": {"driver": "syslog"}}),
         );
         assert_eq!(m["logging"], json!({"driver": "syslog"}));
+    }
+
+    // compose-go's mountIndexer: a later file's secret or config at the same target replaces
+    // the earlier one; the short form lands at /run/secrets/SOURCE (configs: /SOURCE).
+    #[test]
+    fn secrets_and_configs_merge_by_where_they_land() {
+        let m = merged(
+            json!({"secrets": ["token", {"source": "a", "target": "x"}], "configs": ["app"]}),
+            json!({
+                "secrets": [{"source": "token", "mode": 256}, {"source": "b", "target": "x"}, "other"],
+                "configs": [{"source": "app", "target": "/etc/app.conf"}, "app"]
+            }),
+        );
+        assert_eq!(m["secrets"], json!([{"source": "token", "mode": 256}, {"source": "b", "target": "x"}, "other"]));
+        assert_eq!(m["configs"], json!(["app", {"source": "app", "target": "/etc/app.conf"}]));
     }
 }
