@@ -192,24 +192,9 @@ impl DockerEngine {
         spec: &SwarmServiceSpec,
         auth: Option<&PullAuth>,
     ) -> Result<Vec<String>, EngineError> {
-        let (name, image, labels) = (spec.name.as_str(), spec.image.as_str(), &spec.labels);
-        let service = self
-            .api()
-            .inspect_service(name, None)
-            .await
-            .map_err(|e| self.error(format!("inspecting service {name}"), e))?;
-        let version = service.version.and_then(|v| v.index).unwrap_or_default();
-        let mut live = self.live_spec(name, service.spec.unwrap_or_default()).await?;
-        pin(&mut live, image, labels);
-        let spec = live;
-        let options = UpdateServiceOptionsBuilder::new().version(version as i32).build();
+        let (image, labels) = (spec.image.as_str(), &spec.labels);
         let credentials = auth.and_then(PullAuth::docker_credentials);
-        let answer = self
-            .api()
-            .update_service(name, spec, options, credentials)
-            .await
-            .map_err(|e| self.error(format!("updating service {name}"), e))?;
-        Ok(answer.warnings.unwrap_or_default())
+        self.respec(&spec.name, "updating", |live| pin(live, image, labels), Update::Change(credentials)).await
     }
 
     /// `spec` as bollard read it, with the healthcheck it cannot read put back (see `raw`): a
@@ -228,23 +213,25 @@ impl DockerEngine {
 
     /// Asks swarm to roll the service back to its previous spec (`rollback=previous`).
     pub async fn rollback_service(&self, name: &str) -> Result<(), EngineError> {
-        self.respec(name, "rolling back", |_| {}, Some("previous")).await
+        self.respec(name, "rolling back", |_| {}, Update::Rollback).await.map(drop)
     }
 
     /// Sets the service's replicas (0 keeps it defined, with nothing running).
     pub async fn scale_service(&self, name: &str, replicas: u64) -> Result<(), EngineError> {
-        self.respec(name, "scaling", |spec| spec.mode = Some(replicated(replicas)), None).await
+        self.respec(name, "scaling", |spec| spec.mode = Some(replicated(replicas)), Update::Change(None))
+            .await
+            .map(drop)
     }
 
     /// Reads the service's spec and version, changes the spec, and writes it back at that
-    /// version (`rollback`: swarm's `rollback` parameter instead of a change of its own).
+    /// version; returns swarm's warnings.
     async fn respec(
         &self,
         name: &str,
         doing: &str,
         change: impl FnOnce(&mut ServiceSpec),
-        rollback: Option<&str>,
-    ) -> Result<(), EngineError> {
+        update: Update,
+    ) -> Result<Vec<String>, EngineError> {
         let service = self
             .api()
             .inspect_service(name, None)
@@ -254,14 +241,19 @@ impl DockerEngine {
         let mut spec = self.live_spec(name, service.spec.unwrap_or_default()).await?;
         change(&mut spec);
         let mut options = UpdateServiceOptionsBuilder::new().version(version as i32);
-        if let Some(rollback) = rollback {
-            options = options.rollback(rollback);
-        }
-        self.api()
-            .update_service(name, spec, options.build(), None)
+        let credentials = match update {
+            Update::Change(credentials) => credentials,
+            Update::Rollback => {
+                options = options.rollback("previous");
+                None
+            }
+        };
+        let answer = self
+            .api()
+            .update_service(name, spec, options.build(), credentials)
             .await
             .map_err(|e| self.error(format!("{doing} service {name}"), e))?;
-        Ok(())
+        Ok(answer.warnings.unwrap_or_default())
     }
 
     /// Removes the service (already gone is fine).
@@ -346,6 +338,13 @@ fn short(id: &str) -> &str {
 
 fn task_state(state: &TaskState) -> String {
     serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// How [`DockerEngine::respec`] writes the spec back: changed (with the registry credential
+/// the nodes pull with, if any), or as swarm's own `rollback=previous`.
+enum Update {
+    Change(Option<bollard::auth::DockerCredentials>),
+    Rollback,
 }
 
 fn replicated(replicas: u64) -> ServiceSpecMode {
