@@ -157,12 +157,16 @@ fn mount_target(item: &Value, default: &str) -> String {
     }
 }
 
-fn by_mount(slot: &mut Value, over: Value, default: &str) {
-    let list = |v: Value| match v {
+/// A list as compose writes one: a single value counts as a list of one, null as none.
+fn list(value: Value) -> Vec<Value> {
+    match value {
         Value::Array(list) => list,
         Value::Null => Vec::new(),
         one => vec![one],
-    };
+    }
+}
+
+fn by_mount(slot: &mut Value, over: Value, default: &str) {
     let mut merged = list(std::mem::take(slot));
     for item in list(over) {
         let at = mount_target(&item, default);
@@ -176,11 +180,6 @@ fn by_mount(slot: &mut Value, over: Value, default: &str) {
 
 /// A list (a single string counts as a list of one), each value once, in order.
 fn unique(slot: &mut Value, over: Value) {
-    let list = |v: Value| match v {
-        Value::Array(list) => list,
-        Value::Null => Vec::new(),
-        one => vec![one],
-    };
     let mut merged = list(std::mem::take(slot));
     for item in list(over) {
         if !merged.contains(&item) {
